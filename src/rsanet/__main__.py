@@ -1,0 +1,5 @@
+import sys
+
+from rsanet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,54 @@
+"""The ``rsanet`` command: thin subcommands over the Python API.
+
+Each subcommand lives in its own module of this package with a ``register(subparsers)``
+function that adds its parser and sets ``func`` (called with the parsed arguments, returning
+an exit code). Heavy imports happen inside the handlers, so ``rsanet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from rsanet import __version__
+
+#: modules of rsanet.cli, in the order their commands are listed by --help
+COMMAND_MODULES = ["demo", "profile", "data"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rsanet",
+        description="Relational self-attention for motion-centric video understanding.",
+    )
+    parser.add_argument("--version", action="version", version=f"rsanet {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"rsanet.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError, KeyError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"rsanet {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rsanet {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

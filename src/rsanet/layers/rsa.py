@@ -1,0 +1,319 @@
+"""Relational self-attention (Kim et al., NeurIPS 2021), computed in its decomposed form.
+
+For every position n of a clip the layer looks at the M = t*h*w neighbours around n and
+produces, per head,
+
+    y_n = (basic kernel + relational kernel) . (basic context + relational context)
+
+The learned M x M kernel projection is factorised through a latent dimension D,
+H = H1 H2 and P = P1 H2 (see ``docs/layers.md``). With the unfolded neighbourhood keys
+``Pk`` (M x dk) and values ``Pv`` (M x dv) of a position, this module computes
+
+    K_H1[c, d] = sum_m Pk[m, c] H1[g(c), d, m]            key summary through H1
+    kernel     = q (K_H1 + P1)                          (nh x D)   per head
+    khat       = kernel H2                              (nh x M)   weights on neighbours
+    A          = khat Pv                                (nh x dv)  basic aggregation
+    y          = A I + ((A Pv^T) G^T)                   (nh x dv)
+
+which equals the paper's y_n exactly (the relational context (Pv Pv^T) G^T is never formed:
+its product with khat is re-associated) and never materialises H, the M x M relational
+context or the M x M kernel projection. All contractions are dense GEMMs; the neighbourhood
+unfold is processed a few frames at a time to bound memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsanet.layers import _args
+
+KERNELS = ("basic", "relational", "basic+relational")
+CONTEXTS = ("basic", "relational", "basic+relational")
+NORM_EPS = 1e-6
+
+
+def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """x / sqrt(sum(x^2) + 1e-6) along ``dim`` (the authors' normalisation, eps inside)."""
+    return x / (x.pow(2).sum(dim=dim, keepdim=True) + NORM_EPS).sqrt()
+
+
+def unfold_neighbourhoods(
+    padded: torch.Tensor, kernel_size: _args.Size3, layout: str
+) -> torch.Tensor:
+    """Gather each position's t x h x w neighbourhood from a zero-padded clip.
+
+    (N, C, T + kt - 1, H + kh - 1, W + kw - 1) ->
+    ``layout="cpm"``: (C, N*T*H*W, M) or ``layout="pcm"``: (N*T*H*W, C, M),
+    neighbours ordered (dt, dh, dw) row-major, like a convolution's weight.
+    """
+    kt, kh, kw = kernel_size
+    windows = padded.unfold(2, kt, 1).unfold(3, kh, 1).unfold(4, kw, 1)  # N C T H W kt kh kw
+    n, c = windows.shape[:2]
+    m = kt * kh * kw
+    if layout == "cpm":
+        return windows.permute(1, 0, 2, 3, 4, 5, 6, 7).reshape(c, -1, m)
+    return windows.permute(0, 2, 3, 4, 1, 5, 6, 7).reshape(-1, c, m)
+
+
+class RSA(nn.Module):
+    """Relational self-attention over a local spatio-temporal neighbourhood.
+
+    (N, in_channels, T, H, W) -> (N, out_channels, T, H/stride, W/stride)
+
+    Args:
+        in_channels: channels C of the input.
+        out_channels: channels of the output, ``num_heads * value_channels``.
+        num_heads: query heads nh; keys and values are shared by all heads.
+        key_channels: dk, channels per query head and of the key (default dv).
+        value_channels: dv (default out_channels / num_heads).
+        latent_channels: D of the decomposition H = H1 H2 (default dk).
+        kernel_size: odd neighbourhood size (t, h, w), M = t*h*w.
+        stride: spatial stride, applied as 3x3 average pooling after the transform.
+        kernel: "basic", "relational" or "basic+relational".
+        context: "basic", "relational" or "basic+relational".
+        groups: G query-key channel groups of the relational kernel, 1..dk dividing dk
+            (default dk: the Hadamard form; 1: one dot product per neighbour).
+
+    Output channels are value-major (channel = value_channel * num_heads + head), as in the
+    authors' code, so their checkpoints load unchanged (see ``rsanet.compat``).
+    With kernel="basic" alone P1 is the identity (as in the authors' code: a learned P1
+    would be redundant with H2), so latent_channels must equal key_channels.
+    """
+
+    #: upper bound for the unfolded neighbourhood buffer of one chunk of frames
+    max_unfold_bytes: int = 32 * 2**20
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        num_heads: int = 8,
+        key_channels: int | None = None,
+        value_channels: int | None = None,
+        latent_channels: int | None = None,
+        kernel_size: int | Sequence[int] = (5, 7, 7),
+        stride: int | Sequence[int] = 1,
+        kernel: str = "basic+relational",
+        context: str = "basic+relational",
+        groups: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _args.positive_int("in_channels", in_channels)
+        out_channels = _args.positive_int("out_channels", out_channels)
+        self.num_heads = _args.positive_int("num_heads", num_heads)
+        if value_channels is None:
+            _args.divides("num_heads", num_heads, "out_channels", out_channels)
+            value_channels = out_channels // num_heads
+        self.value_channels = _args.positive_int("value_channels", value_channels)
+        if num_heads * value_channels != out_channels:
+            raise ValueError(
+                f"out_channels={out_channels} must equal num_heads * value_channels = "
+                f"{num_heads} * {value_channels} = {num_heads * value_channels}"
+            )
+        self.out_channels = out_channels
+        self.key_channels = _args.positive_int(
+            "key_channels", value_channels if key_channels is None else key_channels
+        )
+        self.latent_channels = _args.positive_int(
+            "latent_channels", self.key_channels if latent_channels is None else latent_channels
+        )
+        self.kernel_size = _args.kernel_size3("kernel_size", kernel_size)
+        self.stride = _args.spatial_stride("stride", stride)
+        self.kernel = _args.choice("kernel", kernel, KERNELS)
+        self.context = _args.choice("context", context, CONTEXTS)
+        self.has_relational_kernel = "relational" in self.kernel
+        self.has_basic_kernel = "basic" in self.kernel
+        self.has_relational_context = "relational" in self.context
+        self.has_basic_context = "basic" in self.context
+
+        dk, dv, dd = self.key_channels, self.value_channels, self.latent_channels
+        if groups is None:
+            groups = dk
+        groups = _args.positive_int("groups", groups)
+        if not self.has_relational_kernel and groups != dk:
+            raise ValueError(
+                f"groups={groups} only applies to a relational kernel, got kernel={kernel!r}; "
+                "leave groups=None"
+            )
+        _args.divides("groups", groups, "key_channels", dk)
+        self.groups = groups
+        if self.kernel == "basic" and dd != dk:
+            raise ValueError(
+                f"kernel='basic' uses the query itself as the latent kernel, so latent_channels "
+                f"must equal key_channels={dk}, got latent_channels={dd}"
+            )
+
+        m = math.prod(self.kernel_size)
+        shape = self.kernel_size
+        key_width = dk if self.has_relational_kernel else 0
+        self.projection = nn.Conv3d(in_channels, num_heads * dk + key_width + dv, 1, bias=False)
+        # H2: latent dimension -> neighbour weights (shared by kernel and P = P1 H2).
+        self.latent_weight = nn.Parameter(torch.empty(dd, *shape))
+        # H1: query-key products of each neighbour -> latent dimension, per channel group.
+        self.relational_kernel_weight = (
+            nn.Parameter(torch.empty(groups, dd, *shape)) if self.has_relational_kernel else None
+        )
+        # P1: query -> latent dimension (the basic kernel), beside the relational one.
+        self.basic_kernel_weight = (
+            nn.Parameter(torch.randn(dk, dd) * math.sqrt(1.0 / (m * dd)))
+            if self.kernel == "basic+relational"
+            else None
+        )
+        # G: neighbour weights of the relational context (Pv Pv^T) G^T.
+        self.relational_context_weight = (
+            nn.Parameter(torch.empty(dv, *shape)) if self.has_relational_context else None
+        )
+        # I: learned mixing of the basic context, initialised to the identity.
+        self.context_mixing = (
+            nn.Parameter(torch.eye(dv)) if self.context == "basic+relational" else None
+        )
+        bound = 1.0 / math.sqrt(m)  # PyTorch's default for a 1-input-channel convolution
+        for weight in (
+            self.latent_weight,
+            self.relational_kernel_weight,
+            self.relational_context_weight,
+        ):
+            if weight is not None:
+                nn.init.uniform_(weight, -bound, bound)
+        self.pool = (
+            nn.AvgPool3d((1, 3, 3), (1, self.stride, self.stride), (0, 1, 1))
+            if self.stride > 1
+            else nn.Identity()
+        )
+
+    @property
+    def neighbourhood_size(self) -> int:
+        return math.prod(self.kernel_size)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, num_heads={self.num_heads}, "
+            f"key_channels={self.key_channels}, value_channels={self.value_channels}, "
+            f"latent_channels={self.latent_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, kernel={self.kernel!r}, context={self.context!r}, "
+            f"groups={self.groups}"
+        )
+
+    # -- pieces shared with the reference implementation and the kernel pictures --------
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Normalised queries (N, nh, dk, T, H, W), keys (N, dk, T, H, W) or None, values
+        (N, dv, T, H, W)."""
+        _args.check_clip(type(self).__name__, x, self.in_channels)
+        n, _, t, h, w = x.shape
+        nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
+        features = self.projection(x)
+        queries = l2_normalize(features[:, : nh * dk].reshape(n, nh, dk, t, h, w), dim=2)
+        keys = None
+        if self.has_relational_kernel:
+            keys = l2_normalize(features[:, nh * dk : nh * dk + dk], dim=1)
+        values = l2_normalize(features[:, features.shape[1] - dv :], dim=1)
+        return queries, keys, values
+
+    def expanded_relational_kernel_weight(self) -> torch.Tensor:
+        """H1 per key channel, (dk, D, M): channels of one group share their weights."""
+        assert self.relational_kernel_weight is not None
+        per_group = self.key_channels // self.groups
+        weight = self.relational_kernel_weight.flatten(2)
+        return weight.repeat_interleave(per_group, dim=0) if per_group > 1 else weight
+
+    # -- the fast path ---------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        queries, keys, values = self.project(x)
+        n, _, t, h, w = values.shape
+        kt, kh, kw = self.kernel_size
+        pad = (kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2)
+        values = F.pad(values, pad)
+        keys = F.pad(keys, pad) if keys is not None else None
+        # (N, T, H, W, nh, dk): one row of queries per position
+        queries = queries.permute(0, 3, 4, 5, 1, 2)
+
+        per_frame = n * h * w * self.neighbourhood_size * values.element_size()
+        per_frame *= self.value_channels + (self.key_channels if keys is not None else 0)
+        chunk = max(1, min(t, self.max_unfold_bytes // max(per_frame, 1)))
+        outputs = []
+        for start in range(0, t, chunk):
+            stop = min(t, start + chunk)
+            outputs.append(
+                self._attend(
+                    queries[:, start:stop],
+                    keys[:, :, start : stop + kt - 1] if keys is not None else None,
+                    values[:, :, start : stop + kt - 1],
+                )
+            )
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        # (N, T, H, W, nh, dv) -> value-major channels (N, dv*nh, T, H, W)
+        out = out.permute(0, 5, 4, 1, 2, 3).reshape(n, self.out_channels, t, h, w)
+        return self.pool(out)
+
+    def latent_kernel(self, queries: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
+        """Per-position kernel in the latent space, (P, nh, dk) x (dk, P', M) -> (P, nh, D).
+
+        ``keys`` is the unfolded neighbourhood of keys in layout (dk, P, M), or None.
+        """
+        if not self.has_relational_kernel:
+            return queries  # basic kernel alone: P1 = identity
+        # K_H1 (dk, P, D) = per channel, neighbourhood keys (P, M) @ H1 (M, D)
+        key_summary = torch.bmm(keys, self.expanded_relational_kernel_weight().transpose(1, 2))
+        key_summary = key_summary.transpose(0, 1)  # (P, dk, D)
+        if self.basic_kernel_weight is not None:
+            key_summary = key_summary + self.basic_kernel_weight
+        return torch.bmm(queries, key_summary)
+
+    def _attend(
+        self, queries: torch.Tensor, keys: torch.Tensor | None, values: torch.Tensor
+    ) -> torch.Tensor:
+        """One chunk of frames: queries (N, T', H, W, nh, dk) and padded keys/values
+        (N, C, T' + kt - 1, H + kh - 1, W + kw - 1) -> (N, T', H, W, nh, dv)."""
+        nh, dd, dv = self.num_heads, self.latent_channels, self.value_channels
+        m = self.neighbourhood_size
+        out_shape = (*queries.shape[:4], nh, dv)
+        queries = queries.reshape(-1, nh, self.key_channels)  # (P, nh, dk)
+        positions = queries.shape[0]
+        neighbour_keys = (
+            unfold_neighbourhoods(keys, self.kernel_size, "cpm") if keys is not None else None
+        )
+        neighbour_values = unfold_neighbourhoods(values, self.kernel_size, "pcm")  # (P, dv, M)
+
+        kernel = self.latent_kernel(queries, neighbour_keys)  # (P, nh, D)
+        neighbour_weights = torch.mm(kernel.reshape(-1, dd), self.latent_weight.reshape(dd, m))
+        neighbour_weights = neighbour_weights.reshape(positions, nh, m)  # khat
+        # A = khat Pv: the basic context aggregated by the full kernel, (P, nh, dv)
+        aggregated = torch.bmm(neighbour_weights, neighbour_values.transpose(1, 2))
+
+        out = None
+        if self.has_basic_context:
+            out = aggregated if self.context_mixing is None else aggregated @ self.context_mixing
+        if self.has_relational_context:
+            # (A Pv^T) G^T: the relational context (Pv Pv^T) G^T, re-associated
+            correlation = torch.bmm(aggregated, neighbour_values)  # (P, nh, M)
+            context_weight = self.relational_context_weight.reshape(dv, m)
+            relational = torch.mm(correlation.reshape(-1, m), context_weight.t())
+            relational = relational.reshape(positions, nh, dv)
+            out = relational if out is None else out + relational
+        return out.reshape(out_shape)
+
+    # -- cost -----------------------------------------------------------------------------
+
+    def official_macs(self, frames: int, height: int, width: int) -> int:
+        """Multiply-accumulates of one clip, counted in the authors' order of operations
+        (projection, H1/H2/G convolutions, per-position products): the convention of the
+        paper's FLOP figures, which ``rsanet profile`` reports."""
+        positions = frames * height * width
+        nh, dk, dv, dd = self.num_heads, self.key_channels, self.value_channels, self.latent_channels
+        m = self.neighbourhood_size
+        per_position = self.projection.out_channels * self.in_channels
+        per_position += dv * dd * m  # H2 on the values
+        if self.has_relational_kernel:
+            per_position += dk * dd * m + nh * dk * dd  # H1 on the keys, query products
+        if self.has_relational_context:
+            per_position += dv * dv * m + dv * dv * dd  # G on the values, V_G^T F
+        per_position += nh * dv * dd  # kernel x context
+        return positions * per_position

@@ -1,0 +1,114 @@
+"""Local multi-head self-attention over a t x h x w neighbourhood (the paper's baseline).
+
+    y_n = softmax(q_n K_n^T + q_n P^T) V_n
+
+per head, with K_n, V_n the keys and values of the M neighbours of n and P (M x dk) learned
+relative position embeddings shared by the heads. Neighbours outside the clip are masked
+out of the softmax (they are not zero keys). The query is scaled by dk^-1/2, which a learned
+query projection could absorb, so the formula is unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rsanet.layers import _args
+from rsanet.layers.rsa import unfold_neighbourhoods
+
+
+class LocalSelfAttention(nn.Module):
+    """(N, in_channels, T, H, W) -> (N, out_channels, T, H/stride, W/stride).
+
+    Output channels are head-major (channel = head * value_channels + value_channel).
+    A spatial stride is applied as 3x3 average pooling after attention, as for RSA.
+    """
+
+    max_unfold_bytes: int = 32 * 2**20
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        num_heads: int = 8,
+        key_channels: int | None = None,
+        kernel_size: int | Sequence[int] = (5, 7, 7),
+        stride: int | Sequence[int] = 1,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _args.positive_int("in_channels", in_channels)
+        self.out_channels = _args.positive_int("out_channels", out_channels)
+        self.num_heads = _args.positive_int("num_heads", num_heads)
+        _args.divides("num_heads", num_heads, "out_channels", out_channels)
+        self.value_channels = out_channels // num_heads
+        self.key_channels = _args.positive_int(
+            "key_channels", self.value_channels if key_channels is None else key_channels
+        )
+        self.kernel_size = _args.kernel_size3("kernel_size", kernel_size)
+        self.stride = _args.spatial_stride("stride", stride)
+        m = math.prod(self.kernel_size)
+        dk = self.key_channels
+        self.projection = nn.Conv3d(in_channels, 2 * num_heads * dk + out_channels, 1, bias=False)
+        self.position_embedding = nn.Parameter(torch.randn(m, dk) * dk**-0.5)
+        self.pool = (
+            nn.AvgPool3d((1, 3, 3), (1, self.stride, self.stride), (0, 1, 1))
+            if self.stride > 1
+            else nn.Identity()
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, num_heads={self.num_heads}, "
+            f"key_channels={self.key_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _args.check_clip(type(self).__name__, x, self.in_channels)
+        n, _, t, h, w = x.shape
+        nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
+        kt, kh, kw = self.kernel_size
+        features = self.projection(x)
+        queries = features[:, : nh * dk] * dk**-0.5
+        queries = queries.reshape(n, nh, dk, t, h, w).permute(0, 3, 4, 5, 1, 2)
+        pad = (kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2)
+        keys_values = F.pad(features[:, nh * dk :], pad)
+        inside = F.pad(x.new_ones(1, 1, t, h, w), pad)  # 1 where a neighbour exists
+
+        per_frame = n * h * w * math.prod(self.kernel_size) * x.element_size() * (nh * dk + nh * dv)
+        chunk = max(1, min(t, self.max_unfold_bytes // max(per_frame, 1)))
+        outputs = []
+        for start in range(0, t, chunk):
+            stop = min(t, start + chunk)
+            frames = slice(start, stop + kt - 1)
+            outputs.append(
+                self._attend(queries[:, start:stop], keys_values[:, :, frames], inside[:, :, frames])
+            )
+        out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
+        out = out.permute(0, 4, 5, 1, 2, 3).reshape(n, self.out_channels, t, h, w)
+        return self.pool(out)
+
+    def _attend(
+        self, queries: torch.Tensor, keys_values: torch.Tensor, inside: torch.Tensor
+    ) -> torch.Tensor:
+        """queries (N, T', H, W, nh, dk), padded keys+values (N, nh*(dk+dv), T'+kt-1, ...),
+        padded validity (1, 1, T'+kt-1, ...) -> (N, T', H, W, nh, dv)."""
+        nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
+        out_shape = (*queries.shape[:4], nh, dv)
+        n, t, h, w = queries.shape[:4]
+        queries = queries.reshape(-1, nh, dk)  # (P, nh, dk)
+        neighbours = unfold_neighbourhoods(keys_values, self.kernel_size, "pcm")  # (P, C, M)
+        m = neighbours.shape[-1]
+        keys = neighbours[:, : nh * dk].reshape(-1, nh, dk, m)
+        values = neighbours[:, nh * dk :].reshape(-1, nh, dv, m)
+        logits = torch.einsum("phc,phcm->phm", queries, keys)
+        logits = logits + queries @ self.position_embedding.t()
+        valid = unfold_neighbourhoods(inside, self.kernel_size, "pcm").reshape(1, t * h * w, 1, m)
+        logits = logits.reshape(n, t * h * w, nh, m).masked_fill(valid == 0, float("-inf"))
+        attention = logits.softmax(dim=-1).reshape(-1, nh, m)
+        return torch.einsum("phm,phvm->phv", attention, values).reshape(out_shape)

@@ -1,0 +1,110 @@
+"""The fast RSA layer computes exactly the paper's y_n (reference implementation)."""
+
+import itertools
+
+import pytest
+import torch
+
+from rsanet.layers import CONTEXTS, KERNELS, RSA, gather_neighbourhoods, rsa_reference
+
+
+def perturbed(layer: RSA, seed: int = 0) -> RSA:
+    """Move every parameter off its initial value (I off the identity, P1 off its init)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    return layer
+
+
+def assert_close_relative(actual, expected, rtol=1e-9):
+    scale = expected.abs().max()
+    assert (actual - expected).abs().max() <= rtol * scale, (
+        f"max relative error {((actual - expected).abs().max() / scale).item():.3e}"
+    )
+
+
+@pytest.mark.parametrize("kernel,context", list(itertools.product(KERNELS, CONTEXTS)))
+def test_matches_reference_for_every_combination(kernel, context):
+    torch.manual_seed(0)
+    layer = perturbed(RSA(12, 12, num_heads=3, kernel_size=(3, 3, 5), kernel=kernel,
+                          context=context)).double()
+    x = torch.randn(2, 12, 4, 5, 6, dtype=torch.float64)
+    assert_close_relative(layer(x), rsa_reference(layer, x))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(kernel_size=(1, 1, 1)),
+        dict(kernel_size=(1, 3, 3), num_heads=1),
+        dict(kernel_size=(5, 7, 7), num_heads=4),
+        dict(kernel_size=3, key_channels=6, latent_channels=5),
+        dict(kernel_size=(3, 5, 3), value_channels=5, num_heads=2, out_channels=10),
+        dict(groups=1),
+        dict(groups=2, key_channels=8),
+        dict(groups=4, key_channels=8, latent_channels=3),
+        dict(stride=2),
+        dict(stride=(1, 3, 3), kernel="relational", context="relational"),
+        dict(kernel="basic", context="basic+relational", value_channels=3, num_heads=4,
+             out_channels=12),
+    ],
+)
+def test_matches_reference_for_sizes_heads_groups_and_strides(options):
+    torch.manual_seed(1)
+    options = {"out_channels": 8, "num_heads": 2, "kernel_size": (3, 3, 3), **options}
+    layer = perturbed(RSA(6, **options)).double()
+    x = torch.randn(2, 6, 3, 7, 5, dtype=torch.float64)
+    y = layer(x)
+    assert_close_relative(y, rsa_reference(layer, x))
+    stride = layer.stride
+    assert y.shape == (2, layer.out_channels, 3, (7 - 1) // stride + 1, (5 - 1) // stride + 1)
+
+
+def test_chunked_frames_equal_one_chunk():
+    torch.manual_seed(2)
+    layer = perturbed(RSA(8, 8, num_heads=2, kernel_size=(3, 3, 3))).double()
+    x = torch.randn(1, 8, 6, 5, 5, dtype=torch.float64)
+    whole = layer(x)
+    layer.max_unfold_bytes = 1  # forces one frame per chunk
+    assert_close_relative(layer(x), whole, rtol=1e-12)
+
+
+def test_gradcheck_tiny_case():
+    torch.manual_seed(3)
+    layer = perturbed(RSA(4, 4, num_heads=2, kernel_size=(3, 3, 3), groups=1)).double()
+    x = torch.randn(1, 4, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,), eps=1e-6, atol=1e-7)
+
+
+def test_groups_equal_dot_product_form_when_one_group():
+    """G = 1: the relational kernel sees one dot product q.k per neighbour, so H1 acts on it."""
+    torch.manual_seed(4)
+    layer = RSA(4, 4, num_heads=1, kernel_size=(1, 1, 3), kernel="relational", context="basic",
+                groups=1).double()
+    x = torch.randn(1, 4, 1, 1, 5, dtype=torch.float64)
+    q, k, v = layer.project(x)
+    nk = gather_neighbourhoods(k, layer.kernel_size)[2]  # centre position: (M, dk)
+    dots = nk @ q[0, 0, :, 0, 0, 2]  # (M,)
+    h = layer.relational_kernel_weight.reshape(layer.latent_channels, 3).t() @ \
+        layer.latent_weight.reshape(layer.latent_channels, 3)  # (M, M) = H1 H2
+    kernel = dots @ h
+    expected = kernel @ gather_neighbourhoods(v, layer.kernel_size)[2]
+    assert torch.allclose(layer(x)[0, :, 0, 0, 2], expected, rtol=1e-12)
+
+
+def test_float32_input_follows_module_dtype_and_is_close_to_float64():
+    torch.manual_seed(5)
+    layer = perturbed(RSA(8, 8, num_heads=2, kernel_size=(3, 5, 5)))
+    x = torch.randn(1, 8, 4, 6, 6)
+    y32 = layer(x)
+    y64 = layer.double()(x.double())
+    assert y32.dtype == torch.float32
+    assert (y32.double() - y64).abs().max() < 1e-5
+
+
+def test_official_macs_for_the_paper_stage3_layer():
+    layer = RSA(256, 256, num_heads=8, kernel_size=(5, 7, 7))
+    # projection 256*(8*32 + 32 + 32) + 3 neighbourhood convs 32*32*245 + small products
+    per_position = 256 * 320 + 3 * 32 * 32 * 245 + 8 * 32 * 32 + 32 * 32 * 32 + 8 * 32 * 32
+    assert layer.official_macs(8, 14, 14) == 8 * 14 * 14 * per_position
