@@ -79,7 +79,9 @@ def test_convolutions_do_what_their_names_say():
 @pytest.mark.parametrize("name", sorted(TRANSFORMS))
 @pytest.mark.parametrize("stride", [1, 2])
 def test_every_transform_maps_shapes_and_backpropagates(name, stride):
-    options = {"num_heads": 2, "kernel_size": (3, 3, 3)} if name in ("rsa", "self_attention") else {}
+    options = (
+        {"num_heads": 2, "kernel_size": (3, 3, 3)} if name in ("rsa", "self_attention") else {}
+    )
     layer = build_transform(name, 8, 16, stride=stride, **options)
     x = torch.randn(2, 8, 4, 7, 7, requires_grad=True)
     y = layer(x)

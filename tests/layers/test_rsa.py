@@ -27,8 +27,9 @@ def assert_close_relative(actual, expected, rtol=1e-9):
 @pytest.mark.parametrize("kernel,context", list(itertools.product(KERNELS, CONTEXTS)))
 def test_matches_reference_for_every_combination(kernel, context):
     torch.manual_seed(0)
-    layer = perturbed(RSA(12, 12, num_heads=3, kernel_size=(3, 3, 5), kernel=kernel,
-                          context=context)).double()
+    layer = perturbed(
+        RSA(12, 12, num_heads=3, kernel_size=(3, 3, 5), kernel=kernel, context=context)
+    ).double()
     x = torch.randn(2, 12, 4, 5, 6, dtype=torch.float64)
     assert_close_relative(layer(x), rsa_reference(layer, x))
 
@@ -46,8 +47,13 @@ def test_matches_reference_for_every_combination(kernel, context):
         dict(groups=4, key_channels=8, latent_channels=3),
         dict(stride=2),
         dict(stride=(1, 3, 3), kernel="relational", context="relational"),
-        dict(kernel="basic", context="basic+relational", value_channels=3, num_heads=4,
-             out_channels=12),
+        dict(
+            kernel="basic",
+            context="basic+relational",
+            value_channels=3,
+            num_heads=4,
+            out_channels=12,
+        ),
     ],
 )
 def test_matches_reference_for_sizes_heads_groups_and_strides(options):
@@ -80,14 +86,16 @@ def test_gradcheck_tiny_case():
 def test_groups_equal_dot_product_form_when_one_group():
     """G = 1: the relational kernel sees one dot product q.k per neighbour, so H1 acts on it."""
     torch.manual_seed(4)
-    layer = RSA(4, 4, num_heads=1, kernel_size=(1, 1, 3), kernel="relational", context="basic",
-                groups=1).double()
+    layer = RSA(
+        4, 4, num_heads=1, kernel_size=(1, 1, 3), kernel="relational", context="basic", groups=1
+    ).double()
     x = torch.randn(1, 4, 1, 1, 5, dtype=torch.float64)
     q, k, v = layer.project(x)
     nk = gather_neighbourhoods(k, layer.kernel_size)[2]  # centre position: (M, dk)
     dots = nk @ q[0, 0, :, 0, 0, 2]  # (M,)
-    h = layer.relational_kernel_weight.reshape(layer.latent_channels, 3).t() @ \
-        layer.latent_weight.reshape(layer.latent_channels, 3)  # (M, M) = H1 H2
+    h = layer.relational_kernel_weight.reshape(
+        layer.latent_channels, 3
+    ).t() @ layer.latent_weight.reshape(layer.latent_channels, 3)  # (M, M) = H1 H2
     kernel = dots @ h
     expected = kernel @ gather_neighbourhoods(v, layer.kernel_size)[2]
     assert torch.allclose(layer(x)[0, :, 0, 0, 2], expected, rtol=1e-12)

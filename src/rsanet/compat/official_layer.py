@@ -16,8 +16,18 @@ import torch
 from rsanet.layers.rsa import RSA
 
 OFFICIAL_TYPES = {"V": "basic", "R": "relational", "VplusR": "basic+relational"}
-OFFICIAL_KEYS = ("d_in", "d_out", "nh", "dk", "dv", "dd", "kernel_size", "stride",
-                 "kernel_type", "feat_type")
+OFFICIAL_KEYS = (
+    "d_in",
+    "d_out",
+    "nh",
+    "dk",
+    "dv",
+    "dd",
+    "kernel_size",
+    "stride",
+    "kernel_type",
+    "feat_type",
+)
 #: official parameter name -> ours
 PARAMETER_NAMES = {
     "projection.weight": "projection.weight",
@@ -33,14 +43,26 @@ def rsa_kwargs_from_official(official_kwargs: Mapping) -> dict:
     """Our ``RSA`` keyword arguments for the official constructor arguments."""
     unknown = set(official_kwargs) - set(OFFICIAL_KEYS)
     if unknown:
-        raise ValueError(f"unknown official RSA arguments {sorted(unknown)}; "
-                         f"expected some of {list(OFFICIAL_KEYS)}")
-    kw = {"nh": 1, "dk": 16, "dv": 0, "dd": 0, "kernel_size": (3, 7, 7), "stride": (1, 1, 1),
-          "kernel_type": "V", "feat_type": "V", **official_kwargs}
+        raise ValueError(
+            f"unknown official RSA arguments {sorted(unknown)}; "
+            f"expected some of {list(OFFICIAL_KEYS)}"
+        )
+    kw = {
+        "nh": 1,
+        "dk": 16,
+        "dv": 0,
+        "dd": 0,
+        "kernel_size": (3, 7, 7),
+        "stride": (1, 1, 1),
+        "kernel_type": "V",
+        "feat_type": "V",
+        **official_kwargs,
+    }
     for name in ("kernel_type", "feat_type"):
         if kw[name] not in OFFICIAL_TYPES:
-            raise ValueError(f"official {name} must be one of {list(OFFICIAL_TYPES)}, "
-                             f"got {kw[name]!r}")
+            raise ValueError(
+                f"official {name} must be one of {list(OFFICIAL_TYPES)}, got {kw[name]!r}"
+            )
     nh = kw["nh"]
     dv = kw["dv"] or kw["d_out"] // nh
     dk = kw["dk"] or dv
@@ -51,10 +73,16 @@ def rsa_kwargs_from_official(official_kwargs: Mapping) -> dict:
     stride = kw["stride"]
     spatial = 2 if max(stride if isinstance(stride, (tuple, list)) else (stride,)) > 1 else 1
     return {
-        "in_channels": kw["d_in"], "out_channels": nh * dv, "num_heads": nh,
-        "key_channels": dk, "value_channels": dv, "latent_channels": dd,
-        "kernel_size": tuple(kw["kernel_size"]), "stride": spatial,  # they always pool by 2
-        "kernel": OFFICIAL_TYPES[kw["kernel_type"]], "context": OFFICIAL_TYPES[kw["feat_type"]],
+        "in_channels": kw["d_in"],
+        "out_channels": nh * dv,
+        "num_heads": nh,
+        "key_channels": dk,
+        "value_channels": dv,
+        "latent_channels": dd,
+        "kernel_size": tuple(kw["kernel_size"]),
+        "stride": spatial,  # they always pool by 2
+        "kernel": OFFICIAL_TYPES[kw["kernel_type"]],
+        "context": OFFICIAL_TYPES[kw["feat_type"]],
     }
 
 
@@ -72,15 +100,20 @@ def official_layer_state_dict_to_ours(
                 raise ValueError(f"{key} has no place in {layer.extra_repr()}")
             continue
         if key not in state_dict:
-            raise ValueError(f"missing official RSA parameter {key} "
-                             f"(expected shape for ours: {tuple(ours[name].shape)})")
+            raise ValueError(
+                f"missing official RSA parameter {key} "
+                f"(expected shape for ours: {tuple(ours[name].shape)})"
+            )
         tensor = state_dict[key]
         if tensor.numel() != ours[name].numel():
-            raise ValueError(f"official {key} has shape {tuple(tensor.shape)}, "
-                             f"which does not fit our {name} {tuple(ours[name].shape)}")
+            raise ValueError(
+                f"official {key} has shape {tuple(tensor.shape)}, "
+                f"which does not fit our {name} {tuple(ours[name].shape)}"
+            )
         if official == "I" and tensor.shape[-1] != ours[name].shape[-1]:
-            raise ValueError(f"official {key} has shape {tuple(tensor.shape)}, ours "
-                             f"{tuple(ours[name].shape)}")
+            raise ValueError(
+                f"official {key} has shape {tuple(tensor.shape)}, ours {tuple(ours[name].shape)}"
+            )
         converted[name] = tensor.reshape(ours[name].shape)
     return converted
 

@@ -43,7 +43,11 @@ def spatial_stride(name: str, value: int | Sequence[int]) -> int:
         if stride[0] != 1:
             raise ValueError(f"{name} must not stride in time (first entry 1), got {value!r}")
         stride = stride[1:]
-    if not stride or len(set(stride)) != 1 or not all(isinstance(s, int) and s >= 1 for s in stride):
+    if (
+        not stride
+        or len(set(stride)) != 1
+        or not all(isinstance(s, int) and s >= 1 for s in stride)
+    ):
         raise ValueError(
             f"{name} must be a positive int s, (s, s) or (1, s, s) with equal spatial "
             f"strides, got {value!r}"

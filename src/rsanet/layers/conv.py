@@ -13,8 +13,15 @@ def spatial_conv(
     """1 x k x k convolution, no temporal mixing: (N, C, T, H, W) -> (N, C', T, H/s, W/s)."""
     k = _args.kernel_size3("kernel_size", (1, kernel_size, kernel_size))[1]
     s = _args.spatial_stride("stride", stride)
-    return nn.Conv3d(in_channels, out_channels, (1, k, k), (1, s, s), (0, k // 2, k // 2),
-                     groups=groups, bias=False)
+    return nn.Conv3d(
+        in_channels,
+        out_channels,
+        (1, k, k),
+        (1, s, s),
+        (0, k // 2, k // 2),
+        groups=groups,
+        bias=False,
+    )
 
 
 def spatiotemporal_conv(
@@ -23,5 +30,6 @@ def spatiotemporal_conv(
     """k x k x k convolution (temporal stride 1): (N, C, T, H, W) -> (N, C', T, H/s, W/s)."""
     k = _args.kernel_size3("kernel_size", kernel_size)
     s = _args.spatial_stride("stride", stride)
-    return nn.Conv3d(in_channels, out_channels, k, (1, s, s), tuple(x // 2 for x in k),
-                     groups=groups, bias=False)
+    return nn.Conv3d(
+        in_channels, out_channels, k, (1, s, s), tuple(x // 2 for x in k), groups=groups, bias=False
+    )

@@ -12,10 +12,12 @@ from rsanet.layers.self_attention import LocalSelfAttention
 from rsanet.layers.temporal_shift import TemporalShift
 
 
-def _tsm(in_channels: int, out_channels: int, stride: int = 1, *, fold_div: int = 8,
-         kernel_size: int = 3) -> nn.Module:
-    return nn.Sequential(TemporalShift(fold_div),
-                         spatial_conv(in_channels, out_channels, kernel_size, stride))
+def _tsm(
+    in_channels: int, out_channels: int, stride: int = 1, *, fold_div: int = 8, kernel_size: int = 3
+) -> nn.Module:
+    return nn.Sequential(
+        TemporalShift(fold_div), spatial_conv(in_channels, out_channels, kernel_size, stride)
+    )
 
 
 TRANSFORMS: dict[str, Callable[..., nn.Module]] = {

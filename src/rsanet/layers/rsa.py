@@ -5,20 +5,21 @@ produces, per head,
 
     y_n = (basic kernel + relational kernel) . (basic context + relational context)
 
-The learned M x M kernel projection is factorised through a latent dimension D,
-H = H1 H2 and P = P1 H2 (see ``docs/layers.md``). With the unfolded neighbourhood keys
-``Pk`` (M x dk) and values ``Pv`` (M x dv) of a position, this module computes
+The learned (M*dk) x M kernel projection is factorised through a latent dimension D,
+H = H1 H2 and P = P1 H2 (see ``docs/layers.md``). With Pv (M x dv) the neighbourhood values
+of a position, this module computes
 
-    K_H1[c, d] = sum_m Pk[m, c] H1[g(c), d, m]            key summary through H1
-    kernel     = q (K_H1 + P1)                          (nh x D)   per head
-    khat       = kernel H2                              (nh x M)   weights on neighbours
-    A          = khat Pv                                (nh x dv)  basic aggregation
-    y          = A I + ((A Pv^T) G^T)                   (nh x dv)
+    K_H1   = keys convolved with H1 over the neighbourhood   (dk x D)  one grouped conv
+    kernel = q (K_H1 + P1)                                  (nh x D)  per head
+    khat   = kernel H2                                      (nh x M)  weights on neighbours
+    A      = khat Pv                                        (nh x dv) basic aggregation
+    y      = A I + (A Pv^T) G^T                             (nh x dv)
 
-which equals the paper's y_n exactly (the relational context (Pv Pv^T) G^T is never formed:
-its product with khat is re-associated) and never materialises H, the M x M relational
-context or the M x M kernel projection. All contractions are dense GEMMs; the neighbourhood
-unfold is processed a few frames at a time to bound memory.
+which equals the paper's y_n exactly: the relational context (Pv Pv^T) G^T is never formed,
+its product with khat is re-associated, and neither H nor any M x M matrix exists. The
+per-position products are batched GEMMs over channels-last neighbourhoods, processed a few
+frames at a time, with a hand-written backward that recomputes the unfolded values instead
+of storing them (see ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class RSA(nn.Module):
     """
 
     #: upper bound for the unfolded neighbourhood buffer of one chunk of frames
-    max_unfold_bytes: int = 32 * 2**20
+    max_unfold_bytes: int = 8 * 2**20
 
     def __init__(
         self,
@@ -230,22 +231,22 @@ class RSA(nn.Module):
         n, _, t, h, w = values.shape
         kt, kh, kw = self.kernel_size
         pad = (kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2)
-        values = F.pad(values, pad)
-        keys = F.pad(keys, pad) if keys is not None else None
-        # (N, T, H, W, nh, dk): one row of queries per position
-        queries = queries.permute(0, 3, 4, 5, 1, 2)
-
-        per_frame = n * h * w * self.neighbourhood_size * values.element_size()
-        per_frame *= self.value_channels + (self.key_channels if keys is not None else 0)
-        chunk = max(1, min(t, self.max_unfold_bytes // max(per_frame, 1)))
+        # values channels-last (N, T, H, W, dv): neighbourhoods then gather contiguous rows
+        values = F.pad(values.permute(0, 2, 3, 4, 1), (0, 0, *pad))
+        key_summary = self.key_summary(keys) if keys is not None else None
+        # A few frames at a time: every intermediate stays small enough to be reused by the
+        # allocator instead of being faulted in afresh (which costs more than the arithmetic).
+        per_frame = n * h * w * self.neighbourhood_size * self.value_channels
+        chunk = max(1, min(t, self.max_unfold_bytes // (per_frame * values.element_size())))
         outputs = []
         for start in range(0, t, chunk):
             stop = min(t, start + chunk)
+            halo = slice(start, stop + kt - 1)
             outputs.append(
                 self._attend(
-                    queries[:, start:stop],
-                    keys[:, :, start : stop + kt - 1] if keys is not None else None,
-                    values[:, :, start : stop + kt - 1],
+                    queries[:, :, :, start:stop],
+                    key_summary[:, start:stop] if key_summary is not None else None,
+                    values[:, halo],
                 )
             )
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
@@ -253,52 +254,56 @@ class RSA(nn.Module):
         out = out.permute(0, 5, 4, 1, 2, 3).reshape(n, self.out_channels, t, h, w)
         return self.pool(out)
 
-    def latent_kernel(self, queries: torch.Tensor, keys: torch.Tensor | None) -> torch.Tensor:
-        """Per-position kernel in the latent space, (P, nh, dk) x (dk, P', M) -> (P, nh, D).
-
-        ``keys`` is the unfolded neighbourhood of keys in layout (dk, P, M), or None.
-        """
-        if not self.has_relational_kernel:
-            return queries  # basic kernel alone: P1 = identity
-        # K_H1 (dk, P, D) = per channel, neighbourhood keys (P, M) @ H1 (M, D)
-        key_summary = torch.bmm(keys, self.expanded_relational_kernel_weight().transpose(1, 2))
-        key_summary = key_summary.transpose(0, 1)  # (P, dk, D)
-        if self.basic_kernel_weight is not None:
-            key_summary = key_summary + self.basic_kernel_weight
-        return torch.bmm(queries, key_summary)
-
     def _attend(
-        self, queries: torch.Tensor, keys: torch.Tensor | None, values: torch.Tensor
+        self, queries: torch.Tensor, key_summary: torch.Tensor | None, values: torch.Tensor
     ) -> torch.Tensor:
-        """One chunk of frames: queries (N, T', H, W, nh, dk) and padded keys/values
-        (N, C, T' + kt - 1, H + kh - 1, W + kw - 1) -> (N, T', H, W, nh, dv)."""
-        nh, dd, dv = self.num_heads, self.latent_channels, self.value_channels
-        m = self.neighbourhood_size
-        out_shape = (*queries.shape[:4], nh, dv)
-        queries = queries.reshape(-1, nh, self.key_channels)  # (P, nh, dk)
-        positions = queries.shape[0]
-        neighbour_keys = (
-            unfold_neighbourhoods(keys, self.kernel_size, "cpm") if keys is not None else None
-        )
-        neighbour_values = unfold_neighbourhoods(values, self.kernel_size, "pcm")  # (P, dv, M)
-
-        kernel = self.latent_kernel(queries, neighbour_keys)  # (P, nh, D)
+        """queries (N, nh, dk, T', H, W), K_H1 + P1 (N, T', H, W, dk, D) or None and zero-padded
+        channels-last values (N, T'+kt-1, H+kh-1, W+kw-1, dv) -> (N, T', H, W, nh, dv)."""
+        n, nh, _, t, h, w = queries.shape
+        dd, m = self.latent_channels, self.neighbourhood_size
+        kernel = self.latent_kernel(queries, key_summary)  # (N*T'*H*W, nh, D)
+        # khat = kernel H2: every head's weight on every neighbour
         neighbour_weights = torch.mm(kernel.reshape(-1, dd), self.latent_weight.reshape(dd, m))
-        neighbour_weights = neighbour_weights.reshape(positions, nh, m)  # khat
-        # A = khat Pv: the basic context aggregated by the full kernel, (P, nh, dv)
-        aggregated = torch.bmm(neighbour_weights, neighbour_values.transpose(1, 2))
+        out = NeighbourhoodAggregation.apply(
+            neighbour_weights.reshape(-1, nh, m),
+            values,
+            self.relational_context_weight,
+            self.context_mixing,
+            self.kernel_size,
+            self.has_basic_context,
+        )
+        return out.reshape(n, t, h, w, nh, self.value_channels)
 
-        out = None
-        if self.has_basic_context:
-            out = aggregated if self.context_mixing is None else aggregated @ self.context_mixing
-        if self.has_relational_context:
-            # (A Pv^T) G^T: the relational context (Pv Pv^T) G^T, re-associated
-            correlation = torch.bmm(aggregated, neighbour_values)  # (P, nh, M)
-            context_weight = self.relational_context_weight.reshape(dv, m)
-            relational = torch.mm(correlation.reshape(-1, m), context_weight.t())
-            relational = relational.reshape(positions, nh, dv)
-            out = relational if out is None else out + relational
-        return out.reshape(out_shape)
+    def key_summary(self, keys: torch.Tensor) -> torch.Tensor:
+        """K_H1 + P1: every key channel filtered by its group's D neighbourhood filters (one
+        grouped convolution), plus the basic kernel's P1.
+
+        keys (N, dk, T, H, W) -> (N, T, H, W, dk, D), contiguous.
+        """
+        n, dk, t, h, w = keys.shape
+        kt, kh, kw = self.kernel_size
+        weight = self.expanded_relational_kernel_weight().reshape(-1, 1, kt, kh, kw)
+        summary = F.conv3d(keys, weight, padding=(kt // 2, kh // 2, kw // 2), groups=dk)
+        summary = summary.reshape(n, dk, self.latent_channels, t, h, w)
+        summary = summary.permute(0, 3, 4, 5, 1, 2).contiguous()
+        if self.basic_kernel_weight is not None:
+            summary = summary.add_(self.basic_kernel_weight)
+        return summary
+
+    def latent_kernel(
+        self, queries: torch.Tensor, key_summary: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The kernel of every position and head in the latent space: q (K_H1 + P1).
+
+        queries (N, nh, dk, T, H, W), K_H1 + P1 (N, T, H, W, dk, D) or None
+        -> (N*T*H*W, nh, D).
+        """
+        nh, dk = queries.shape[1:3]
+        queries = queries.permute(0, 3, 4, 5, 1, 2).reshape(-1, nh, dk).contiguous()
+        if key_summary is None:
+            return queries  # basic kernel alone: P1 = identity
+        # batched GEMMs run fast on CPU only when every item is contiguous
+        return torch.bmm(queries, key_summary.reshape(-1, dk, self.latent_channels))
 
     # -- cost -----------------------------------------------------------------------------
 
@@ -307,7 +312,12 @@ class RSA(nn.Module):
         (projection, H1/H2/G convolutions, per-position products): the convention of the
         paper's FLOP figures, which ``rsanet profile`` reports."""
         positions = frames * height * width
-        nh, dk, dv, dd = self.num_heads, self.key_channels, self.value_channels, self.latent_channels
+        nh, dk, dv, dd = (
+            self.num_heads,
+            self.key_channels,
+            self.value_channels,
+            self.latent_channels,
+        )
         m = self.neighbourhood_size
         per_position = self.projection.out_channels * self.in_channels
         per_position += dv * dd * m  # H2 on the values
@@ -317,3 +327,99 @@ class RSA(nn.Module):
             per_position += dv * dv * m + dv * dv * dd  # G on the values, V_G^T F
         per_position += nh * dv * dd  # kernel x context
         return positions * per_position
+
+
+def unfold_channels_last(padded: torch.Tensor, kernel_size: _args.Size3) -> torch.Tensor:
+    """Neighbourhoods of a zero-padded channels-last clip, one contiguous row of C values per
+    neighbour: (N, T + kt - 1, H + kh - 1, W + kw - 1, C) -> (N*T*H*W, M, C)."""
+    kt, kh, kw = kernel_size
+    windows = padded.unfold(1, kt, 1).unfold(2, kh, 1).unfold(3, kw, 1)  # N T H W C kt kh kw
+    return windows.permute(0, 1, 2, 3, 5, 6, 7, 4).reshape(-1, kt * kh * kw, padded.shape[-1])
+
+
+def fold_channels_last(
+    gradient: torch.Tensor, padded_shape: torch.Size, kernel_size: _args.Size3
+) -> torch.Tensor:
+    """Adjoint of :func:`unfold_channels_last`: every neighbour's gradient summed back onto
+    the padded clip. (N*T*H*W, M, C) -> ``padded_shape`` (N, T', H', W', C)."""
+    kt, kh, kw = kernel_size
+    n, tp, hp, wp, c = padded_shape
+    t, h, w = tp - kt + 1, hp - kh + 1, wp - kw + 1
+    windows = gradient.reshape(n, t, h, w, kt, kh, kw, c).permute(0, 1, 2, 3, 7, 4, 5, 6)
+    unfold_backward = torch.ops.aten.unfold_backward
+    by_width = unfold_backward(windows, [n, t, h, wp, c, kt, kh], 3, kw, 1)
+    by_height = unfold_backward(by_width, [n, t, hp, wp, c, kt], 2, kh, 1)
+    return unfold_backward(by_height, [n, tp, hp, wp, c], 1, kt, 1)
+
+
+class NeighbourhoodAggregation(torch.autograd.Function):
+    """The per-position part of RSA, with a hand-written backward.
+
+    khat (P, nh, M) weights on the neighbours and zero-padded channels-last values
+    (N, T'+kt-1, H+kh-1, W+kw-1, dv) -> y (P, nh, dv) = A I + (A Pv^T) G^T, where A = khat Pv
+    and Pv (P, M, dv) are the unfolded neighbourhood values. Pv (M times the size of the
+    values) is recomputed in backward instead of being saved, and the two gradients that
+    reach it are summed by one batched GEMM.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        neighbour_weights,
+        padded_values,
+        context_weight,
+        mixing,
+        kernel_size,
+        use_basic_context,
+    ):
+        neighbour_values = unfold_channels_last(padded_values, kernel_size)  # (P, M, dv)
+        aggregated = torch.bmm(neighbour_weights, neighbour_values)  # A: (P, nh, dv)
+        out = torch.zeros_like(aggregated)
+        if use_basic_context:
+            out = aggregated @ mixing if mixing is not None else aggregated.clone()
+        if context_weight is not None:
+            correlation = torch.bmm(aggregated, neighbour_values.transpose(1, 2))  # (P, nh, M)
+            m = correlation.shape[-1]
+            relational = correlation.reshape(-1, m) @ context_weight.reshape(-1, m).t()
+            out = out + relational.reshape(out.shape)
+        ctx.save_for_backward(neighbour_weights, padded_values, aggregated, context_weight, mixing)
+        ctx.kernel_size = kernel_size
+        ctx.use_basic_context = use_basic_context
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        neighbour_weights, padded_values, aggregated, context_weight, mixing = ctx.saved_tensors
+        positions, nh, dv = aggregated.shape
+        grad_out = grad_out.contiguous()
+        flat_grad = grad_out.reshape(-1, dv)
+        neighbour_values = unfold_channels_last(padded_values, ctx.kernel_size)  # (P, M, dv)
+        m = neighbour_values.shape[1]
+        grad_context_weight = grad_mixing = None
+
+        grad_aggregated = torch.zeros_like(aggregated)
+        if ctx.use_basic_context:
+            grad_aggregated = grad_out @ mixing.t() if mixing is not None else grad_out
+            if mixing is not None and ctx.needs_input_grad[3]:
+                grad_mixing = aggregated.reshape(-1, dv).t() @ flat_grad
+        if context_weight is not None:
+            weight = context_weight.reshape(dv, m)
+            grad_correlation = (flat_grad @ weight).reshape(positions, nh, m)
+            if ctx.needs_input_grad[2]:
+                correlation = torch.bmm(aggregated, neighbour_values.transpose(1, 2))
+                grad_context_weight = (flat_grad.t() @ correlation.reshape(-1, m)).reshape(
+                    context_weight.shape
+                )
+            grad_aggregated = grad_aggregated + torch.bmm(grad_correlation, neighbour_values)
+            # both paths into Pv in one GEMM: [gcorr; khat]^T [A; gA]
+            left = torch.cat([grad_correlation, neighbour_weights], dim=1)  # (P, 2nh, M)
+            right = torch.cat([aggregated, grad_aggregated], dim=1)  # (P, 2nh, dv)
+        else:
+            left, right = neighbour_weights, grad_aggregated
+        grad_weights = grad_values = None
+        if ctx.needs_input_grad[0]:
+            grad_weights = torch.bmm(grad_aggregated, neighbour_values.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            grad_unfolded = torch.bmm(left.transpose(1, 2), right)  # (P, M, dv)
+            grad_values = fold_channels_last(grad_unfolded, padded_values.shape, ctx.kernel_size)
+        return grad_weights, grad_values, grad_context_weight, grad_mixing, None, None

@@ -40,7 +40,12 @@ def _normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
 def rsa_reference(layer: RSA, x: torch.Tensor) -> torch.Tensor:
     """The paper's y_n with ``layer``'s parameters: (N, C, T, H, W) -> (N, nh*dv, T', H', W')."""
     n, _, t, h, w = x.shape
-    nh, dk, dv, dd = layer.num_heads, layer.key_channels, layer.value_channels, layer.latent_channels
+    nh, dk, dv, dd = (
+        layer.num_heads,
+        layer.key_channels,
+        layer.value_channels,
+        layer.latent_channels,
+    )
     groups, m = layer.groups, layer.neighbourhood_size
 
     projected = F.conv3d(x, layer.projection.weight)

@@ -87,7 +87,9 @@ class LocalSelfAttention(nn.Module):
             stop = min(t, start + chunk)
             frames = slice(start, stop + kt - 1)
             outputs.append(
-                self._attend(queries[:, start:stop], keys_values[:, :, frames], inside[:, :, frames])
+                self._attend(
+                    queries[:, start:stop], keys_values[:, :, frames], inside[:, :, frames]
+                )
             )
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
         out = out.permute(0, 4, 5, 1, 2, 3).reshape(n, self.out_channels, t, h, w)

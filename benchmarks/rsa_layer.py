@@ -1,0 +1,109 @@
+"""RSA layer speed and memory against the authors' order of computation, same run.
+
+    python benchmarks/rsa_layer.py [--threads 2] [--repeats 7] [--json]
+
+Shapes are RSANet-R50's: stage 3 (256 channels, 8 x 14 x 14) and stage 4 (512 channels,
+8 x 7 x 7), nh 8, 5x7x7, basic+relational kernel and context, float32, batch 1. The
+baseline re-states the authors' computation with the same parameters
+(:func:`rsanet.layers.rsa_official_order.rsa_official_order`); "ratio" is baseline time /
+our time (higher is better), "memory ratio" our peak / baseline peak (lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import interleaved_medians, machine, peak_memory_mb  # noqa: E402
+
+from rsanet.layers import RSA  # noqa: E402
+from rsanet.layers.rsa_official_order import rsa_official_order  # noqa: E402
+
+SHAPES = {"stage3": (256, 14), "stage4": (512, 7)}
+
+
+def measure(channels: int, side: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    layer = RSA(channels, channels, num_heads=8, kernel_size=(5, 7, 7))
+    x = torch.randn(1, channels, 8, side, side)
+    x_grad = x.clone().requires_grad_()
+    ours, official = layer, (lambda clip: rsa_official_order(layer, clip))
+
+    def train_step(fn):
+        def step():
+            fn(x_grad).square().mean().backward()
+
+        return step
+
+    def inference(fn):
+        def run():
+            with torch.no_grad():
+                fn(x)
+
+        return run
+
+    times = interleaved_medians(
+        {
+            "official_forward": inference(official),
+            "ours_forward": inference(ours),
+            "official_train": train_step(official),
+            "ours_train": train_step(ours),
+        },
+        repeats=repeats,
+    )
+    memory = {
+        "official_train_mb": peak_memory_mb(train_step(official)),
+        "ours_train_mb": peak_memory_mb(train_step(ours)),
+        "official_forward_mb": peak_memory_mb(inference(official)),
+        "ours_forward_mb": peak_memory_mb(inference(ours)),
+    }
+    with torch.no_grad():
+        max_difference = (layer(x) - rsa_official_order(layer, x)).abs().max().item()
+    return {
+        **{f"{name}_ms": round(value, 2) for name, value in times.items()},
+        **{name: round(value, 1) for name, value in memory.items()},
+        "forward_ratio": round(times["official_forward"] / times["ours_forward"], 2),
+        "train_ratio": round(times["official_train"] / times["ours_train"], 2),
+        "train_memory_ratio": round(memory["ours_train_mb"] / memory["official_train_mb"], 2),
+        "max_abs_difference": max_difference,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {"machine": machine(), "shapes": {}}
+    for name, (channels, side) in SHAPES.items():
+        results["shapes"][name] = measure(channels, side, args.repeats)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    m = results["machine"]
+    print(f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; medians of {args.repeats}")
+    header = (
+        f"{'shape':8} {'pass':8} {'official ms':>12} {'ours ms':>9} {'ratio':>6} "
+        f"{'official MB':>12} {'ours MB':>8} {'mem ratio':>9}"
+    )
+    print(header)
+    for name, r in results["shapes"].items():
+        for kind, label in (("forward", "fwd"), ("train", "fwd+bwd")):
+            print(
+                f"{name:8} {label:8} {r[f'official_{kind}_ms']:12.1f} {r[f'ours_{kind}_ms']:9.1f} "
+                f"{r[f'{kind}_ratio' if kind == 'train' else 'forward_ratio']:6.2f} "
+                f"{r[f'official_{kind}_mb']:12.1f} {r[f'ours_{kind}_mb']:8.1f} "
+                f"{r[f'ours_{kind}_mb'] / r[f'official_{kind}_mb']:9.2f}"
+            )
+        print(f"{name:8} max |ours - official| = {r['max_abs_difference']:.2e}")
+
+
+if __name__ == "__main__":
+    main()
