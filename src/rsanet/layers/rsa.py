@@ -43,24 +43,6 @@ def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x / (x.pow(2).sum(dim=dim, keepdim=True) + NORM_EPS).sqrt()
 
 
-def unfold_neighbourhoods(
-    padded: torch.Tensor, kernel_size: _args.Size3, layout: str
-) -> torch.Tensor:
-    """Gather each position's t x h x w neighbourhood from a zero-padded clip.
-
-    (N, C, T + kt - 1, H + kh - 1, W + kw - 1) ->
-    ``layout="cpm"``: (C, N*T*H*W, M) or ``layout="pcm"``: (N*T*H*W, C, M),
-    neighbours ordered (dt, dh, dw) row-major, like a convolution's weight.
-    """
-    kt, kh, kw = kernel_size
-    windows = padded.unfold(2, kt, 1).unfold(3, kh, 1).unfold(4, kw, 1)  # N C T H W kt kh kw
-    n, c = windows.shape[:2]
-    m = kt * kh * kw
-    if layout == "cpm":
-        return windows.permute(1, 0, 2, 3, 4, 5, 6, 7).reshape(c, -1, m)
-    return windows.permute(0, 2, 3, 4, 1, 5, 6, 7).reshape(-1, c, m)
-
-
 class RSA(nn.Module):
     """Relational self-attention over a local spatio-temporal neighbourhood.
 
@@ -264,7 +246,7 @@ class RSA(nn.Module):
         kernel = self.latent_kernel(queries, key_summary)  # (N*T'*H*W, nh, D)
         # khat = kernel H2: every head's weight on every neighbour
         neighbour_weights = torch.mm(kernel.reshape(-1, dd), self.latent_weight.reshape(dd, m))
-        out = NeighbourhoodAggregation.apply(
+        arguments = (
             neighbour_weights.reshape(-1, nh, m),
             values,
             self.relational_context_weight,
@@ -272,6 +254,10 @@ class RSA(nn.Module):
             self.kernel_size,
             self.has_basic_context,
         )
+        if torch.is_grad_enabled() and not _exporting():
+            out = NeighbourhoodAggregation.apply(*arguments)
+        else:  # inference and export: nothing to save, and exporters see plain operators
+            out = aggregate_neighbourhoods(*arguments)[0]
         return out.reshape(n, t, h, w, nh, self.value_channels)
 
     def key_summary(self, keys: torch.Tensor) -> torch.Tensor:
@@ -329,12 +315,28 @@ class RSA(nn.Module):
         return positions * per_position
 
 
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
 def unfold_channels_last(padded: torch.Tensor, kernel_size: _args.Size3) -> torch.Tensor:
     """Neighbourhoods of a zero-padded channels-last clip, one contiguous row of C values per
-    neighbour: (N, T + kt - 1, H + kh - 1, W + kw - 1, C) -> (N*T*H*W, M, C)."""
+    neighbour: (N, T + kt - 1, H + kh - 1, W + kw - 1, C) -> (N*T*H*W, M, C), neighbours in
+    (dt, dh, dw) row-major order like a convolution's weight."""
     kt, kh, kw = kernel_size
+    n, tp, hp, wp, c = padded.shape
+    if _exporting():
+        # exporters know no unfold: the same gather as one shifted slice per neighbour
+        t, h, w = tp - kt + 1, hp - kh + 1, wp - kw + 1
+        shifted = [
+            padded[:, dt : dt + t, dh : dh + h, dw : dw + w]
+            for dt in range(kt)
+            for dh in range(kh)
+            for dw in range(kw)
+        ]
+        return torch.stack(shifted, dim=4).reshape(-1, kt * kh * kw, c)
     windows = padded.unfold(1, kt, 1).unfold(2, kh, 1).unfold(3, kw, 1)  # N T H W C kt kh kw
-    return windows.permute(0, 1, 2, 3, 5, 6, 7, 4).reshape(-1, kt * kh * kw, padded.shape[-1])
+    return windows.permute(0, 1, 2, 3, 5, 6, 7, 4).reshape(-1, kt * kh * kw, c)
 
 
 def fold_channels_last(
@@ -352,15 +354,34 @@ def fold_channels_last(
     return unfold_backward(by_height, [n, tp, hp, wp, c], 1, kt, 1)
 
 
-class NeighbourhoodAggregation(torch.autograd.Function):
-    """The per-position part of RSA, with a hand-written backward.
+def aggregate_neighbourhoods(
+    neighbour_weights: torch.Tensor,
+    padded_values: torch.Tensor,
+    context_weight: torch.Tensor | None,
+    mixing: torch.Tensor | None,
+    kernel_size: _args.Size3,
+    use_basic_context: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-position part of RSA: khat (P, nh, M) weights on the neighbours and zero-padded
+    channels-last values (N, T'+kt-1, H+kh-1, W+kw-1, dv) -> (y, A), both (P, nh, dv), with
+    y = A I + (A Pv^T) G^T, A = khat Pv and Pv (P, M, dv) the unfolded neighbourhood values."""
+    neighbour_values = unfold_channels_last(padded_values, kernel_size)  # (P, M, dv)
+    aggregated = torch.bmm(neighbour_weights, neighbour_values)  # A: (P, nh, dv)
+    out = torch.zeros_like(aggregated)
+    if use_basic_context:
+        out = aggregated @ mixing if mixing is not None else aggregated
+    if context_weight is not None:
+        correlation = torch.bmm(aggregated, neighbour_values.transpose(1, 2))  # (P, nh, M)
+        m = correlation.shape[-1]
+        relational = correlation.reshape(-1, m) @ context_weight.reshape(-1, m).t()
+        out = out + relational.reshape(out.shape)
+    return out, aggregated
 
-    khat (P, nh, M) weights on the neighbours and zero-padded channels-last values
-    (N, T'+kt-1, H+kh-1, W+kw-1, dv) -> y (P, nh, dv) = A I + (A Pv^T) G^T, where A = khat Pv
-    and Pv (P, M, dv) are the unfolded neighbourhood values. Pv (M times the size of the
-    values) is recomputed in backward instead of being saved, and the two gradients that
-    reach it are summed by one batched GEMM.
-    """
+
+class NeighbourhoodAggregation(torch.autograd.Function):
+    """:func:`aggregate_neighbourhoods` with a hand-written backward: the unfolded values
+    (M times the size of the values) are recomputed instead of being saved, and the two
+    gradients that reach them are summed by one batched GEMM."""
 
     @staticmethod
     def forward(
@@ -372,16 +393,14 @@ class NeighbourhoodAggregation(torch.autograd.Function):
         kernel_size,
         use_basic_context,
     ):
-        neighbour_values = unfold_channels_last(padded_values, kernel_size)  # (P, M, dv)
-        aggregated = torch.bmm(neighbour_weights, neighbour_values)  # A: (P, nh, dv)
-        out = torch.zeros_like(aggregated)
-        if use_basic_context:
-            out = aggregated @ mixing if mixing is not None else aggregated.clone()
-        if context_weight is not None:
-            correlation = torch.bmm(aggregated, neighbour_values.transpose(1, 2))  # (P, nh, M)
-            m = correlation.shape[-1]
-            relational = correlation.reshape(-1, m) @ context_weight.reshape(-1, m).t()
-            out = out + relational.reshape(out.shape)
+        out, aggregated = aggregate_neighbourhoods(
+            neighbour_weights,
+            padded_values,
+            context_weight,
+            mixing,
+            kernel_size,
+            use_basic_context,
+        )
         ctx.save_for_backward(neighbour_weights, padded_values, aggregated, context_weight, mixing)
         ctx.kernel_size = kernel_size
         ctx.use_basic_context = use_basic_context

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsanet.layers import _args
-from rsanet.layers.rsa import unfold_neighbourhoods
+from rsanet.layers.rsa import unfold_channels_last
 
 
 class LocalSelfAttention(nn.Module):
@@ -71,46 +71,43 @@ class LocalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _args.check_clip(type(self).__name__, x, self.in_channels)
         n, _, t, h, w = x.shape
-        nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
+        nh, dk = self.num_heads, self.key_channels
         kt, kh, kw = self.kernel_size
-        features = self.projection(x)
-        queries = features[:, : nh * dk] * dk**-0.5
-        queries = queries.reshape(n, nh, dk, t, h, w).permute(0, 3, 4, 5, 1, 2)
-        pad = (kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2)
-        keys_values = F.pad(features[:, nh * dk :], pad)
-        inside = F.pad(x.new_ones(1, 1, t, h, w), pad)  # 1 where a neighbour exists
+        features = self.projection(x).permute(0, 2, 3, 4, 1)  # channels-last (N, T, H, W, C)
+        queries = features[..., : nh * dk] * dk**-0.5
+        pad = (0, 0, kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2)
+        keys_values = F.pad(features[..., nh * dk :], pad)
+        inside = F.pad(x.new_ones(1, t, h, w, 1), pad)  # 1 where a neighbour exists
 
-        per_frame = n * h * w * math.prod(self.kernel_size) * x.element_size() * (nh * dk + nh * dv)
-        chunk = max(1, min(t, self.max_unfold_bytes // max(per_frame, 1)))
+        per_frame = n * h * w * math.prod(self.kernel_size) * keys_values.shape[-1]
+        chunk = max(1, min(t, self.max_unfold_bytes // (per_frame * x.element_size())))
         outputs = []
         for start in range(0, t, chunk):
             stop = min(t, start + chunk)
-            frames = slice(start, stop + kt - 1)
+            halo = slice(start, stop + kt - 1)
             outputs.append(
-                self._attend(
-                    queries[:, start:stop], keys_values[:, :, frames], inside[:, :, frames]
-                )
+                self._attend(queries[:, start:stop], keys_values[:, halo], inside[:, halo])
             )
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
-        out = out.permute(0, 4, 5, 1, 2, 3).reshape(n, self.out_channels, t, h, w)
+        out = out.reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
         return self.pool(out)
 
     def _attend(
         self, queries: torch.Tensor, keys_values: torch.Tensor, inside: torch.Tensor
     ) -> torch.Tensor:
-        """queries (N, T', H, W, nh, dk), padded keys+values (N, nh*(dk+dv), T'+kt-1, ...),
-        padded validity (1, 1, T'+kt-1, ...) -> (N, T', H, W, nh, dv)."""
+        """queries (N, T', H, W, nh*dk), padded channels-last keys+values
+        (N, T'+kt-1, H+kh-1, W+kw-1, nh*(dk+dv)) and validity (1, T'+kt-1, ..., 1)
+        -> (N, T', H, W, nh, dv)."""
         nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
-        out_shape = (*queries.shape[:4], nh, dv)
         n, t, h, w = queries.shape[:4]
         queries = queries.reshape(-1, nh, dk)  # (P, nh, dk)
-        neighbours = unfold_neighbourhoods(keys_values, self.kernel_size, "pcm")  # (P, C, M)
-        m = neighbours.shape[-1]
-        keys = neighbours[:, : nh * dk].reshape(-1, nh, dk, m)
-        values = neighbours[:, nh * dk :].reshape(-1, nh, dv, m)
-        logits = torch.einsum("phc,phcm->phm", queries, keys)
+        neighbours = unfold_channels_last(keys_values, self.kernel_size)  # (P, M, C)
+        m = neighbours.shape[1]
+        keys = neighbours[..., : nh * dk].reshape(-1, m, nh, dk)
+        values = neighbours[..., nh * dk :].reshape(-1, m, nh, dv)
+        logits = torch.einsum("phc,pmhc->phm", queries, keys)
         logits = logits + queries @ self.position_embedding.t()
-        valid = unfold_neighbourhoods(inside, self.kernel_size, "pcm").reshape(1, t * h * w, 1, m)
+        valid = unfold_channels_last(inside, self.kernel_size).reshape(1, t * h * w, 1, m)
         logits = logits.reshape(n, t * h * w, nh, m).masked_fill(valid == 0, float("-inf"))
         attention = logits.softmax(dim=-1).reshape(-1, nh, m)
-        return torch.einsum("phm,phvm->phv", attention, values).reshape(out_shape)
+        return torch.einsum("phm,pmhv->phv", attention, values).reshape(n, t, h, w, nh, dv)
