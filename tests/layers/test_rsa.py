@@ -116,3 +116,18 @@ def test_official_macs_for_the_paper_stage3_layer():
     # projection 256*(8*32 + 32 + 32) + 3 neighbourhood convs 32*32*245 + small products
     per_position = 256 * 320 + 3 * 32 * 32 * 245 + 8 * 32 * 32 + 32 * 32 * 32 + 8 * 32 * 32
     assert layer.official_macs(8, 14, 14) == 8 * 14 * 14 * per_position
+
+
+def test_neighbour_kernels_sum_to_the_kernel_the_layer_applies():
+    """kappa^V + kappa^R applied to the basic context (I = identity) gives the output."""
+    torch.manual_seed(6)
+    layer = perturbed(RSA(8, 8, num_heads=2, kernel_size=(3, 3, 3), context="basic")).double()
+    x = torch.randn(1, 8, 3, 4, 4, dtype=torch.float64)
+    kernels = layer.neighbour_kernels(x)
+    assert set(kernels) == {"basic", "relational"}
+    assert kernels["basic"].shape == (1, 3, 4, 4, 2, 3, 3, 3)
+    kappa = (kernels["basic"] + kernels["relational"]).reshape(-1, 2, 27)  # (P, nh, M)
+    _, _, values = layer.project(x)
+    neighbour_values = gather_neighbourhoods(values, layer.kernel_size)  # (P, M, dv)
+    expected = (kappa @ neighbour_values).reshape(1, 3, 4, 4, 2, 4).permute(0, 5, 4, 1, 2, 3)
+    assert torch.allclose(layer(x), expected.reshape(1, 8, 3, 4, 4), rtol=1e-12)

@@ -291,6 +291,40 @@ class RSA(nn.Module):
         # batched GEMMs run fast on CPU only when every item is contiguous
         return torch.bmm(queries, key_summary.reshape(-1, dk, self.latent_channels))
 
+    # -- inspection -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def neighbour_kernels(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The kernels this layer applies at every position, for analysis and pictures.
+
+        (N, C, T, H, W) -> {"basic": kappa^V, "relational": kappa^R}, each
+        (N, T, H, W, nh, kt, kh, kw): every head's weight on every neighbour (the kinds this
+        layer does not use are left out). kappa^V depends on the query alone; kappa^R on the
+        query and the keys around it, so it changes with the motion.
+        """
+        queries, keys, _ = self.project(x)
+        n, nh, dk, t, h, w = queries.shape
+        dd, m = self.latent_channels, self.neighbourhood_size
+        flat_queries = queries.permute(0, 3, 4, 5, 1, 2).reshape(-1, nh, dk)
+        to_neighbours = self.latent_weight.reshape(dd, m)
+        shape = (n, t, h, w, nh, *self.kernel_size)
+        kernels = {}
+        if self.has_basic_kernel:
+            latent = (
+                flat_queries
+                if self.basic_kernel_weight is None
+                else flat_queries @ self.basic_kernel_weight
+            )
+            kernels["basic"] = (latent @ to_neighbours).reshape(shape)
+        if self.has_relational_kernel:
+            kt, kh, kw = self.kernel_size
+            weight = self.expanded_relational_kernel_weight().reshape(-1, 1, kt, kh, kw)
+            summary = F.conv3d(keys, weight, padding=(kt // 2, kh // 2, kw // 2), groups=dk)
+            summary = summary.reshape(n, dk, dd, t, h, w).permute(0, 3, 4, 5, 1, 2)
+            latent = torch.bmm(flat_queries, summary.reshape(-1, dk, dd).contiguous())
+            kernels["relational"] = (latent @ to_neighbours).reshape(shape)
+        return kernels
+
     # -- cost -----------------------------------------------------------------------------
 
     def official_macs(self, frames: int, height: int, width: int) -> int:
