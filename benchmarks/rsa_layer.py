@@ -24,7 +24,7 @@ from _measure import interleaved_medians, machine, peak_memory_mb  # noqa: E402
 from rsanet.layers import RSA  # noqa: E402
 from rsanet.layers.rsa_official_order import rsa_official_order  # noqa: E402
 
-SHAPES = {"stage3": (256, 14), "stage4": (512, 7)}
+SHAPES = {"stage1": (64, 56), "stage2": (128, 28), "stage3": (256, 14), "stage4": (512, 7)}
 
 
 def measure(channels: int, side: int, repeats: int) -> dict:

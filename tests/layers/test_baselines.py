@@ -88,3 +88,9 @@ def test_every_transform_maps_shapes_and_backpropagates(name, stride):
     assert y.shape == (2, 16, 4, 7 // stride + (7 % stride), 7 // stride + (7 % stride))
     y.square().mean().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_local_self_attention_macs_formula():
+    layer = LocalSelfAttention(16, 32, num_heads=4, kernel_size=(3, 5, 5))
+    # projection 16 -> (2*4*8 + 32) channels, then 4 heads x 75 neighbours x (2*8 + 8)
+    assert layer.macs(2, 3, 4) == 2 * 3 * 4 * (16 * 96 + 4 * 75 * 24)

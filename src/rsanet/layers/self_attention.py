@@ -68,6 +68,14 @@ class LocalSelfAttention(nn.Module):
             f"stride={self.stride}"
         )
 
+    def macs(self, frames: int, height: int, width: int) -> int:
+        """Multiply-accumulates of one clip: projection, content and position logits, and
+        the weighted sum of values (softmax and pooling not counted)."""
+        nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
+        m = math.prod(self.kernel_size)
+        per_position = self.in_channels * self.projection.out_channels + nh * m * (2 * dk + dv)
+        return frames * height * width * per_position
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _args.check_clip(type(self).__name__, x, self.in_channels)
         n, _, t, h, w = x.shape

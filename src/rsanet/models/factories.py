@@ -1,0 +1,197 @@
+"""The registered networks: one small factory per name.
+
+Families (the transform at the RSA positions varies, everything else is equal):
+
+=============  ==============================================================
+``tsn_*``      1x3x3 convolutions only (no temporal modelling)
+``tsm_r*``     TSM: residual temporal shift in every block (Lin et al. 2019)
+``tsm_tiny``   temporal shift + 1x3x3 convolution at the RSA positions
+``rsanet_*``   relational self-attention at the RSA positions
+``sa_*``       local self-attention at the RSA positions, same neighbourhood
+``conv3d_*``   3x3x3 convolutions at the RSA positions
+=============  ==============================================================
+
+Every factory takes the :class:`~rsanet.models.resnet.ResNetTSN` keyword arguments as
+overrides. Defaults: 174 classes (Something-Something V1), 8 frames, the paper's head
+dropout 0.3 and stochastic depth up to 0.2 for the full-size networks; the ``*_tiny``
+networks default to neither dropout nor stochastic depth (short CPU runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rsanet.models.registry import register_model
+from rsanet.models.resnet import RSA_R50_POSITIONS, ResNetTSN
+
+#: the paper's RSA layer settings (nh = 8, dk = dv = D = planes / 8 are the layer defaults)
+RSA_OPTIONS: dict[str, Any] = {
+    "num_heads": 8,
+    "kernel_size": (5, 7, 7),
+    "kernel": "basic+relational",
+    "context": "basic+relational",
+}
+SA_OPTIONS: dict[str, Any] = {"num_heads": 8, "kernel_size": (5, 7, 7)}
+CONV3D_OPTIONS: dict[str, Any] = {"kernel_size": 3}
+
+#: ResNet-18/34 have 2 or more blocks per stage; block 0 of stages 2-4 is strided, so
+#: RSANet-R18 puts one RSA layer in the second block of every stage.
+RSA_R18_POSITIONS: tuple[tuple[int, ...], ...] = ((1,), (1,), (1,), (1,))
+
+#: rsanet_tiny and its family: ResNet-50's structure (Bottleneck, 3-4-6-3 blocks, RSA at
+#: the paper's positions) at a quarter of the width; 4 heads keep 4 key/value channels per
+#: head in stage 1.
+TINY: dict[str, Any] = {
+    "block": "bottleneck",
+    "layers": (3, 4, 6, 3),
+    "widths": (16, 32, 64, 128),
+    "stem_width": 16,
+    "drop_rate": 0.0,
+    "drop_path_rate": 0.0,
+}
+TINY_HEADS = 4
+
+R18 = {"block": "basic", "layers": (2, 2, 2, 2)}
+R34 = {"block": "basic", "layers": (3, 4, 6, 3)}
+R50 = {"block": "bottleneck", "layers": (3, 4, 6, 3)}
+R101 = {"block": "bottleneck", "layers": (3, 4, 23, 3)}
+PAPER_RECIPE = {"drop_rate": 0.3, "drop_path_rate": 0.2}
+
+
+def _build(name: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> ResNetTSN:
+    kwargs = {"num_classes": 174, "num_frames": 8, **defaults, **overrides}
+    return ResNetTSN(model_name=name, **kwargs)
+
+
+def _at(transform: str, positions: Any, options: dict[str, Any]) -> dict[str, Any]:
+    return {"placement": {transform: positions}, "transform_options": {transform: dict(options)}}
+
+
+# -- TSN (no temporal modelling) ------------------------------------------------------
+
+
+@register_model
+def tsn_r18(**kwargs: Any) -> ResNetTSN:
+    """TSN ResNet-18."""
+    return _build("tsn_r18", {**R18, **PAPER_RECIPE}, kwargs)
+
+
+@register_model
+def tsn_r34(**kwargs: Any) -> ResNetTSN:
+    """TSN ResNet-34."""
+    return _build("tsn_r34", {**R34, **PAPER_RECIPE}, kwargs)
+
+
+@register_model
+def tsn_r50(**kwargs: Any) -> ResNetTSN:
+    """TSN ResNet-50: the paper's backbone without RSA."""
+    return _build("tsn_r50", {**R50, **PAPER_RECIPE}, kwargs)
+
+
+@register_model
+def tsn_r101(**kwargs: Any) -> ResNetTSN:
+    """TSN ResNet-101."""
+    return _build("tsn_r101", {**R101, **PAPER_RECIPE}, kwargs)
+
+
+# -- TSM ------------------------------------------------------------------------------
+
+
+@register_model
+def tsm_r18(**kwargs: Any) -> ResNetTSN:
+    """TSM ResNet-18: residual temporal shift (1/8 forward, 1/8 backward) in every block."""
+    return _build("tsm_r18", {**R18, **PAPER_RECIPE, "temporal_shift": "all"}, kwargs)
+
+
+@register_model
+def tsm_r50(**kwargs: Any) -> ResNetTSN:
+    """TSM ResNet-50: residual temporal shift (1/8 forward, 1/8 backward) at the start of
+    every block's residual branch, as in the TSM paper; all weights are ResNet-50's."""
+    return _build("tsm_r50", {**R50, **PAPER_RECIPE, "temporal_shift": "all"}, kwargs)
+
+
+# -- RSANet ---------------------------------------------------------------------------
+
+
+@register_model
+def rsanet_r50(**kwargs: Any) -> ResNetTSN:
+    """RSANet-R50 (the paper's network): RSA (5x7x7, nh 8, dk = dv = D = planes/8,
+    basic+relational kernel and context) at blocks [[2], [1, 3], [1, 3, 5], [1]]."""
+    return _build(
+        "rsanet_r50", {**R50, **PAPER_RECIPE, **_at("rsa", RSA_R50_POSITIONS, RSA_OPTIONS)}, kwargs
+    )
+
+
+@register_model
+def rsanet_r18(**kwargs: Any) -> ResNetTSN:
+    """RSANet-R18: RSA (paper settings) in place of the second 3x3 convolution of the
+    second block of every stage."""
+    return _build(
+        "rsanet_r18", {**R18, **PAPER_RECIPE, **_at("rsa", RSA_R18_POSITIONS, RSA_OPTIONS)}, kwargs
+    )
+
+
+@register_model
+def sa_r50(**kwargs: Any) -> ResNetTSN:
+    """Local self-attention (5x7x7 neighbourhood, 8 heads) at RSANet-R50's positions."""
+    return _build(
+        "sa_r50",
+        {**R50, **PAPER_RECIPE, **_at("self_attention", RSA_R50_POSITIONS, SA_OPTIONS)},
+        kwargs,
+    )
+
+
+@register_model
+def conv3d_r50(**kwargs: Any) -> ResNetTSN:
+    """3x3x3 convolutions at RSANet-R50's positions."""
+    return _build(
+        "conv3d_r50",
+        {**R50, **PAPER_RECIPE, **_at("conv3d", RSA_R50_POSITIONS, CONV3D_OPTIONS)},
+        kwargs,
+    )
+
+
+# -- tiny family (CPU demos, tests and the equal-placement study) ---------------------
+
+
+@register_model
+def rsanet_tiny(**kwargs: Any) -> ResNetTSN:
+    """RSANet-R50's structure at widths 16-32-64-128 with 4-head RSA (5x7x7): 1.87M params."""
+    return _build(
+        "rsanet_tiny",
+        {**TINY, **_at("rsa", RSA_R50_POSITIONS, {**RSA_OPTIONS, "num_heads": TINY_HEADS})},
+        kwargs,
+    )
+
+
+@register_model
+def tsn_tiny(**kwargs: Any) -> ResNetTSN:
+    """rsanet_tiny with 1x3x3 convolutions at the RSA positions."""
+    return _build("tsn_tiny", dict(TINY), kwargs)
+
+
+@register_model
+def tsm_tiny(**kwargs: Any) -> ResNetTSN:
+    """rsanet_tiny with temporal shift + 1x3x3 convolution at the RSA positions."""
+    return _build("tsm_tiny", {**TINY, **_at("tsm", RSA_R50_POSITIONS, {})}, kwargs)
+
+
+@register_model
+def sa_tiny(**kwargs: Any) -> ResNetTSN:
+    """rsanet_tiny with 4-head local self-attention (5x7x7) at the RSA positions."""
+    return _build(
+        "sa_tiny",
+        {
+            **TINY,
+            **_at("self_attention", RSA_R50_POSITIONS, {**SA_OPTIONS, "num_heads": TINY_HEADS}),
+        },
+        kwargs,
+    )
+
+
+@register_model
+def conv3d_tiny(**kwargs: Any) -> ResNetTSN:
+    """rsanet_tiny with 3x3x3 convolutions at the RSA positions."""
+    return _build(
+        "conv3d_tiny", {**TINY, **_at("conv3d", RSA_R50_POSITIONS, CONV3D_OPTIONS)}, kwargs
+    )

@@ -1,0 +1,101 @@
+"""Named model factories, timm style: ``@register_model`` on a small function per model,
+``create_model(name, ...)`` to build one and ``list_models()`` to see them."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+#: modules whose import registers the built-in factories
+_FACTORY_MODULES = ("rsanet.models.factories",)
+
+
+class UnknownModelError(ValueError):
+    """``create_model`` was given a name that no factory is registered under."""
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register ``fn`` under its ``__name__`` (once: a second registration is an error)."""
+    name = fn.__name__
+    if name in _MODELS and _MODELS[name] is not fn:
+        raise ValueError(f"a model named {name!r} is already registered")
+    _MODELS[name] = fn
+    return fn
+
+
+def _ensure_builtin_models() -> None:
+    for module in _FACTORY_MODULES:
+        importlib.import_module(module)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Sorted names of the registered models, optionally filtered by a shell-style
+    ``pattern`` such as ``"*_tiny"``."""
+    _ensure_builtin_models()
+    names = sorted(_MODELS)
+    return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def is_model(name: str) -> bool:
+    _ensure_builtin_models()
+    return name in _MODELS
+
+
+def model_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory registered under ``name``; UnknownModelError lists the known names."""
+    _ensure_builtin_models()
+    if name not in _MODELS:
+        close = difflib.get_close_matches(str(name), _MODELS, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}{hint}; known models: {', '.join(sorted(_MODELS))}"
+        )
+    return _MODELS[name]
+
+
+def create_model(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    num_frames: int | None = None,
+    pretrained: str | Path | None = None,
+    **overrides,
+) -> nn.Module:
+    """Build the registered model ``name``.
+
+    Args:
+        name: a name from :func:`list_models`.
+        num_classes: classifier outputs (default: the factory's, 174 for Something-V1).
+        num_frames: clip length T (default: the factory's, 8).
+        pretrained: path of a 2-D ImageNet ResNet checkpoint in torchvision's layout,
+            inflated into the backbone by :func:`rsanet.models.load_imagenet_resnet`.
+        overrides: any other constructor argument of the model (e.g. ``drop_path_rate``,
+            ``placement``, ``transform_options``).
+
+    The model carries ``rsanet_config = {"name": name, **kwargs}`` so that
+    :func:`rsanet.models.save_checkpoint` can record how to rebuild it.
+    """
+    factory = model_factory(name)
+    kwargs = dict(overrides)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if num_frames is not None:
+        kwargs["num_frames"] = num_frames
+    model = factory(**kwargs)
+    config = {"name": name, **kwargs}
+    for key in ("num_classes", "num_frames"):
+        if hasattr(model, key):
+            config[key] = getattr(model, key)
+    model.rsanet_config = config
+    if pretrained is not None:
+        from rsanet.models.weights import load_imagenet_resnet
+
+        load_imagenet_resnet(model, pretrained)
+    return model

@@ -1,0 +1,286 @@
+"""Weights in and out: ImageNet initialisation, our checkpoints, and fit checking.
+
+* :func:`load_imagenet_resnet` inflates a 2-D ResNet checkpoint (torchvision layout) into a
+  TSN ResNet: every 2-D kernel (O, I, kh, kw) becomes (O, I, 1, kh, kw).
+* :func:`save_checkpoint` / :func:`load_model`: our checkpoint format,
+  ``{"format": "rsanet", "format_version": 1, "model": name, "model_config": kwargs,
+  "state_dict": ..., **extra}`` (e.g. ``classes``, ``epoch``), from which the model is
+  rebuilt with no other argument.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+CHECKPOINT_FORMAT = "rsanet"
+CHECKPOINT_VERSION = 1
+_RESERVED = {"format", "format_version", "model", "model_config", "state_dict"}
+#: how many mismatching keys an error message names
+_SHOWN = 5
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's keys or shapes do not fit the model (the message names them)."""
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def read_checkpoint(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint as a dict: ``source`` is a dict already or the path of a file saved by
+    ``torch.save`` (read with ``weights_only=True`` onto the CPU)."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} holds objects other than tensors and plain containers, which are not "
+            "loaded for safety; if you trust the file, load it with "
+            "torch.load(path, weights_only=False) and pass the dict instead"
+        ) from error
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{path} holds a {type(loaded).__name__}, not a checkpoint dict")
+    return dict(loaded)
+
+
+def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint: its ``state_dict`` (or ``model``) entry when it has
+    one, else the checkpoint itself; a DataParallel ``module.`` prefix is removed."""
+    for key in ("state_dict", "model"):
+        inner = checkpoint.get(key)
+        if isinstance(inner, Mapping):
+            checkpoint = inner
+            break
+    state = {k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise ValueError(f"checkpoint has no tensors (top-level keys: {sorted(checkpoint)[:10]})")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
+# -- fit checking ----------------------------------------------------------------------
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def check_state_dict_fits(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    what: str = "checkpoint",
+    ignore_missing: tuple[str, ...] = ("num_batches_tracked",),
+) -> None:
+    """Raise CheckpointMismatchError naming the first mismatching keys (with the shape
+    in the checkpoint and in the model), the first missing and the first unexpected
+    keys, unless ``state_dict`` fits ``model`` exactly (missing keys ending in
+    ``ignore_missing`` are tolerated)."""
+    ours = model.state_dict()
+    name = getattr(model, "model_name", type(model).__name__)
+    shapes = [
+        f"{k}: {what} {_shape(v)} vs model {_shape(ours[k])}"
+        for k, v in state_dict.items()
+        if k in ours and _shape(v) != _shape(ours[k])
+    ]
+    missing = [k for k in ours if k not in state_dict and not k.endswith(ignore_missing)]
+    unexpected = [k for k in state_dict if k not in ours]
+    problems = []
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatch(es): " + "; ".join(shapes[:_SHOWN]))
+    if missing:
+        problems.append(
+            f"{len(missing)} key(s) missing from the {what}, e.g. "
+            + ", ".join(f"{k} {_shape(ours[k])}" for k in missing[:_SHOWN])
+        )
+    if unexpected:
+        problems.append(
+            f"{len(unexpected)} unexpected key(s) in the {what}, e.g. "
+            + ", ".join(f"{k} {_shape(state_dict[k])}" for k in unexpected[:_SHOWN])
+        )
+    if problems:
+        raise CheckpointMismatchError(f"{what} does not fit {name}: " + " | ".join(problems))
+
+
+def load_state_dict_checked(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, what: str = "checkpoint"
+) -> None:
+    """``model.load_state_dict(state_dict)`` after :func:`check_state_dict_fits`."""
+    check_state_dict_fits(model, state_dict, what=what)
+    model.load_state_dict(state_dict, strict=False)
+
+
+# -- ImageNet initialisation -----------------------------------------------------------
+
+
+@dataclass
+class ImageNetLoadResult:
+    """What :func:`load_imagenet_resnet` did.
+
+    loaded: model keys filled from the checkpoint.
+    not_loaded: model keys left as initialised (the replaced transforms, the classifier).
+    unused: checkpoint keys not used (the 2-D classifier, the replaced 3x3 convolutions).
+    """
+
+    loaded: list[str] = field(default_factory=list)
+    not_loaded: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
+
+
+def _replaced_prefixes(model: nn.Module) -> list[str]:
+    """``layer{s}.{i}.conv2.`` of every block whose 3x3 convolution is a transform."""
+    blocks = getattr(model, "named_blocks", None)
+    if blocks is None:
+        return []
+    from rsanet.models.resnet import DEFAULT_TRANSFORM
+
+    return [f"{name}.conv2." for name, b in blocks() if b.transform != DEFAULT_TRANSFORM]
+
+
+def load_imagenet_resnet(
+    model: nn.Module,
+    source: str | Path | Mapping[str, Any],
+    *,
+    skip_prefixes: tuple[str, ...] = ("fc.",),
+) -> ImageNetLoadResult:
+    """Initialise a TSN ResNet's backbone from a 2-D ImageNet ResNet checkpoint.
+
+    ``source`` is the path of a state dict in torchvision's layout (``conv1.weight``,
+    ``layer1.0.conv1.weight``, ..., ``fc.weight``) or the dict itself. 2-D kernels
+    (O, I, kh, kw) are inflated to (O, I, 1, kh, kw); BatchNorm parameters and statistics
+    are copied. The classifier (``skip_prefixes``) and the 3x3 convolutions replaced by a
+    transform (RSA, self-attention, 3x3x3, TSM ...) are left alone; everything else must
+    fit, or CheckpointMismatchError names the first misfits with both shapes.
+    """
+    state = extract_state_dict(read_checkpoint(source))
+    ours = model.state_dict()
+    replaced = tuple(_replaced_prefixes(model))
+    skipped = tuple(skip_prefixes) + replaced
+
+    result = ImageNetLoadResult()
+    mismatched, unexpected, to_load = [], [], {}
+    for key, tensor in state.items():
+        if key.startswith(skipped):
+            result.unused.append(key)
+            continue
+        if key not in ours:
+            unexpected.append(f"{key} {_shape(tensor)}")
+            continue
+        target = ours[key]
+        if tensor.dim() == 4 and target.dim() == 5:
+            tensor = tensor.unsqueeze(2)  # (O, I, kh, kw) -> (O, I, 1, kh, kw)
+        if tensor.shape != target.shape:
+            mismatched.append(f"{key}: checkpoint {_shape(state[key])} vs model {_shape(target)}")
+            continue
+        to_load[key] = tensor.to(target.dtype)
+    missing = [
+        f"{k} {_shape(v)}"
+        for k, v in ours.items()
+        if k not in to_load and not k.startswith(skipped) and not k.endswith("num_batches_tracked")
+    ]
+    name = getattr(model, "model_name", type(model).__name__)
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): " + "; ".join(mismatched[:_SHOWN]))
+    if missing:
+        problems.append(
+            f"{len(missing)} key(s) missing from the checkpoint, e.g. "
+            + ", ".join(missing[:_SHOWN])
+        )
+    if unexpected:
+        problems.append(
+            f"{len(unexpected)} unexpected key(s) in the checkpoint, e.g. "
+            + ", ".join(unexpected[:_SHOWN])
+        )
+    if problems:
+        raise CheckpointMismatchError(
+            f"ImageNet checkpoint does not fit {name}: " + " | ".join(problems)
+        )
+    model.load_state_dict(to_load, strict=False)
+    result.loaded = sorted(to_load)
+    result.not_loaded = [k for k in ours if k not in to_load]
+    return result
+
+
+# -- our checkpoints -------------------------------------------------------------------
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """``model.rsanet_config`` (set by ``create_model``): the name and its kwargs."""
+    config = getattr(model, "rsanet_config", None)
+    if not isinstance(config, Mapping) or "name" not in config:
+        raise ValueError(
+            "the model has no rsanet_config: build it with rsanet.create_model(name, ...) "
+            "so that its checkpoint records how to rebuild it"
+        )
+    return dict(config)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
+    """Write ``model`` (name, configuration, weights) and ``extra`` entries (e.g.
+    ``classes=[...]``, ``epoch=3``) to ``path`` atomically (temporary file, then
+    ``os.replace``). Returns the path."""
+    clash = _RESERVED & set(extra)
+    if clash:
+        raise ValueError(f"extra entries may not be named {sorted(clash)}")
+    config = model_config(model)
+    name = config.pop("name")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "model": name,
+        "model_config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_model(source: str | Path | Mapping[str, Any], *, eval_mode: bool = True) -> nn.Module:
+    """Rebuild and load the model saved by :func:`save_checkpoint` (a path or the loaded
+    dict), in evaluation mode unless ``eval_mode=False``. Extra entries of the checkpoint
+    are available through :func:`read_checkpoint`."""
+    checkpoint = read_checkpoint(source)
+    if "model" not in checkpoint or not isinstance(checkpoint.get("model"), str):
+        raise ValueError(
+            "not an rsanet checkpoint (no 'model' name); top-level keys: "
+            f"{sorted(checkpoint)[:10]} (the authors' checkpoints load with "
+            "rsanet.compat.load_official_checkpoint)"
+        )
+    version = checkpoint.get("format_version", CHECKPOINT_VERSION)
+    if version > CHECKPOINT_VERSION:
+        raise ValueError(
+            f"checkpoint format_version {version} is newer than this rsanet ({CHECKPOINT_VERSION})"
+        )
+    from rsanet.models.registry import create_model
+
+    model = create_model(checkpoint["model"], **dict(checkpoint.get("model_config", {})))
+    load_state_dict_checked(model, checkpoint["state_dict"], what="checkpoint")
+    return model.eval() if eval_mode else model

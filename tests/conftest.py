@@ -1,0 +1,14 @@
+"""Settings shared by the whole test suite."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors on a shared 2-core machine: one intra-op thread is ~10x faster than
+    two threads that spin-wait for a busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
