@@ -19,17 +19,19 @@ def test_all_seventeen_cases_are_present():
     assert len(CASES) == 17
 
 
-def run(case, dtype):
+def run(case, dtype, computation="auto"):
     layer = rsa_from_official(case["config"], case["state_dict"]).to(dtype)
+    layer.computation = computation
     x = case["input"].to(dtype).requires_grad_()
     y = layer(x)
     (y * case["grad_weights"].to(dtype)).sum().backward()
     return layer, y, x.grad
 
 
+@pytest.mark.parametrize("computation", ["reassociated", "official"])
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_golden_float64_outputs_and_gradients(case):
-    layer, y, grad_input = run(case, torch.float64)
+def test_golden_float64_outputs_and_gradients(case, computation):
+    layer, y, grad_input = run(case, torch.float64, computation)
     for actual, expected in ((y, case["output"]), (grad_input, case["grad_input"])):
         assert actual.shape == expected.shape
         assert (actual - expected).abs().max() <= 1e-9 * expected.abs().max()

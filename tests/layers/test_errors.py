@@ -23,6 +23,7 @@ from rsanet.layers import RSA, LocalSelfAttention, TemporalShift, build_transfor
         (dict(stride=(2, 2, 2)), r"stride must not stride in time"),
         (dict(stride=(1, 2, 3)), r"stride must be a positive int s"),
         (dict(out_channels=-1), r"out_channels must be a positive integer, got -1"),
+        (dict(computation="fast"), r"computation must be one of \['auto', 'reassociated', "),
     ],
 )
 def test_rsa_rejects_bad_arguments(kwargs, pattern):

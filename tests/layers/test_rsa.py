@@ -24,12 +24,13 @@ def assert_close_relative(actual, expected, rtol=1e-9):
     )
 
 
+@pytest.mark.parametrize("computation", ["reassociated", "official"])
 @pytest.mark.parametrize("kernel,context", list(itertools.product(KERNELS, CONTEXTS)))
-def test_matches_reference_for_every_combination(kernel, context):
+def test_matches_reference_for_every_combination(kernel, context, computation):
     torch.manual_seed(0)
-    layer = perturbed(
-        RSA(12, 12, num_heads=3, kernel_size=(3, 3, 5), kernel=kernel, context=context)
-    ).double()
+    layer = RSA(12, 12, num_heads=3, kernel_size=(3, 3, 5), kernel=kernel, context=context)
+    layer = perturbed(layer).double()
+    layer.computation = computation
     x = torch.randn(2, 12, 4, 5, 6, dtype=torch.float64)
     assert_close_relative(layer(x), rsa_reference(layer, x))
 
@@ -63,6 +64,8 @@ def test_matches_reference_for_sizes_heads_groups_and_strides(options):
     x = torch.randn(2, 6, 3, 7, 5, dtype=torch.float64)
     y = layer(x)
     assert_close_relative(y, rsa_reference(layer, x))
+    layer.computation = "official" if layer.computation == "reassociated" else "reassociated"
+    assert_close_relative(layer(x), y)
     stride = layer.stride
     assert y.shape == (2, layer.out_channels, 3, (7 - 1) // stride + 1, (5 - 1) // stride + 1)
 
@@ -76,9 +79,11 @@ def test_chunked_frames_equal_one_chunk():
     assert_close_relative(layer(x), whole, rtol=1e-12)
 
 
-def test_gradcheck_tiny_case():
+@pytest.mark.parametrize("computation", ["reassociated", "official"])
+def test_gradcheck_tiny_case(computation):
     torch.manual_seed(3)
-    layer = perturbed(RSA(4, 4, num_heads=2, kernel_size=(3, 3, 3), groups=1)).double()
+    layer = RSA(4, 4, num_heads=2, kernel_size=(3, 3, 3), groups=1, computation=computation)
+    layer = perturbed(layer).double()
     x = torch.randn(1, 4, 3, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(layer, (x,), eps=1e-6, atol=1e-7)
 
@@ -131,3 +136,14 @@ def test_neighbour_kernels_sum_to_the_kernel_the_layer_applies():
     neighbour_values = gather_neighbourhoods(values, layer.kernel_size)  # (P, M, dv)
     expected = (kappa @ neighbour_values).reshape(1, 3, 4, 4, 2, 4).permute(0, 5, 4, 1, 2, 3)
     assert torch.allclose(layer(x), expected.reshape(1, 8, 3, 4, 4), rtol=1e-12)
+
+
+def test_auto_computation_picks_the_cheaper_order_per_shape():
+    """RSANet-R50's stages: few value channels per head early (authors' order is cheaper),
+    many late (the re-associated order is)."""
+    choices = [
+        RSA(c, c, num_heads=8, kernel_size=(5, 7, 7)).uses_official_order()
+        for c in (64, 128, 256, 512)
+    ]
+    assert choices == [True, True, False, False]
+    assert not RSA(64, 64, computation="reassociated").uses_official_order()

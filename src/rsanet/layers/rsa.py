@@ -35,6 +35,7 @@ from rsanet.layers import _args
 
 KERNELS = ("basic", "relational", "basic+relational")
 CONTEXTS = ("basic", "relational", "basic+relational")
+COMPUTATIONS = ("auto", "reassociated", "official")
 NORM_EPS = 1e-6
 
 
@@ -61,6 +62,8 @@ class RSA(nn.Module):
         context: "basic", "relational" or "basic+relational".
         groups: G query-key channel groups of the relational kernel, 1..dk dividing dk
             (default dk: the Hadamard form; 1: one dot product per neighbour).
+        computation: the exact order of operations: "reassociated", "official" (the
+            authors') or "auto" (the one with fewer multiply-accumulates for this shape).
 
     Output channels are value-major (channel = value_channel * num_heads + head), as in the
     authors' code, so their checkpoints load unchanged (see ``rsanet.compat``).
@@ -85,6 +88,7 @@ class RSA(nn.Module):
         kernel: str = "basic+relational",
         context: str = "basic+relational",
         groups: int | None = None,
+        computation: str = "auto",
     ) -> None:
         super().__init__()
         self.in_channels = _args.positive_int("in_channels", in_channels)
@@ -108,6 +112,7 @@ class RSA(nn.Module):
         )
         self.kernel_size = _args.kernel_size3("kernel_size", kernel_size)
         self.stride = _args.spatial_stride("stride", stride)
+        self.computation = _args.choice("computation", computation, COMPUTATIONS)
         self.kernel = _args.choice("kernel", kernel, KERNELS)
         self.context = _args.choice("context", context, CONTEXTS)
         self.has_relational_kernel = "relational" in self.kernel
@@ -210,6 +215,34 @@ class RSA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         queries, keys, values = self.project(x)
+        if self.uses_official_order():
+            return self.pool(self.aggregate_official_order(queries, keys, values))
+        return self.pool(self.aggregate_reassociated(queries, keys, values))
+
+    def uses_official_order(self) -> bool:
+        """Which exact order of operations is cheaper for this layer's shape.
+
+        The re-associated order costs nh M (D + dv) per position (plus nh M dv twice for a
+        relational context); the authors' order costs dv D M (plus dv^2 M). With few value
+        channels per head (early stages of a network) the authors' order is the cheaper one.
+        """
+        if self.computation != "auto":
+            return self.computation == "official"
+        nh, dv, dd, m = (
+            self.num_heads,
+            self.value_channels,
+            self.latent_channels,
+            self.neighbourhood_size,
+        )
+        reassociated = nh * m * (dd + dv) + (2 * nh * m * dv if self.has_relational_context else 0)
+        official = dv * dd * m + (dv * dv * m if self.has_relational_context else 0)
+        return official <= reassociated
+
+    def aggregate_reassociated(
+        self, queries: torch.Tensor, keys: torch.Tensor | None, values: torch.Tensor
+    ) -> torch.Tensor:
+        """The re-associated order: (N, nh, dk, T, H, W) queries, (N, dk, T, H, W) keys,
+        (N, dv, T, H, W) values -> (N, dv*nh, T, H, W) before pooling."""
         n, _, t, h, w = values.shape
         kt, kh, kw = self.kernel_size
         pad = (kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2)
@@ -233,8 +266,33 @@ class RSA(nn.Module):
             )
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
         # (N, T, H, W, nh, dv) -> value-major channels (N, dv*nh, T, H, W)
-        out = out.permute(0, 5, 4, 1, 2, 3).reshape(n, self.out_channels, t, h, w)
-        return self.pool(out)
+        return out.permute(0, 5, 4, 1, 2, 3).reshape(n, self.out_channels, t, h, w)
+
+    def aggregate_official_order(
+        self, queries: torch.Tensor, keys: torch.Tensor | None, values: torch.Tensor
+    ) -> torch.Tensor:
+        """The authors' order of operations, same inputs and output as
+        :meth:`aggregate_reassociated`: K_H1, F = values convolved with H2 and V_G = values
+        convolved with G (one convolution per value channel), then per position
+        kernel = q (K_H1 + P1), context = (V_G + I)^T F, y = kernel context^T."""
+        n, nh, dk, t, h, w = queries.shape
+        dv, dd = self.value_channels, self.latent_channels
+        kt, kh, kw = self.kernel_size
+        pad = (kt // 2, kh // 2, kw // 2)
+        kernel = self.latent_kernel(queries, self.key_summary(keys) if keys is not None else None)
+        per_channel = values.reshape(n * dv, 1, t, h, w)
+        latent = F.conv3d(per_channel, self.latent_weight.reshape(dd, 1, kt, kh, kw), padding=pad)
+        context = latent.reshape(n, dv, dd, t, h, w).permute(0, 3, 4, 5, 1, 2).reshape(-1, dv, dd)
+        if self.has_relational_context:
+            g = self.relational_context_weight.reshape(dv, 1, kt, kh, kw)
+            mixing = F.conv3d(per_channel, g, padding=pad)  # V_G: (N*dv, dv, T, H, W)
+            mixing = mixing.reshape(n, dv, dv, t, h, w).permute(0, 3, 4, 5, 1, 2)
+            mixing = mixing.reshape(-1, dv, dv)
+            if self.context_mixing is not None:
+                mixing = mixing + self.context_mixing
+            context = torch.bmm(mixing.transpose(1, 2).contiguous(), context.contiguous())
+        out = torch.bmm(context.contiguous(), kernel.transpose(1, 2))  # (P, dv, nh): value-major
+        return out.reshape(n, t, h, w, dv * nh).permute(0, 4, 1, 2, 3)
 
     def _attend(
         self, queries: torch.Tensor, key_summary: torch.Tensor | None, values: torch.Tensor
