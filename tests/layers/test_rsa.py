@@ -147,3 +147,25 @@ def test_auto_computation_picks_the_cheaper_order_per_shape():
     ]
     assert choices == [True, True, False, False]
     assert not RSA(64, 64, computation="reassociated").uses_official_order()
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    from rsanet.layers import set_activation_checkpointing
+
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(RSA(8, 8, num_heads=2, kernel_size=3)).double()
+    x = torch.randn(1, 8, 3, 5, 5, dtype=torch.float64)
+    model(x).square().sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    assert set_activation_checkpointing(model) == 1 and model[0].activation_checkpointing
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = model(x)
+    y.square().sum().backward()
+    assert all(
+        torch.allclose(p.grad, g, rtol=1e-12)
+        for p, g in zip(model.parameters(), plain, strict=True)
+    )
+    # only the layer input (and what the loss needs) is kept until backward
+    assert sum(t.numel() for t in saved) <= 2 * x.numel()

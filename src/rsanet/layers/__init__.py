@@ -1,7 +1,7 @@
 """Transforms on clips (N, C, T, H, W): relational self-attention and its baselines."""
 
 from rsanet.layers.conv import spatial_conv, spatiotemporal_conv
-from rsanet.layers.factory import TRANSFORMS, build_transform
+from rsanet.layers.factory import TRANSFORMS, build_transform, set_activation_checkpointing
 from rsanet.layers.rsa import CONTEXTS, KERNELS, RSA, l2_normalize, unfold_channels_last
 from rsanet.layers.rsa_reference import gather_neighbourhoods, rsa_reference
 from rsanet.layers.self_attention import LocalSelfAttention
@@ -18,6 +18,7 @@ __all__ = [
     "gather_neighbourhoods",
     "l2_normalize",
     "rsa_reference",
+    "set_activation_checkpointing",
     "spatial_conv",
     "spatiotemporal_conv",
     "temporal_shift",

@@ -44,3 +44,13 @@ def build_transform(
         return TRANSFORMS[name](in_channels, out_channels, stride=stride, **options)
     except TypeError as error:  # an option the transform does not take
         raise ValueError(f"transform {name!r}: {error}") from None
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Turn activation checkpointing of every RSA layer in ``model`` on or off; returns how
+    many layers were set. In training each then keeps only its input for backward and runs
+    its forward again there: less memory for one more forward of those layers."""
+    layers = [m for m in model.modules() if isinstance(m, RSA)]
+    for layer in layers:
+        layer.activation_checkpointing = enabled
+    return len(layers)

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from rsanet.layers import _args
 
@@ -64,6 +65,8 @@ class RSA(nn.Module):
             (default dk: the Hadamard form; 1: one dot product per neighbour).
         computation: the exact order of operations: "reassociated", "official" (the
             authors') or "auto" (the one with fewer multiply-accumulates for this shape).
+        activation_checkpointing: in training, keep only the input for backward and
+            recompute the layer there (less memory, one more forward).
 
     Output channels are value-major (channel = value_channel * num_heads + head), as in the
     authors' code, so their checkpoints load unchanged (see ``rsanet.compat``).
@@ -89,8 +92,10 @@ class RSA(nn.Module):
         context: str = "basic+relational",
         groups: int | None = None,
         computation: str = "auto",
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.activation_checkpointing = bool(activation_checkpointing)
         self.in_channels = _args.positive_int("in_channels", in_channels)
         out_channels = _args.positive_int("out_channels", out_channels)
         self.num_heads = _args.positive_int("num_heads", num_heads)
@@ -214,6 +219,11 @@ class RSA(nn.Module):
     # -- the fast path ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         queries, keys, values = self.project(x)
         if self.uses_official_order():
             return self.pool(self.aggregate_official_order(queries, keys, values))
