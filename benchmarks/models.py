@@ -1,0 +1,156 @@
+"""Whole-network cost: inference and training-step time, activation and peak memory, against
+``tsn_r50`` (the same backbone without temporal modelling) measured in the same run.
+
+    python benchmarks/models.py [--models rsanet_r50 tsm_r50 ...] [--baseline tsn_r50]
+                                [--frames 8] [--size 224] [--batch 2] [--repeats 3]
+                                [--checkpointing] [--json]
+
+Inference is one clip (1, 3, T, S, S) without gradients; a training step is forward,
+cross-entropy and backward of a batch. "Activation memory" is the size of the tensors that
+autograd keeps for backward (distinct storages, parameters excluded); "peak" is the most
+memory PyTorch allocated during the step. Ratios are model / baseline (lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import interleaved_medians, machine, peak_memory_mb  # noqa: E402
+
+from rsanet.layers import set_activation_checkpointing  # noqa: E402
+from rsanet.models import create_model, profile_model  # noqa: E402
+
+
+def activation_memory_mb(model: torch.nn.Module, clip: torch.Tensor) -> float:
+    """Distinct storages that autograd saves for backward in one forward, parameters
+    excluded."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+        logits = model(clip)
+    del logits
+    return sum(storages.values()) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["rsanet_r50"])
+    parser.add_argument("--baseline", default="tsn_r50")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=2, help="clips per training step")
+    parser.add_argument("--num-classes", type=int, default=174)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--checkpointing", action="store_true", help="also measure with RSA checkpointing"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    names = [args.baseline, *args.models]
+    variants = {name: name for name in names}
+    if args.checkpointing:
+        variants.update({f"{name}+ckpt": name for name in args.models})
+    models = {}
+    for label, name in variants.items():
+        model = create_model(name, num_classes=args.num_classes, num_frames=args.frames)
+        if label.endswith("+ckpt"):
+            set_activation_checkpointing(model)
+        models[label] = model
+    clip = torch.randn(1, 3, args.frames, args.size, args.size)
+    batch = torch.randn(args.batch, 3, args.frames, args.size, args.size)
+    labels = torch.randint(0, args.num_classes, (args.batch,))
+
+    def inference(model):
+        def run():
+            model.eval()
+            with torch.no_grad():
+                model(clip)
+
+        return run
+
+    def train_step(model):
+        def run():
+            model.train()
+            F.cross_entropy(model(batch), labels).backward()
+            model.zero_grad(set_to_none=True)
+
+        return run
+
+    candidates = {}
+    for label, model in models.items():
+        if not label.endswith("+ckpt"):
+            candidates[f"{label}/inference"] = inference(model)
+        candidates[f"{label}/train"] = train_step(model)
+    times = interleaved_medians(candidates, repeats=args.repeats, warmup=1)
+
+    rows = {}
+    for label, model in models.items():
+        name = variants[label]
+        model.train()
+        profile = profile_model(
+            name, frames=args.frames, size=args.size, num_classes=args.num_classes
+        )
+        rows[label] = {
+            "params": profile.params,
+            "gflops": round(profile.gflops, 2),
+            "inference_ms": round(times.get(f"{label}/inference", float("nan")), 1),
+            "train_step_ms": round(times[f"{label}/train"], 1),
+            "activation_mb": round(activation_memory_mb(model, batch), 1),
+            "train_peak_mb": round(peak_memory_mb(train_step(model)), 1),
+        }
+    base = rows[args.baseline]
+    for row in rows.values():
+        row["inference_ratio"] = round(row["inference_ms"] / base["inference_ms"], 2)
+        row["train_ratio"] = round(row["train_step_ms"] / base["train_step_ms"], 2)
+        row["activation_ratio"] = round(row["activation_mb"] / base["activation_mb"], 2)
+        row["gflops_ratio"] = round(row["gflops"] / base["gflops"], 2)
+
+    result = {
+        "machine": machine(),
+        "frames": args.frames,
+        "size": args.size,
+        "batch": args.batch,
+        "baseline": args.baseline,
+        "models": rows,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    m = result["machine"]
+    print(
+        f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; "
+        f"{args.frames} x {args.size} x {args.size}, train batch {args.batch}, "
+        f"medians of {args.repeats}; ratios against {args.baseline}"
+    )
+    print(
+        f"{'model':18} {'GFLOPs':>7} {'x':>5} {'infer ms':>9} {'x':>5} {'train ms':>9} "
+        f"{'x':>5} {'act MB':>8} {'x':>5} {'peak MB':>8}"
+    )
+    for label, r in rows.items():
+        print(
+            f"{label:18} {r['gflops']:7.2f} {r['gflops_ratio']:5.2f} {r['inference_ms']:9.1f} "
+            f"{r['inference_ratio']:5.2f} {r['train_step_ms']:9.1f} {r['train_ratio']:5.2f} "
+            f"{r['activation_mb']:8.1f} {r['activation_ratio']:5.2f} {r['train_peak_mb']:8.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
