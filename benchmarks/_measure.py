@@ -63,3 +63,11 @@ def peak_memory_mb(fn: Callable[[], object]) -> float:
         current += delta
         peak = max(peak, current)
     return peak / 2**20
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 matmul rate (GFLOP/s, 2 FLOPs per multiply-accumulate): the
+    roof against which the layers' achieved rates are read."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = interleaved_medians({"mm": lambda: a @ b}, repeats=repeats, warmup=1)["mm"]
+    return 2 * size**3 / (best / 1e3) / 1e9

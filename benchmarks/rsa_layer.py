@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import interleaved_medians, machine, peak_memory_mb  # noqa: E402
+from _measure import interleaved_medians, machine, matmul_peak_gflops, peak_memory_mb  # noqa: E402
 
 from rsanet.layers import RSA  # noqa: E402
 from rsanet.layers.rsa_official_order import rsa_official_order  # noqa: E402
@@ -64,7 +64,15 @@ def measure(channels: int, side: int, repeats: int) -> dict:
     }
     with torch.no_grad():
         max_difference = (layer(x) - rsa_official_order(layer, x)).abs().max().item()
+    ours_macs, official_macs = layer.macs(8, side, side), layer.official_macs(8, side, side)
     return {
+        "computation": "official" if layer.uses_official_order() else "reassociated",
+        "ours_gmacs": round(ours_macs / 1e9, 3),
+        "official_gmacs": round(official_macs / 1e9, 3),
+        "ours_forward_gflops_per_s": round(2 * ours_macs / times["ours_forward"] / 1e6, 1),
+        "official_forward_gflops_per_s": round(
+            2 * official_macs / times["official_forward"] / 1e6, 1
+        ),
         **{f"{name}_ms": round(value, 2) for name, value in times.items()},
         **{name: round(value, 1) for name, value in memory.items()},
         "forward_ratio": round(times["official_forward"] / times["ours_forward"], 2),
@@ -81,7 +89,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"machine": machine(), "shapes": {}}
+    results = {"machine": machine(), "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}
+    results["shapes"] = {}
     for name, (channels, side) in SHAPES.items():
         results["shapes"][name] = measure(channels, side, args.repeats)
     if args.json:
@@ -102,7 +111,13 @@ def main() -> None:
                 f"{r[f'official_{kind}_mb']:12.1f} {r[f'ours_{kind}_mb']:8.1f} "
                 f"{r[f'ours_{kind}_mb'] / r[f'official_{kind}_mb']:9.2f}"
             )
-        print(f"{name:8} max |ours - official| = {r['max_abs_difference']:.2e}")
+        print(
+            f"{name:8} {r['computation']} order; forward {r['ours_gmacs']} GMAC at "
+            f"{r['ours_forward_gflops_per_s']} GFLOP/s (authors' order {r['official_gmacs']} GMAC "
+            f"at {r['official_forward_gflops_per_s']} GFLOP/s); max |ours - official| = "
+            f"{r['max_abs_difference']:.2e}"
+        )
+    print(f"machine matmul peak: {results['matmul_peak_gflops']} GFLOP/s (float32, 2048^2)")
 
 
 if __name__ == "__main__":

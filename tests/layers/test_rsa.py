@@ -169,3 +169,11 @@ def test_activation_checkpointing_gives_the_same_gradients():
     )
     # only the layer input (and what the loss needs) is kept until backward
     assert sum(t.numel() for t in saved) <= 2 * x.numel()
+
+
+def test_macs_follow_the_chosen_order():
+    late = RSA(256, 256, num_heads=8, kernel_size=(5, 7, 7))
+    per_position = 256 * 320 + 8 * 32 * 245 * 2 + 32 * 32 * 245 + 8 * 32 * 32 + 2 * 8 * 245 * 32
+    assert late.macs(8, 14, 14) == 8 * 14 * 14 * (per_position + 8 * 32 * 32)
+    early = RSA(64, 64, num_heads=8, kernel_size=(5, 7, 7))
+    assert early.macs(8, 56, 56) == early.official_macs(8, 56, 56)

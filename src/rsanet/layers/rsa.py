@@ -395,6 +395,28 @@ class RSA(nn.Module):
 
     # -- cost -----------------------------------------------------------------------------
 
+    def macs(self, frames: int, height: int, width: int) -> int:
+        """Multiply-accumulates this layer actually performs on one clip (in the order that
+        :meth:`uses_official_order` picks); the roofline of ``docs/performance.md``."""
+        if self.uses_official_order():
+            return self.official_macs(frames, height, width)
+        nh, dk, dv, dd = (
+            self.num_heads,
+            self.key_channels,
+            self.value_channels,
+            self.latent_channels,
+        )
+        m = self.neighbourhood_size
+        per_position = self.projection.out_channels * self.in_channels
+        per_position += nh * dd * m + nh * m * dv  # khat = kernel H2, A = khat Pv
+        if self.has_relational_kernel:
+            per_position += dk * dd * m + nh * dk * dd  # K_H1, kernel = q (K_H1 + P1)
+        if self.has_relational_context:
+            per_position += 2 * nh * m * dv  # A Pv^T, then G
+        if self.context_mixing is not None:
+            per_position += nh * dv * dv  # A I
+        return frames * height * width * per_position
+
     def official_macs(self, frames: int, height: int, width: int) -> int:
         """Multiply-accumulates of one clip, counted in the authors' order of operations
         (projection, H1/H2/G convolutions, per-position products): the convention of the
