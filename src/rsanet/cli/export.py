@@ -1,0 +1,77 @@
+"""``rsanet export CHECKPOINT``: ONNX or TorchScript, with a parity check against PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a checkpoint to ONNX or TorchScript",
+        description=(
+            "Export the model of an rsanet checkpoint for clips (1, 3, FRAMES, SIZE, SIZE) to "
+            "ONNX (opset 17) or TorchScript (traced), then load the file back and print the "
+            "max absolute difference of its logits from PyTorch's on a random clip."
+        ),
+    )
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="an rsanet checkpoint")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    parser.add_argument("--frames", type=int, help="clip length T (default: the model's)")
+    parser.add_argument(
+        "--size", type=int, help="frame height = width (default: the trained size, else 224)"
+    )
+    parser.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-3,
+        help="parity: fail (exit 1) above this max abs difference (1e-3)",
+    )
+    parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument(
+        "--unfold-mb",
+        type=float,
+        default=64,
+        help="memory of one chunk of attention neighbourhoods in the exported "
+        "graph, MiB (64; larger: fewer chunks, a smaller graph)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsanet.cli import CLIError
+    from rsanet.inference import export_model, load_classifier
+
+    if args.frames is not None and args.frames < 1:
+        raise CLIError(f"--frames must be a positive integer, got {args.frames}")
+    if args.size is not None and args.size < 1:
+        raise CLIError(f"--size must be a positive integer, got {args.size}")
+    if not args.unfold_mb > 0:
+        raise CLIError(f"--unfold-mb must be positive, got {args.unfold_mb}")
+    classifier = load_classifier(args.checkpoint)
+    frames = args.frames or classifier.num_frames
+    size = args.size or classifier.input_size or 224
+    print(
+        f"exporting {classifier.name} for clips (1, 3, {frames}, {args.size}, {args.size}) "
+        f"to {args.out} ({args.format}) ...",
+        flush=True,
+    )
+    result = export_model(
+        classifier.model,
+        args.out,
+        args.format,
+        frames=frames,
+        size=size,
+        metadata={"model": classifier.name, "classes": classifier.classes},
+        check=not args.no_check,
+        unfold_mb=args.unfold_mb,
+    )
+    print(result.describe())
+    if result.max_abs_diff is not None and not result.max_abs_diff <= args.tolerance:
+        print(
+            f"parity check failed: max abs difference {result.max_abs_diff:.3g} > "
+            f"--tolerance {args.tolerance:g}"
+        )
+        return 1
+    return 0

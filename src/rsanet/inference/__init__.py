@@ -1,0 +1,103 @@
+"""Deployment: prediction over files, folders and live streams, alerts, annotated videos,
+and export to ONNX / TorchScript.
+
+>>> from rsanet.inference import Predictor, decode_frames, parse_source
+>>> predictor = Predictor.from_checkpoint("model.pt", size=224)      # doctest: +SKIP
+>>> predictor.predict_file("clip.mp4").top                            # doctest: +SKIP
+[('fighting', 0.91), ...]
+>>> frames = decode_frames(parse_source("long.mp4"), short_side=predictor.short_side)
+>>> for window in predictor.analyse(frames, window=2.0, stride=1.0):  # doctest: +SKIP
+...     print(window.start, window.end, window.top[0])
+
+Live sources (``rtsp://``, ``http://``, ``/dev/video0``, or a file replayed in real time) go
+through :class:`LiveAnalysis`; see ``docs/deploy.md``.
+"""
+
+from rsanet.inference.alerts import (
+    AlertEngine,
+    AlertEvent,
+    AlertRule,
+    EventLog,
+    RulesError,
+    WebhookSink,
+    load_rules,
+    parse_rules,
+)
+from rsanet.inference.annotate import Annotator
+from rsanet.inference.export import (
+    FORMATS,
+    ExportResult,
+    OnnxRuntimeBackend,
+    TorchScriptBackend,
+    export_model,
+    export_onnx,
+    export_torchscript,
+)
+from rsanet.inference.predictor import (
+    Backend,
+    CheckpointError,
+    Classifier,
+    Predictor,
+    TorchBackend,
+    WindowAnalysis,
+    load_classifier,
+    top_k,
+)
+from rsanet.inference.results import ClipPrediction, Outage, RunSummary, WindowResult
+from rsanet.inference.smoothing import ScoreSmoother
+from rsanet.inference.sources import (
+    Frame,
+    SourceError,
+    SourceSpec,
+    decode_frames,
+    list_videos,
+    parse_source,
+)
+from rsanet.inference.stream import Backoff, FrameRing, LiveAnalysis, StreamReader, pyav_opener
+from rsanet.inference.windows import SlidingWindow, Window, tsn_pick
+
+__all__ = [
+    "FORMATS",
+    "AlertEngine",
+    "AlertEvent",
+    "AlertRule",
+    "Annotator",
+    "Backend",
+    "Backoff",
+    "CheckpointError",
+    "Classifier",
+    "ClipPrediction",
+    "EventLog",
+    "ExportResult",
+    "Frame",
+    "FrameRing",
+    "LiveAnalysis",
+    "OnnxRuntimeBackend",
+    "Outage",
+    "Predictor",
+    "RulesError",
+    "RunSummary",
+    "ScoreSmoother",
+    "SlidingWindow",
+    "SourceError",
+    "SourceSpec",
+    "StreamReader",
+    "TorchBackend",
+    "TorchScriptBackend",
+    "WebhookSink",
+    "Window",
+    "WindowAnalysis",
+    "WindowResult",
+    "decode_frames",
+    "export_model",
+    "export_onnx",
+    "export_torchscript",
+    "list_videos",
+    "load_classifier",
+    "load_rules",
+    "parse_rules",
+    "parse_source",
+    "pyav_opener",
+    "top_k",
+    "tsn_pick",
+]

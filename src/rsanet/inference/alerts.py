@@ -1,0 +1,310 @@
+"""Alerts: rules turn window scores into events, written to a JSON-lines log and optionally
+POSTed to a webhook.
+
+A rules file (YAML or JSON) maps class names to a score threshold, a minimum duration and a
+cooldown::
+
+    defaults: {threshold: 0.5, min_duration: 0, cooldown: 60}
+    rules:
+      fighting: {threshold: 0.6, min_duration: 2}
+      falling down: {threshold: 0.7}
+
+(``rules`` may also be a list of ``{class: NAME, threshold: ..., ...}`` entries.) A rule
+fires when the class's smoothed score has been at or above ``threshold`` in consecutive
+windows whose ends span at least ``min_duration`` seconds, and not within ``cooldown``
+seconds of its last event; a score that stays high fires again once the cooldown is over.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import difflib
+import json
+import logging
+import math
+import queue
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsanet.inference.results import WindowResult
+
+logger = logging.getLogger("rsanet.inference")
+
+RULE_KEYS = ("threshold", "min_duration", "cooldown")
+DEFAULTS = {"threshold": 0.5, "min_duration": 0.0, "cooldown": 60.0}
+
+
+class RulesError(ValueError):
+    """An unusable rules file (the message names the file and the problem)."""
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """Fire for ``label`` when its score stays >= ``threshold`` for ``min_duration`` seconds;
+    then stay quiet for ``cooldown`` seconds."""
+
+    label: str
+    threshold: float
+    min_duration: float = 0.0
+    cooldown: float = 60.0
+
+
+@dataclass
+class AlertEvent:
+    """One alert: ``label`` scored ``score`` (>= ``threshold``) from ``start`` to ``time``
+    (seconds of stream time) in ``source``; ``window`` is the window that fired it."""
+
+    label: str
+    score: float
+    threshold: float
+    start: float
+    time: float
+    window: int
+    source: str
+    wall_time: str
+
+    @property
+    def duration(self) -> float:
+        return self.time - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "alert",
+            "label": self.label,
+            "score": round(self.score, 6),
+            "threshold": self.threshold,
+            "start": round(self.start, 3),
+            "time": round(self.time, 3),
+            "duration": round(self.duration, 3),
+            "window": self.window,
+            "source": self.source,
+            "wall_time": self.wall_time,
+        }
+
+    def describe(self) -> str:
+        return (
+            f"ALERT {self.label} score {self.score:.2f} >= {self.threshold:g} for "
+            f"{self.duration:.1f} s (at {self.time:.1f} s of {self.source})"
+        )
+
+
+def _number(value: Any, key: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RulesError(f"{where}: {key} must be a number, got {value!r}")
+    if value < 0:
+        raise RulesError(f"{where}: {key} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _rule(label: str, spec: Any, defaults: Mapping[str, float], where: str) -> AlertRule:
+    if isinstance(spec, int | float) and not isinstance(spec, bool):
+        spec = {"threshold": spec}  # "fighting: 0.6" is a threshold
+    if spec is None:
+        spec = {}
+    if not isinstance(spec, Mapping):
+        raise RulesError(f"{where}: rule {label!r} must be a mapping of {', '.join(RULE_KEYS)}")
+    unknown = set(spec) - set(RULE_KEYS) - {"class", "label"}
+    if unknown:
+        raise RulesError(
+            f"{where}: rule {label!r} has unknown key(s) {sorted(unknown)}; "
+            f"known: {', '.join(RULE_KEYS)}"
+        )
+    values = {
+        k: _number(spec.get(k, defaults[k]), k, f"{where}: rule {label!r}") for k in RULE_KEYS
+    }
+    if values["threshold"] > 1:
+        raise RulesError(
+            f"{where}: rule {label!r}: threshold is a probability in [0, 1], "
+            f"got {values['threshold']}"
+        )
+    return AlertRule(str(label), **values)
+
+
+def parse_rules(data: Any, where: str = "rules") -> list[AlertRule]:
+    """Rules from the loaded YAML/JSON document (see the module docstring)."""
+    if not isinstance(data, Mapping):
+        raise RulesError(f"{where}: expected a mapping with 'rules' (and optional 'defaults')")
+    defaults = dict(DEFAULTS)
+    given = data.get("defaults") or {}
+    if not isinstance(given, Mapping):
+        raise RulesError(f"{where}: 'defaults' must be a mapping")
+    for key, value in given.items():
+        if key not in RULE_KEYS:
+            raise RulesError(f"{where}: unknown default {key!r}; known: {', '.join(RULE_KEYS)}")
+        defaults[key] = _number(value, key, f"{where}: defaults")
+    entries = (
+        data["rules"] if "rules" in data else {k: v for k, v in data.items() if k != "defaults"}
+    )
+    rules: list[AlertRule] = []
+    if isinstance(entries, Mapping):
+        rules = [_rule(label, spec, defaults, where) for label, spec in entries.items()]
+    elif isinstance(entries, list):
+        for number, spec in enumerate(entries, start=1):
+            label = spec.get("class", spec.get("label")) if isinstance(spec, Mapping) else None
+            if not isinstance(label, str):
+                raise RulesError(f"{where}: rule {number} needs a 'class' name")
+            rules.append(_rule(label, spec, defaults, where))
+    else:
+        raise RulesError(f"{where}: 'rules' must be a mapping or a list")
+    if not rules:
+        raise RulesError(f"{where}: no rules")
+    return rules
+
+
+def load_rules(path: str | Path) -> list[AlertRule]:
+    """Read a rules file: ``.json`` as JSON, anything else as YAML."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RulesError(f"cannot read rules file {path}: {error.strerror or error}") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as error:  # json.JSONDecodeError, yaml.YAMLError
+        reason = " ".join(str(error).split())
+        raise RulesError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {reason}"
+        ) from None
+    return parse_rules(data, str(path))
+
+
+def check_rules(rules: Sequence[AlertRule], classes: Sequence[str], where: str = "rules") -> None:
+    """RulesError when a rule names a class the model does not have (with close matches)."""
+    known = set(classes)
+    for rule in rules:
+        if rule.label not in known:
+            close = difflib.get_close_matches(rule.label, list(classes), n=3)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            raise RulesError(f"{where}: the model has no class {rule.label!r}{hint}")
+
+
+class AlertEngine:
+    """Applies rules to consecutive window results; :meth:`update` returns the events fired
+    by a window. :meth:`reset` forgets running conditions (after an outage)."""
+
+    def __init__(self, rules: Sequence[AlertRule], classes: Sequence[str]) -> None:
+        check_rules(rules, classes)
+        self.rules = list(rules)
+        self._index = {rule.label: list(classes).index(rule.label) for rule in rules}
+        self._since: dict[int, float | None] = {}
+        self._peak: dict[int, float] = {}
+        self._last_fired: dict[int, float] = {}
+        self.fired = 0
+
+    def reset(self) -> None:
+        self._since.clear()
+        self._peak.clear()
+
+    def update(self, result: WindowResult) -> list[AlertEvent]:
+        events = []
+        for number, rule in enumerate(self.rules):
+            score = result.score_of(self._index[rule.label])
+            if score < rule.threshold:
+                self._since[number] = None
+                self._peak.pop(number, None)
+                continue
+            since = self._since.get(number)
+            if since is None:
+                since = self._since[number] = result.end
+            self._peak[number] = max(self._peak.get(number, 0.0), score)
+            if result.end - since < rule.min_duration - 1e-9:
+                continue
+            last = self._last_fired.get(number)
+            if last is not None and result.end - last < rule.cooldown - 1e-9:
+                continue
+            self._last_fired[number] = result.end
+            self.fired += 1
+            events.append(
+                AlertEvent(
+                    label=rule.label,
+                    score=score,
+                    threshold=rule.threshold,
+                    start=since,
+                    time=result.end,
+                    window=result.index,
+                    source=result.source,
+                    wall_time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                )
+            )
+        return events
+
+
+class EventLog:
+    """Events appended to a JSON-lines file, one flushed line per event."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+        self.written = 0
+
+    def write(self, event: AlertEvent) -> None:
+        self._file.write(json.dumps(event.to_dict()) + "\n")
+        self._file.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class WebhookSink:
+    """POSTs each event as JSON to ``url`` from a background thread, so a slow receiver never
+    holds up the analysis: at most ``max_pending`` events wait (more are dropped and
+    counted); failures are logged, counted in ``failed``, and never fatal."""
+
+    def __init__(self, url: str, *, timeout: float = 2.0, max_pending: int = 64) -> None:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"webhook URL must start with http:// or https://, got {url!r}")
+        self.url, self.timeout = url, timeout
+        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=max_pending)
+        self.sent = self.failed = self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="rsanet-webhook", daemon=True)
+        self._thread.start()
+
+    def write(self, event: AlertEvent) -> None:
+        try:
+            self._queue.put_nowait(event.to_dict())
+        except queue.Full:
+            self.dropped += 1
+
+    def _post(self, payload: dict) -> None:
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(payload).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            response.read()
+
+    def _run(self) -> None:
+        while True:
+            payload = self._queue.get()
+            try:
+                if payload is None:
+                    return
+                self._post(payload)
+                self.sent += 1
+            except (urllib.error.URLError, OSError, ValueError) as error:
+                self.failed += 1
+                logger.warning("webhook %s failed: %s", self.url, error)
+            finally:
+                self._queue.task_done()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is pending (waiting up to ``timeout`` seconds), then stop."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)

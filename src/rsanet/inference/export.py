@@ -1,0 +1,266 @@
+"""Export to ONNX and TorchScript, with a parity check against PyTorch, and the ONNX Runtime
+backend that runs an exported model in ``rsanet predict --backend onnxruntime``.
+
+Exported models take a clip of a fixed shape (N, 3, T, size, size) (the shape given at export)
+and return logits (N, K). RSA and local self-attention export as plain operators: the
+neighbourhood gather becomes one shifted slice per neighbour, processed a few frames at a time
+(``unfold_mb`` bounds the memory of one chunk; larger chunks make smaller graphs). The class
+names and the model name are stored in the file (ONNX metadata, TorchScript extra file).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+FORMATS = ("onnx", "torchscript")
+ONNX_OPSET = 17
+#: ONNX metadata key / TorchScript extra file holding the export's description
+METADATA_KEY = "rsanet"
+TORCHSCRIPT_EXTRA = "rsanet.json"
+INPUT_NAME, OUTPUT_NAME = "clip", "logits"
+
+
+@dataclass
+class ExportResult:
+    """An exported file: its format, input shape, the max absolute difference of its logits
+    from PyTorch's on a random clip (None when not checked) and the export time."""
+
+    path: Path
+    format: str
+    input_shape: tuple[int, ...]
+    max_abs_diff: float | None
+    export_s: float
+
+    def describe(self) -> str:
+        parity = (
+            "not checked"
+            if self.max_abs_diff is None
+            else f"max abs difference vs PyTorch {self.max_abs_diff:.3g}"
+        )
+        return (
+            f"exported {self.format} to {self.path} (input {tuple(self.input_shape)}, "
+            f"{self.export_s:.1f} s); parity: {parity}"
+        )
+
+
+def example_clip(frames: int, size: int, *, batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """A reproducible normalised-looking clip (batch, 3, frames, size, size)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, frames, size, size, generator=generator)
+
+
+def _prepared(model: nn.Module, unfold_mb: float | None) -> nn.Module:
+    """An evaluation-mode copy of ``model`` whose attention layers unfold ``unfold_mb`` MiB of
+    neighbourhoods per chunk (fewer, larger chunks: a smaller exported graph)."""
+    model = copy.deepcopy(model).eval()
+    if unfold_mb:
+        for module in model.modules():
+            if hasattr(module, "max_unfold_bytes"):
+                module.max_unfold_bytes = int(unfold_mb * 2**20)
+    return model
+
+
+def _check_shape(frames: int, size: int, batch: int) -> None:
+    for name, value in (("frames", frames), ("size", size), ("batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    frames: int,
+    size: int,
+    batch: int = 1,
+    metadata: dict[str, Any] | None = None,
+    unfold_mb: float | None = 64,
+) -> Path:
+    """Export ``model`` to ONNX (opset 17, TorchScript-based exporter) for clips
+    (batch, 3, frames, size, size); ``metadata`` is stored as JSON under ``rsanet``."""
+    import onnx
+
+    _check_shape(frames, size, batch)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prepared = _prepared(model, unfold_mb)
+    clip = example_clip(frames, size, batch=batch)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            prepared,
+            (clip,),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            do_constant_folding=True,
+        )
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata or {})
+    onnx.save(proto, str(path))
+    return path
+
+
+def export_torchscript(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    frames: int,
+    size: int,
+    batch: int = 1,
+    metadata: dict[str, Any] | None = None,
+    unfold_mb: float | None = 64,
+) -> Path:
+    """Trace ``model`` (``torch.jit.trace``) on clips (batch, 3, frames, size, size) and save
+    it; ``metadata`` goes to the extra file ``rsanet.json``."""
+    _check_shape(frames, size, batch)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prepared = _prepared(model, unfold_mb)
+    clip = example_clip(frames, size, batch=batch)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(prepared, clip, check_trace=False)
+    extra = {TORCHSCRIPT_EXTRA: json.dumps(metadata or {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is still supported
+        torch.jit.save(traced, str(path), _extra_files=extra)
+    return path
+
+
+class OnnxRuntimeBackend:
+    """An exported ONNX model run by ONNX Runtime on the CPU: clip (N, 3, T, H, W) -> logits
+    (N, K) as a tensor. ``input_shape`` is the shape fixed at export; ``metadata`` what the
+    export stored (``classes``, ``model``, ``num_frames``, ``size``)."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as error:
+            raise ImportError(
+                "the onnxruntime backend needs onnxruntime: pip install 'rsanet[export]'"
+            ) from error
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no ONNX file at {str(self.path)!r}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime's own exception types
+            reason = " ".join(str(error).split())[:200]
+            raise ValueError(
+                f"{self.path} is not an ONNX model ONNX Runtime can run: {reason}"
+            ) from None
+        node = self.session.get_inputs()[0]
+        self.input_name = node.name
+        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY, "{}")
+        try:
+            self.metadata: dict[str, Any] = json.loads(raw)
+        except json.JSONDecodeError:
+            self.metadata = {}
+
+    @property
+    def num_frames(self) -> int | None:
+        return (
+            self.input_shape[2] if len(self.input_shape) == 5 and self.input_shape[2] > 0 else None
+        )
+
+    @property
+    def size(self) -> int | None:
+        return (
+            self.input_shape[3] if len(self.input_shape) == 5 and self.input_shape[3] > 0 else None
+        )
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        array = clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor) else clip
+        expected = self.input_shape
+        if len(array.shape) != len(expected) or any(
+            e > 0 and e != a for e, a in zip(expected, array.shape, strict=True)
+        ):
+            raise ValueError(
+                f"{self.path.name} was exported for clips {expected}, got {tuple(array.shape)} "
+                "(export again with --frames/--size of the clips you predict on)"
+            )
+        (logits,) = self.session.run(
+            None, {self.input_name: np.ascontiguousarray(array, np.float32)}
+        )
+        return torch.from_numpy(logits)
+
+
+class TorchScriptBackend:
+    """A TorchScript file saved by :func:`export_torchscript`: clip -> logits."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        extra = {TORCHSCRIPT_EXTRA: ""}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra)
+        self.module.eval()
+        self.metadata: dict[str, Any] = json.loads(extra[TORCHSCRIPT_EXTRA] or "{}")
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(clip)
+
+
+def max_abs_difference(model: nn.Module, backend: Any, clip: torch.Tensor) -> float:
+    """max |backend(clip) - model(clip)| over the logits."""
+    with torch.inference_mode():
+        expected = model.eval()(clip)
+    return float((backend(clip).float() - expected.float()).abs().max())
+
+
+def export_model(
+    model: nn.Module,
+    path: str | Path,
+    format: str,
+    *,
+    frames: int,
+    size: int,
+    batch: int = 1,
+    metadata: dict[str, Any] | None = None,
+    check: bool = True,
+    unfold_mb: float | None = 64,
+) -> ExportResult:
+    """Export ``model`` (``format`` ``onnx`` or ``torchscript``) and, with ``check``, load
+    the file back and compare its logits with PyTorch's on a random clip."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    metadata = {"num_frames": frames, "size": size, **(metadata or {})}
+    start = time.perf_counter()
+    exporter = export_onnx if format == "onnx" else export_torchscript
+    path = exporter(
+        model,
+        path,
+        frames=frames,
+        size=size,
+        batch=batch,
+        metadata=metadata,
+        unfold_mb=unfold_mb,
+    )
+    export_s = time.perf_counter() - start
+    difference = None
+    if check:
+        backend = OnnxRuntimeBackend(path) if format == "onnx" else TorchScriptBackend(path)
+        clip = example_clip(frames, size, batch=batch, seed=1)
+        difference = max_abs_difference(model, backend, clip)
+    return ExportResult(Path(path), format, (batch, 3, frames, size, size), difference, export_s)

@@ -1,0 +1,368 @@
+"""Prediction with a trained classifier: clip-level over files and folders, sliding windows
+over long videos.
+
+Clips are built exactly as the model is evaluated: ``num_frames`` frames sampled TSN-style
+(:class:`rsanet.data.TSNSampler`, segment centres) and the evaluation transforms of
+:func:`rsanet.data.build_transforms` (short side to ``size * 256 / 224``, centre crop
+``size``, ImageNet normalisation). The model runs behind a *backend*: any callable taking a
+clip (N, 3, T, size, size) float32 and returning logits (N, K): :class:`TorchBackend`, or
+:class:`rsanet.inference.export.OnnxRuntimeBackend` for an exported model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from rsanet.inference.results import ClipPrediction, RunStats, RunSummary, Top, WindowResult
+from rsanet.inference.smoothing import ScoreSmoother
+from rsanet.inference.sources import Frame, SourceError, SourceSpec, list_videos, open_container
+from rsanet.inference.windows import SlidingWindow, Window
+
+#: the frame rate up to which a window's frames are held (a bound on memory)
+MAX_FPS = 120
+
+
+class Backend(Protocol):
+    """A model: clip (N, 3, T, H, W) float32 -> logits (N, K)."""
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchBackend:
+    """A PyTorch model in evaluation mode, run under ``torch.inference_mode``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(clip)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used for prediction (the message is one line)."""
+
+
+@dataclass
+class Classifier:
+    """A model rebuilt from a checkpoint, with what prediction needs to know about it."""
+
+    model: nn.Module
+    name: str
+    classes: list[str]
+    num_frames: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int | None:
+        """The crop side the model was trained at: the checkpoint's ``input_size``, or the
+        training configuration's ``data.size`` (checkpoints of ``rsanet train``)."""
+        size = self.extra.get("input_size")
+        config = self.extra.get("config")
+        if size is None and isinstance(config, dict) and isinstance(config.get("data"), dict):
+            size = config["data"].get("size")
+        return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def class_names(classes: Any, num_classes: int, where: str = "checkpoint") -> list[str]:
+    """``classes`` as a list of ``num_classes`` strings; ``class_0 ...`` when absent."""
+    if classes is None:
+        return [f"class_{i}" for i in range(num_classes)]
+    if isinstance(classes, dict):  # {index: name}
+        classes = [classes[k] for k in sorted(classes, key=int)]
+    names = [str(name) for name in classes]
+    if len(names) != num_classes:
+        raise CheckpointError(
+            f"{where} names {len(names)} classes but the model has {num_classes} outputs"
+        )
+    return names
+
+
+def load_classifier(path: str | Path) -> Classifier:
+    """Rebuild the model of an rsanet checkpoint (see :func:`rsanet.models.save_checkpoint`)
+    with its class names. Raises CheckpointError with a one-line reason for a missing file,
+    a file that is not a PyTorch checkpoint, or a checkpoint that is not ours."""
+    from rsanet.models import load_model, read_checkpoint
+
+    path = str(path)
+    try:
+        checkpoint = read_checkpoint(path)
+    except FileNotFoundError as error:
+        raise CheckpointError(str(error)) from None
+    except Exception as error:  # pickle, zip and torch errors of a file that is not ours
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint file ({type(error).__name__}: {reason})"
+        ) from None
+    try:
+        model = load_model(checkpoint)
+    except (ValueError, KeyError, TypeError) as error:
+        reason = " ".join(str(error).split())
+        raise CheckpointError(f"{path}: {reason}") from None
+    num_classes = int(getattr(model, "num_classes", 0) or 0)
+    if num_classes < 1:
+        raise CheckpointError(f"{path}: the model has no classifier (num_classes=0)")
+    extra = {
+        k: v
+        for k, v in checkpoint.items()
+        if k not in ("state_dict", "format", "format_version", "model_config")
+    }
+    return Classifier(
+        model=model,
+        name=str(checkpoint["model"]),
+        classes=class_names(checkpoint.get("classes"), num_classes, path),
+        num_frames=int(getattr(model, "num_frames", 8)),
+        extra=extra,
+    )
+
+
+def top_k(scores: np.ndarray, classes: Sequence[str], k: int) -> Top:
+    """The ``k`` best (label, score) pairs, best first."""
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [(classes[i], float(scores[i])) for i in order]
+
+
+class Predictor:
+    """A classifier ready for videos.
+
+    Args:
+        backend: the model (see :class:`Backend`).
+        classes: the K class names.
+        num_frames: T, frames of a clip.
+        size: crop side of a clip (the model sees (N, 3, T, size, size)).
+        top_k: labels reported per prediction.
+        smoothing: windows averaged by the score smoothing (1: none).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | Callable[[torch.Tensor], torch.Tensor],
+        classes: Sequence[str],
+        *,
+        num_frames: int,
+        size: int = 224,
+        top_k: int = 5,
+        smoothing: int = 3,
+    ) -> None:
+        from rsanet.data import build_transforms
+
+        if num_frames < 1 or size < 1:
+            raise ValueError(f"num_frames and size must be positive, got {num_frames}, {size}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        self.backend = backend
+        self.classes = list(classes)
+        self.num_frames = int(num_frames)
+        self.size = int(size)
+        self.top_k = min(int(top_k), len(self.classes))
+        ScoreSmoother(smoothing)  # validates
+        self.smoothing = smoothing
+        #: short side the evaluation transforms resize frames to
+        self.short_side = round(self.size * 256 / 224)
+        self.transform = build_transforms(train=False, size=self.size)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        size: int | None = None,
+        top_k: int = 5,
+        smoothing: int = 3,
+    ) -> Predictor:
+        """A predictor on the PyTorch model of an rsanet checkpoint; ``size`` defaults to the
+        size the model was trained at (:attr:`Classifier.input_size`), else 224."""
+        classifier = load_classifier(path)
+        size = size or classifier.input_size or 224
+        return cls(
+            TorchBackend(classifier.model),
+            classifier.classes,
+            num_frames=classifier.num_frames,
+            size=size,
+            top_k=top_k,
+            smoothing=smoothing,
+        )
+
+    # -- one clip ------------------------------------------------------------------------
+
+    def clip(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """Frames (T, H, W, 3) uint8 -> the model's input (1, 3, T, size, size)."""
+        if not isinstance(frames, np.ndarray):
+            shape = frames[-1].shape  # a resolution change inside a window: last one wins
+            frames = np.stack([f if f.shape == shape else frames[-1] for f in frames])
+        clip, _ = self.transform(frames)
+        return clip.unsqueeze(0)
+
+    def scores(self, frames: np.ndarray | Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+        """Class probabilities (K,) of a clip of T frames (T, H, W, 3) uint8, and the time
+        taken (preprocessing and model) in milliseconds."""
+        start = time.perf_counter()
+        logits = self.backend(self.clip(frames))
+        if not isinstance(logits, torch.Tensor):
+            logits = torch.as_tensor(np.asarray(logits))
+        if logits.dim() != 2 or logits.shape[-1] != len(self.classes):
+            raise ValueError(
+                f"the model returned logits of shape {tuple(logits.shape)}, expected "
+                f"(1, {len(self.classes)})"
+            )
+        probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy().astype(np.float64)
+        return probs, (time.perf_counter() - start) * 1e3
+
+    def top(self, scores: np.ndarray) -> Top:
+        return top_k(scores, self.classes, self.top_k)
+
+    # -- files ---------------------------------------------------------------------------
+
+    def predict_file(self, path: str | Path) -> ClipPrediction:
+        """Clip-level prediction of a video file: T frames over the whole video. Raises
+        SourceError (or :class:`rsanet.data.BadSampleError`) for an unreadable file."""
+        from rsanet.data import PyAVVideo, TSNSampler
+
+        path = str(path)
+        start = time.perf_counter()
+        container, stream = open_container(SourceSpec("file", path))  # clear codec errors
+        rate = stream.average_rate or stream.guessed_rate
+        container.close()
+        with PyAVVideo(path) as video:
+            count = video.num_frames()
+            indices = TSNSampler(self.num_frames, train=False)(count)[0]
+            frames = video.read(indices.tolist())
+        scores, _ = self.scores(frames)
+        return ClipPrediction(
+            source=path,
+            top=self.top(scores),
+            scores=scores,
+            latency_ms=(time.perf_counter() - start) * 1e3,
+            frames=count,
+            duration=float(count / rate) if rate else 0.0,
+        )
+
+    def predict_folder(self, folder: str | Path) -> Iterator[ClipPrediction | tuple[str, str]]:
+        """Clip-level prediction of every video in ``folder`` (sorted): a ClipPrediction per
+        readable file, ``(path, reason)`` for each file that cannot be read."""
+        from rsanet.data import BadSampleError
+
+        videos = list_videos(folder)
+        if not videos:
+            raise SourceError(f"{folder}: no video files in the folder")
+        for path in videos:
+            try:
+                yield self.predict_file(path)
+            except (SourceError, BadSampleError) as error:
+                message = str(error)
+                prefix = f"{path}: "
+                yield path, message[len(prefix) :] if message.startswith(prefix) else message
+
+    # -- windows -------------------------------------------------------------------------
+
+    def new_smoother(self) -> ScoreSmoother:
+        return ScoreSmoother(self.smoothing)
+
+    def predict_window(
+        self, window: Window, smoother: ScoreSmoother, *, source: str = ""
+    ) -> WindowResult:
+        """The result of one window: TSN-sampled clip, model, smoothing, top-k."""
+        clip = window.sample(self.num_frames)
+        raw, compute_ms = self.scores([frame.image for frame in clip])
+        smoothed = smoother(raw)
+        latency_ms = (time.monotonic() - window.frames[-1].arrival) * 1e3
+        return WindowResult(
+            source=source,
+            index=window.index,
+            start=window.start,
+            end=window.end,
+            top=self.top(smoothed),
+            scores=smoothed,
+            raw_scores=raw,
+            latency_ms=max(latency_ms, compute_ms),
+            compute_ms=compute_ms,
+            frames=len(window.frames),
+            skipped=window.skipped,
+            segment=window.frames[-1].segment,
+        )
+
+    def analyse(
+        self,
+        frames: Iterable[Frame],
+        *,
+        window: float,
+        stride: float,
+        source: str = "",
+        on_frame: Callable[[Frame, WindowResult | None], None] | None = None,
+    ) -> WindowAnalysis:
+        """Sliding-window prediction over ``frames`` read as fast as they come (files)."""
+        return WindowAnalysis(
+            self, frames, window=window, stride=stride, source=source, on_frame=on_frame
+        )
+
+
+class WindowAnalysis:
+    """Iterate to get one :class:`WindowResult` per window of a file's frames;
+    :meth:`summary` describes the run so far (call it after the loop, even an interrupted
+    one)."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        frames: Iterable[Frame],
+        *,
+        window: float,
+        stride: float,
+        source: str = "",
+        on_frame: Callable[[Frame, WindowResult | None], None] | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.frames = frames
+        self.window, self.stride = window, stride
+        self.engine = SlidingWindow(window, stride, max_frames=math.ceil(window * MAX_FPS) + 16)
+        self.source = source
+        self.on_frame = on_frame
+        self.latest: WindowResult | None = None
+        self.stats = RunStats()
+        self.frame_count = 0
+        self.interrupted = False
+        self._started = time.perf_counter()
+
+    def _emit(self, window: Window, smoother: ScoreSmoother) -> WindowResult:
+        result = self.predictor.predict_window(window, smoother, source=self.source)
+        self.latest = result
+        self.stats.add(result)
+        return result
+
+    def __iter__(self) -> Iterator[WindowResult]:
+        smoother = self.predictor.new_smoother()
+        self._started = time.perf_counter()
+        for frame in self.frames:
+            self.frame_count += 1
+            self.engine.add(frame)
+            if self.engine.due():
+                yield self._emit(self.engine.take(), smoother)
+            if self.on_frame is not None:
+                self.on_frame(frame, self.latest)
+        tail = self.engine.flush()
+        if tail is not None:
+            yield self._emit(tail, smoother)
+
+    def close(self) -> None:
+        """Close the frame source (a decoding generator closes its file)."""
+        close = getattr(self.frames, "close", None)
+        if close is not None:
+            close()
+
+    def summary(self) -> RunSummary:
+        return self.stats.summary(
+            self.source,
+            stride=self.stride,
+            frames=self.frame_count,
+            elapsed_s=time.perf_counter() - self._started,
+            interrupted=self.interrupted,
+        )

@@ -1,0 +1,217 @@
+"""What prediction produces: clip predictions, window results, outages and run summaries,
+each with ``to_dict()`` giving the JSON line ``rsanet predict --json`` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Top = list[tuple[str, float]]
+
+
+def _top_dicts(top: Top) -> list[dict[str, Any]]:
+    return [{"label": label, "score": round(float(score), 6)} for label, score in top]
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+@dataclass
+class ClipPrediction:
+    """One clip-level prediction of a file: the ``top`` (label, score) pairs, all class
+    ``scores`` (K,) (softmax), the time it took and the video's frames and duration."""
+
+    source: str
+    top: Top
+    scores: np.ndarray
+    latency_ms: float
+    frames: int
+    duration: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "clip",
+            "source": self.source,
+            "top": _top_dicts(self.top),
+            "latency_ms": _round(self.latency_ms, 1),
+            "frames": self.frames,
+            "duration": _round(self.duration),
+        }
+
+
+@dataclass
+class WindowResult:
+    """The prediction of one window [start, end) (seconds of stream time).
+
+    top: (label, score) pairs of the smoothed scores; scores: smoothed class scores (K,);
+    raw_scores: this window's own scores; latency_ms: from the arrival of the window's last
+    frame to the result; compute_ms: preprocessing and model time; frames: frames the window
+    held; skipped: scheduled windows skipped before this one (the analysis fell behind);
+    segment: connection number of a live source.
+    """
+
+    source: str
+    index: int
+    start: float
+    end: float
+    top: Top
+    scores: np.ndarray
+    raw_scores: np.ndarray
+    latency_ms: float
+    compute_ms: float
+    frames: int
+    skipped: int = 0
+    segment: int = 0
+
+    def score_of(self, class_index: int) -> float:
+        return float(self.scores[class_index])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "window",
+            "source": self.source,
+            "index": self.index,
+            "start": _round(self.start),
+            "end": _round(self.end),
+            "top": _top_dicts(self.top),
+            "latency_ms": _round(self.latency_ms, 1),
+            "frames": self.frames,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class Outage:
+    """A live source that stopped delivering: from ``start`` (seconds of run time) until it
+    was reopened at ``end`` (None while down, or when the reader gave up)."""
+
+    start: float
+    reason: str
+    end: float | None = None
+    attempts: int = 0
+    gave_up: bool = False
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.end is None else self.end - self.start
+
+    @property
+    def state(self) -> str:
+        return "gave_up" if self.gave_up else ("lost" if self.end is None else "restored")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "outage",
+            "state": self.state,
+            "start": _round(self.start),
+            "end": _round(self.end),
+            "duration": _round(self.duration),
+            "attempts": self.attempts,
+            "reason": self.reason,
+        }
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        if self.gave_up:
+            return (
+                f"stream lost at {self.start:.1f} s ({self.reason}); gave up after "
+                f"{self.attempts} reconnection attempt(s)"
+            )
+        if self.end is None:
+            return f"stream lost at {self.start:.1f} s ({self.reason}); reconnecting"
+        return (
+            f"stream restored after {self.duration:.1f} s outage ({self.reason}; "
+            f"{self.attempts} attempt(s))"
+        )
+
+
+@dataclass
+class RunSummary:
+    """The end of a windowed run.
+
+    frames: frames decoded from the source; dropped_frames: frames dropped because the
+    analysis was behind; realtime_factor: analysis speed relative to the stream,
+    ``stride * windows / compute time`` (below 1 the analysis cannot keep up and frames are
+    dropped); reconnects: reopenings after outages.
+    """
+
+    source: str
+    frames: int = 0
+    windows: int = 0
+    dropped_frames: int = 0
+    realtime_factor: float | None = None
+    reconnects: int = 0
+    skipped_windows: int = 0
+    elapsed_s: float = 0.0
+    compute_s: float = 0.0
+    mean_latency_ms: float | None = None
+    outages: list[Outage] = field(default_factory=list)
+    interrupted: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "summary",
+            "source": self.source,
+            "frames": self.frames,
+            "windows": self.windows,
+            "dropped_frames": self.dropped_frames,
+            "realtime_factor": _round(self.realtime_factor),
+            "reconnects": self.reconnects,
+            "skipped_windows": self.skipped_windows,
+            "elapsed_s": _round(self.elapsed_s),
+            "mean_latency_ms": _round(self.mean_latency_ms, 1),
+            "outages": [outage.to_dict() for outage in self.outages],
+            "interrupted": self.interrupted,
+            "error": self.error,
+        }
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        rtf = "n/a" if self.realtime_factor is None else f"{self.realtime_factor:.2f}x"
+        text = (
+            f"{self.source}: {self.frames} frames, {self.windows} windows, "
+            f"{self.dropped_frames} dropped, real-time factor {rtf}, "
+            f"{self.reconnects} reconnect(s)"
+        )
+        if self.interrupted:
+            text += ", interrupted"
+        if self.error:
+            text += f", error: {self.error}"
+        return text
+
+
+@dataclass
+class RunStats:
+    """Running totals of a windowed run (constant memory, however long the run)."""
+
+    windows: int = 0
+    compute_ms: float = 0.0
+    latency_ms: float = 0.0
+    skipped: int = 0
+
+    def add(self, result: WindowResult) -> None:
+        self.windows += 1
+        self.compute_ms += result.compute_ms
+        self.latency_ms += result.latency_ms
+        self.skipped += result.skipped
+
+    def summary(
+        self, source: str, *, stride: float, frames: int, elapsed_s: float, **fields: Any
+    ) -> RunSummary:
+        """The RunSummary; realtime factor ``stride * windows / compute time``."""
+        compute_s = self.compute_ms / 1e3
+        return RunSummary(
+            source=source,
+            frames=frames,
+            windows=self.windows,
+            realtime_factor=stride * self.windows / compute_s if compute_s > 0 else None,
+            skipped_windows=self.skipped,
+            elapsed_s=elapsed_s,
+            compute_s=compute_s,
+            mean_latency_ms=self.latency_ms / self.windows if self.windows else None,
+            **fields,
+        )

@@ -1,0 +1,191 @@
+"""Alert rules: parsing, thresholds with minimum duration and cooldown, the JSON-lines log,
+the webhook, and ``rsanet predict --rules`` on a real clip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from inference_helpers import CLASSES
+
+from rsanet.inference import (
+    AlertEngine,
+    AlertRule,
+    EventLog,
+    RulesError,
+    WebhookSink,
+    WindowResult,
+    load_rules,
+    parse_rules,
+)
+
+
+def window(index: int, end: float, fighting: float) -> WindowResult:
+    scores = np.array([fighting, 1 - fighting, 0.0, 0.0])
+    return WindowResult(
+        source="cam",
+        index=index,
+        start=end - 2,
+        end=end,
+        top=[],
+        scores=scores,
+        raw_scores=scores,
+        latency_ms=1.0,
+        compute_ms=1.0,
+        frames=50,
+    )
+
+
+def fire(engine: AlertEngine, scores: list[float], stride: float = 1.0) -> list:
+    events = []
+    for i, score in enumerate(scores):
+        events += engine.update(window(i, 2.0 + i * stride, score))
+    return events
+
+
+def test_rules_files_yaml_and_json(tmp_path):
+    yaml_file = tmp_path / "rules.yaml"
+    yaml_file.write_text(
+        "defaults: {cooldown: 30}\n"
+        "rules:\n"
+        "  fighting: {threshold: 0.6, min_duration: 2}\n"
+        "  falling: 0.7\n"
+        "  loitering:\n"
+    )
+    assert load_rules(yaml_file) == [
+        AlertRule("fighting", 0.6, 2.0, 30.0),
+        AlertRule("falling", 0.7, 0.0, 30.0),
+        AlertRule("loitering", 0.5, 0.0, 30.0),
+    ]
+    json_file = tmp_path / "rules.json"
+    json_file.write_text(json.dumps({"rules": [{"class": "walking", "threshold": 0.9}]}))
+    assert load_rules(json_file) == [AlertRule("walking", 0.9, 0.0, 60.0)]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"rules": {"fighting": {"treshold": 0.5}}}, "unknown key"),
+        ({"rules": {"fighting": {"threshold": 1.5}}}, "threshold is a probability"),
+        ({"rules": {"fighting": {"cooldown": -1}}}, "cooldown must be >= 0"),
+        ({"rules": {"fighting": {"threshold": "high"}}}, "threshold must be a number"),
+        ({"rules": [{"threshold": 0.5}]}, "needs a 'class' name"),
+        ({"rules": {}}, "no rules"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_bad_rules(data, message):
+    with pytest.raises(RulesError, match=message):
+        parse_rules(data)
+
+
+def test_unknown_class_and_unreadable_file(tmp_path):
+    with pytest.raises(RulesError, match="no class 'figting' \\(did you mean 'fighting'"):
+        AlertEngine([AlertRule("figting", 0.5)], CLASSES)
+    broken = tmp_path / "rules.yaml"
+    broken.write_text("rules: {fighting: [unclosed\n")
+    with pytest.raises(RulesError, match="rules.yaml: not valid yaml"):
+        load_rules(broken)
+    with pytest.raises(RulesError, match="cannot read rules file"):
+        load_rules(tmp_path / "missing.yaml")
+
+
+def test_threshold_minimum_duration_and_cooldown():
+    engine = AlertEngine([AlertRule("fighting", 0.6, min_duration=2, cooldown=5)], CLASSES)
+    #          end: 2    3    4    5    6    7    8    9    10   11   12   13
+    scores = [0.7, 0.9, 0.5, 0.7, 0.8, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+    events = fire(engine, scores)
+    # the run from 5 s reaches 2 s at 7 s; high scores go on, so it fires again at 12 s
+    assert [(e.start, e.time, e.window) for e in events] == [(5.0, 7.0, 5), (5.0, 12.0, 10)]
+    assert events[0].score == pytest.approx(0.9) and events[0].duration == 2.0
+    record = events[0].to_dict()
+    assert record["type"] == "alert" and record["label"] == "fighting"
+    assert record["threshold"] == 0.6 and record["source"] == "cam" and record["wall_time"]
+
+
+def test_a_single_window_fires_without_minimum_duration_and_reset_clears_runs():
+    engine = AlertEngine([AlertRule("fighting", 0.5, min_duration=1, cooldown=0)], CLASSES)
+    assert fire(engine, [0.6]) == []
+    engine.reset()  # an outage: the run starts again
+    assert fire(engine, [0.6]) == []
+    instant = AlertEngine([AlertRule("fighting", 0.5, cooldown=0)], CLASSES)
+    assert len(fire(instant, [0.6, 0.4, 0.6])) == 2
+
+
+def test_event_log_and_webhook(tmp_path, http_server):
+    engine = AlertEngine([AlertRule("fighting", 0.5, cooldown=0)], CLASSES)
+    events = fire(engine, [0.8, 0.9, 0.2])
+    log = EventLog(tmp_path / "events" / "alerts.jsonl")
+    server = http_server()
+    hook = WebhookSink(server.url + "/alerts")
+    for event in events:
+        log.write(event)
+        hook.write(event)
+    log.close()
+    hook.close()
+    lines = [
+        json.loads(x) for x in (tmp_path / "events" / "alerts.jsonl").read_text().split("\n") if x
+    ]
+    assert [x["time"] for x in lines] == [2.0, 3.0]
+    assert [json.loads(body) for body in server.server.posts] == lines
+    assert (hook.sent, hook.failed) == (2, 0)
+
+
+def test_webhook_failures_are_counted_not_fatal(closed_port):
+    engine = AlertEngine([AlertRule("fighting", 0.5)], CLASSES)
+    hook = WebhookSink(f"http://127.0.0.1:{closed_port}/alerts", timeout=1)
+    hook.write(fire(engine, [0.9])[0])
+    hook.close()
+    assert (hook.sent, hook.failed) == (0, 1)
+    with pytest.raises(ValueError, match="must start with http"):
+        WebhookSink("ftp://127.0.0.1/alerts")
+
+
+def test_cli_rules_events_and_webhook(cli, fighting_checkpoint, bikes, tmp_path, http_server):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  fighting: {threshold: 0.9, min_duration: 2, cooldown: 4}\n"
+        "  falling: {threshold: 0.5}\n"
+    )
+    events = tmp_path / "events.jsonl"
+    server = http_server()
+    result = cli(
+        "predict",
+        bikes,
+        "--checkpoint",
+        fighting_checkpoint,
+        "--size",
+        32,
+        "--json",
+        "--window-seconds",
+        2,
+        "--stride-seconds",
+        1,
+        "--rules",
+        rules,
+        "--events",
+        events,
+        "--webhook",
+        server.url + "/hook",
+    )
+    assert result.code == 0, result.err
+    lines = [json.loads(x) for x in result.out.splitlines()]
+    windows = [x for x in lines if x["type"] == "window"]
+    alerts = [x for x in lines if x["type"] == "alert"]
+    assert len(windows) == 9 and all(w["top"][0]["label"] == "fighting" for w in windows)
+    # windows end at 2..10 s: the run starts at 2 s, fires at 4 s, then every 4 s
+    assert [(a["label"], a["start"], a["time"]) for a in alerts] == [
+        ("fighting", 2.0, 4.0),
+        ("fighting", 2.0, 8.0),
+    ]
+    logged = [json.loads(x) for x in events.read_text().splitlines()]
+    assert logged == alerts
+    assert [json.loads(body) for body in server.server.posts] == alerts
+
+
+def test_cli_rules_naming_unknown_classes(cli, checkpoint, bikes, tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": {"theft": 0.5}}))
+    result = cli("predict", bikes, "--checkpoint", checkpoint, "--rules", rules)
+    assert result.code == 2 and "the model has no class 'theft'" in result.err

@@ -1,0 +1,180 @@
+"""Export: ONNX and TorchScript files whose logits match PyTorch's (atol 1e-4) for
+rsanet_tiny and rsanet_r50, the ONNX Runtime backend of ``rsanet predict``, and the CLI.
+
+Every BatchNorm of the exported networks is randomised first: a fresh network zeroes the
+last BatchNorm of each residual branch, which would hide the RSA layers from the logits.
+rsanet_r50 is exported at 8 x 64 x 64 (at 224 x 224 the export takes minutes on a CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+
+import pytest
+import torch
+from inference_helpers import CLASSES, randomise_norms
+
+import rsanet
+import rsanet.cli
+from rsanet.inference import (
+    OnnxRuntimeBackend,
+    Predictor,
+    TorchScriptBackend,
+    export_model,
+    load_classifier,
+)
+from rsanet.inference.export import example_clip, max_abs_difference
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+ATOL = 1e-4
+
+
+def run_cli(*args: object) -> tuple[int, str]:
+    """``rsanet ARGS`` in-process at any fixture scope: (exit code, stdout)."""
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(rsanet.cli, "COMMAND_MODULES", ["predict", "export", "visualize"])
+        code = rsanet.cli.main([str(a) for a in args])
+    return code, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_exports(checkpoint, tmp_path_factory):
+    """rsanet_tiny exported by ``rsanet export`` in both formats at 8 x 64 x 64."""
+    folder = tmp_path_factory.mktemp("export")
+    outputs = {}
+    for fmt, name in (("onnx", "tiny.onnx"), ("torchscript", "tiny.pt")):
+        code, text = run_cli(
+            "export",
+            checkpoint,
+            "--format",
+            fmt,
+            "--frames",
+            8,
+            "--size",
+            64,
+            "--out",
+            folder / name,
+        )
+        outputs[fmt] = (code, text, folder / name)
+    return outputs
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_cli_export_prints_parity(tiny_exports, fmt):
+    code, text, path = tiny_exports[fmt]
+    assert code == 0 and path.is_file()
+    assert "(1, 3, 8, 64, 64)" in text
+    difference = float(re.search(r"max abs difference vs PyTorch (\S+)", text).group(1))
+    assert difference < ATOL
+    assert text.strip().splitlines()[-1].startswith(f"exported {fmt} to {path}")
+
+
+def test_tiny_parity_on_another_clip(tiny_exports, checkpoint):
+    model = load_classifier(checkpoint).model
+    clip = example_clip(8, 64, seed=7)
+    onnx_backend = OnnxRuntimeBackend(tiny_exports["onnx"][2])
+    script_backend = TorchScriptBackend(tiny_exports["torchscript"][2])
+    with torch.inference_mode():
+        logits = model(clip)
+    assert logits.std() > 0.1  # the RSA branches reach the logits: a real comparison
+    assert max_abs_difference(model, onnx_backend, clip) < ATOL
+    assert max_abs_difference(model, script_backend, clip) < ATOL
+    for backend in (onnx_backend, script_backend):
+        assert backend.metadata["classes"] == CLASSES
+        assert backend.metadata["model"] == "rsanet_tiny"
+    assert (onnx_backend.num_frames, onnx_backend.size) == (8, 64)
+    with pytest.raises(ValueError, match=r"exported for clips \(1, 3, 8, 64, 64\)"):
+        onnx_backend(example_clip(8, 32))
+
+
+def test_predict_with_onnxruntime_matches_torch(tiny_exports, checkpoint, bikes):
+    onnx_file = tiny_exports["onnx"][2]
+    code, text = run_cli(
+        "predict",
+        bikes,
+        "--backend",
+        "onnxruntime",
+        "--onnx",
+        onnx_file,
+        "--json",
+        "--window-seconds",
+        5,
+        "--stride-seconds",
+        5,
+    )
+    assert code == 0
+    exported = [json.loads(x) for x in text.splitlines()]
+    code, text = run_cli(
+        "predict",
+        bikes,
+        "--checkpoint",
+        checkpoint,
+        "--size",
+        64,
+        "--json",
+        "--window-seconds",
+        5,
+        "--stride-seconds",
+        5,
+    )
+    reference = [json.loads(x) for x in text.splitlines()]
+    assert [x["type"] for x in exported] == ["window", "window", "summary"]
+    for ours, theirs in zip(exported[:2], reference[:2], strict=True):
+        assert [t["label"] for t in ours["top"]] == [t["label"] for t in theirs["top"]]
+        assert [t["score"] for t in ours["top"]] == pytest.approx(
+            [t["score"] for t in theirs["top"]], abs=1e-5
+        )
+    # class names come from the ONNX metadata; a checkpoint would override them
+    classes = {t["label"] for x in exported[:2] for t in x["top"]}
+    assert classes == set(CLASSES)
+
+
+def test_onnx_backend_errors(tmp_path, cli, bikes, tiny_exports):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        OnnxRuntimeBackend(junk)
+    result = cli(
+        "predict",
+        bikes,
+        "--backend",
+        "onnxruntime",
+        "--onnx",
+        tiny_exports["onnx"][2],
+        "--size",
+        32,
+    )
+    assert result.code == 2 and "was exported for --size 64, not 32" in result.err
+    result = cli("predict", bikes, "--backend", "onnxruntime", "--onnx", tmp_path / "no.onnx")
+    assert result.code == 2 and "no ONNX file" in result.err
+
+
+def test_export_errors(cli, tmp_path, checkpoint):
+    result = cli("export", tmp_path / "missing.pt", "--format", "onnx", "--out", tmp_path / "x")
+    assert result.code == 2 and "no checkpoint file" in result.err
+    result = cli("export", checkpoint, "--format", "onnx", "--size", 0, "--out", tmp_path / "x")
+    assert result.code == 2 and "--size must be a positive integer" in result.err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_r50_parity(tmp_path, fmt):
+    torch.manual_seed(0)
+    model = randomise_norms(rsanet.create_model("rsanet_r50", num_classes=10))
+    path = tmp_path / f"r50.{fmt}"
+    result = export_model(model, path, fmt, frames=8, size=64)
+    assert result.max_abs_diff < ATOL
+    backend = OnnxRuntimeBackend(path) if fmt == "onnx" else TorchScriptBackend(path)
+    clip = example_clip(8, 64, seed=3)
+    with torch.inference_mode():
+        assert model(clip).std() > 0.1
+    assert max_abs_difference(model, backend, clip) < ATOL
+    predictor = Predictor(backend, [f"c{i}" for i in range(10)], num_frames=8, size=64)
+    assert predictor.scores(torch.randint(0, 255, (8, 80, 80, 3), dtype=torch.uint8).numpy())[
+        0
+    ].sum() == pytest.approx(1.0)
