@@ -177,3 +177,14 @@ def test_macs_follow_the_chosen_order():
     assert late.macs(8, 14, 14) == 8 * 14 * 14 * (per_position + 8 * 32 * 32)
     early = RSA(64, 64, num_heads=8, kernel_size=(5, 7, 7))
     assert early.macs(8, 56, 56) == early.official_macs(8, 56, 56)
+
+
+@pytest.mark.parametrize("kernel,context", [("basic", "relational"), ("basic+relational",) * 2])
+def test_official_order_restatement_matches_the_layer(kernel, context):
+    from rsanet.layers.rsa_official_order import rsa_official_order
+
+    torch.manual_seed(8)
+    layer = perturbed(RSA(8, 8, num_heads=2, kernel_size=3, kernel=kernel, context=context))
+    x = torch.randn(1, 8, 3, 5, 5, dtype=torch.float64)
+    layer = layer.double()
+    assert_close_relative(rsa_official_order(layer, x), layer(x), rtol=1e-12)
