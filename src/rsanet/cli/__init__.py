@@ -14,7 +14,7 @@ import sys
 from rsanet import __version__
 
 #: modules of rsanet.cli, in the order their commands are listed by --help
-COMMAND_MODULES = ["demo", "profile", "data"]
+COMMAND_MODULES = ["demo", "train", "eval", "profile", "data", "predict", "export", "visualize"]
 
 
 class CLIError(Exception):

@@ -1,0 +1,58 @@
+"""``rsanet train CONFIG [--set KEY=VALUE ...] [--output DIR] [--resume [PATH]]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML configuration",
+        description=(
+            "Train the model of a YAML configuration (see configs/). Every key can be "
+            "overridden with --set section.key=value. Writes DIR/config.yaml (the resolved "
+            "configuration), DIR/last.pt every epoch, DIR/best.pt on the best validation "
+            "top-1, DIR/metrics.jsonl and DIR/tensorboard. The same command runs under "
+            "torchrun for multi-process (multi-GPU, multi-node) training."
+        ),
+    )
+    parser.add_argument("config", metavar="CONFIG", help="YAML configuration file")
+    parser.add_argument(
+        "--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend",
+        default=[], help="override configuration keys, e.g. --set optim.lr=0.01 "
+                         "data.num_frames=16",
+    )
+    parser.add_argument("--output", "-o", metavar="DIR",
+                        help="run folder (default: runs/<config name>)")
+    parser.add_argument(
+        "--resume", nargs="?", const=True, default=None, metavar="PATH",
+        help="continue the run: from DIR/last.pt, or from the checkpoint PATH",
+    )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a DIR that already holds a run")
+    parser.set_defaults(func=run)
+
+
+def default_output(config_path: str) -> Path:
+    return Path("runs") / Path(config_path).stem
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from rsanet.cli import CLIError
+    from rsanet.engine.config import load_config
+    from rsanet.engine.trainer import NonFiniteLossError, train
+
+    config = load_config(args.config, args.overrides)
+    output = Path(args.output) if args.output else default_output(args.config)
+    if args.resume is not None and args.overwrite:
+        raise CLIError("--resume and --overwrite exclude each other")
+    try:
+        train(config, output, resume=args.resume, overwrite=args.overwrite)
+    except NonFiniteLossError as error:
+        print(f"rsanet train: error: {error}", file=sys.stderr)
+        return 1
+    return 0

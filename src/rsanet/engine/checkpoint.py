@@ -1,0 +1,134 @@
+"""Training checkpoints: atomic writes and the full state needed for an exact resume.
+
+A training checkpoint is an rsanet model checkpoint (``format``, ``model``,
+``model_config``, ``state_dict``: :func:`rsanet.models.load_model` rebuilds the network from
+it) with the training state beside it: ``optimizer``, ``scheduler``, ``scaler``, ``ema``,
+``epoch`` (epochs complete), ``step`` (optimiser steps taken), ``rng`` (torch, CUDA, numpy
+and Python generator states), ``sampler``, ``best_top1``, ``classes``, ``config`` and
+``metrics``. Everything is tensors and plain Python values, so ``torch.load(...,
+weights_only=True)`` reads it.
+
+Files are written to a temporary file in the same folder, flushed to disk, then renamed
+over the target (``os.replace``): a crash leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+#: the training-state entries of a checkpoint (besides the model's)
+TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "ema", "epoch", "step", "rng", "sampler")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _readable(path: str | Path) -> None:
+    """Give ``path`` the permissions of a normally created file (mkstemp makes 0600)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _atomic(path: str | Path, write: Callable[[Any], None], mode: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _readable(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` through a temporary file and a rename."""
+    return _atomic(path, lambda handle: torch.save(obj, handle), "wb")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    return _atomic(path, lambda handle: handle.write(text), "w")
+
+
+# -- random number generators -------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    """The states of torch's CPU (and CUDA) generators, numpy's and Python's, as tensors
+    and plain values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": int(version), "internal": list(internal), "gauss": gauss_next},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the generators saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+# -- reading and writing ------------------------------------------------------------------
+
+
+def save_training_checkpoint(path: str | Path, model: torch.nn.Module, **state: Any) -> Path:
+    """Write ``model`` (in the rsanet checkpoint format) and the training ``state`` entries
+    atomically; returns the path."""
+    from rsanet.models import save_checkpoint
+
+    path = save_checkpoint(path, model, **state)
+    _readable(path)
+    return path
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint written by :func:`save_training_checkpoint`; ValueError when
+    the file holds only a model (nothing to resume)."""
+    from rsanet.models import read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    missing = [k for k in ("optimizer", "epoch", "step") if k not in checkpoint]
+    if missing:
+        raise ValueError(
+            f"{path} holds no training state (missing {', '.join(missing)}): it can be "
+            "evaluated or used as initialisation (model.pretrained is for ImageNet ResNets), "
+            "not resumed"
+        )
+    return checkpoint

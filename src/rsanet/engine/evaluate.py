@@ -1,0 +1,244 @@
+"""Testing trained checkpoints: ``evaluate(config, checkpoints, clips=K, crops=1|3)``.
+
+Each video is seen as ``clips x crops`` views; a checkpoint's score of a video is the
+average softmax over its views, and several checkpoints are ensembled by averaging their
+scores (the paper's RSANet EN: the 8-frame and the 16-frame networks). Every checkpoint is
+tested on clips of its own length (its ``num_frames``). Writes ``metrics.json``,
+``predictions.jsonl`` (one object per video) and ``confusion_matrix.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from rsanet.engine.checkpoint import atomic_write_text
+from rsanet.engine.config import Config, ConfigError
+from rsanet.engine.distributed import DistEnv, resolve_device
+from rsanet.engine.loaders import build_eval_loader, build_split, check_data_paths
+from rsanet.engine.metrics import ClassificationMeter
+from rsanet.engine.trainer import as_config, resolve_precision
+
+
+def _load(path: str | Path, config: Config) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of a checkpoint (its EMA weights when it has them and
+    ``eval.use_ema``), checked against the configuration's model."""
+    from rsanet.models import create_model, load_state_dict_checked, read_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    name = checkpoint.get("model")
+    if not isinstance(name, str) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not an rsanet checkpoint (no model name or state_dict); "
+                         f"top-level keys: {sorted(checkpoint)[:10]}")
+    if name != config.model.name:
+        raise ConfigError(
+            f"{path} holds a {name!r} model, but the configuration is for "
+            f"{config.model.name!r}: pass that model's configuration, or --set "
+            f"model.name={name}")
+    model = create_model(name, **dict(checkpoint.get("model_config", {})))
+    weights = checkpoint["state_dict"]
+    if config.eval.use_ema and checkpoint.get("ema") is not None:
+        weights = checkpoint["ema"]
+    load_state_dict_checked(model, weights, what=f"checkpoint {path}")
+    return model.eval(), checkpoint
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device,
+            precision: Any = None, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (N, C) (softmax averaged over the views of each video) and labels (N,) of
+    every sample of ``loader``, in order. Batches are (B, 3, T, H, W) or, for several
+    views, (B, V, 3, T, H, W)."""
+    model.eval().to(device)
+    scores, labels = [], []
+    batches = loader
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(loader, desc="evaluating", unit="batch", leave=False)
+    for clips, target in batches:
+        clips = clips.to(device)
+        views = clips.shape[1] if clips.dim() == 6 else 1
+        flat = clips.flatten(0, 1) if clips.dim() == 6 else clips
+        with precision.autocast() if precision is not None else contextlib.nullcontext():
+            logits = model(flat).float()
+        probs = logits.softmax(-1).view(clips.shape[0], views, -1).mean(1)
+        scores.append(probs.cpu())
+        labels.append(torch.as_tensor(target).long().cpu())
+    return torch.cat(scores), torch.cat(labels)
+
+
+def _video_name(dataset: Dataset, index: int) -> str | None:
+    records = getattr(dataset, "records", None)
+    if records is None:
+        return None
+    record = records[index]
+    return str(getattr(record, "path", record))
+
+
+def write_predictions(path: Path, scores: torch.Tensor, labels: torch.Tensor,
+                      classes: Sequence[str], dataset: Dataset | None = None) -> Path:
+    """One JSON object per video: index, (video), label, prediction, correct, top-5 ids
+    and scores."""
+    k = min(5, scores.shape[1])
+    top_scores, top_ids = scores.topk(k, dim=1)
+    lines = []
+    for i in range(scores.shape[0]):
+        label, pred = int(labels[i]), int(top_ids[i, 0])
+        row: dict[str, Any] = {"index": i}
+        name = _video_name(dataset, i) if dataset is not None else None
+        if name is not None:
+            row["video"] = name
+        row.update({
+            "label": label, "label_name": classes[label] if label < len(classes) else None,
+            "prediction": pred, "prediction_name": classes[pred] if pred < len(classes) else None,
+            "correct": label == pred, "top5": top_ids[i].tolist(),
+            "top5_scores": [round(float(s), 6) for s in top_scores[i]],
+        })
+        lines.append(json.dumps(row))
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def plot_confusion(path: Path, confusion: torch.Tensor, classes: Sequence[str],
+                   title: str = "") -> Path:
+    """A row-normalised confusion matrix (true class down, predicted across) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    counts = confusion.double()
+    rows = counts.sum(dim=1, keepdim=True).clamp_min(1)
+    normalised = (counts / rows).numpy()
+    n = len(classes)
+    side = min(max(6.0, 0.32 * n + 3), 40.0)
+    fig, ax = plt.subplots(figsize=(side, side), dpi=100)
+    image = ax.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if n <= 60:
+        names = [c if len(c) <= 32 else c[:31] + "…" for c in classes]
+        ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), names, fontsize=7)
+        if n <= 20:
+            for i in range(n):
+                for j in range(n):
+                    if counts[i, j] > 0:
+                        ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=6,
+                                color="white" if normalised[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def evaluate(
+    config: Config | Mapping[str, Any] | str | Path,
+    checkpoints: Sequence[str | Path],
+    *,
+    clips: int | None = None,
+    crops: int | None = None,
+    output_dir: str | Path | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Test one checkpoint, or the ensemble of several, on the validation split of
+    ``config``'s data with ``clips`` x ``crops`` views per video (default: ``eval.*``).
+
+    Returns ``top1``, ``top5``, ``mean_class`` (FineGym's metric), ``per_class``
+    (class name -> accuracy %, None without samples), ``num_samples``, ``num_classes``,
+    ``checkpoints``, ``clips``, ``crops`` and ``files`` (the paths written to
+    ``output_dir``, by default ``eval/`` beside the first checkpoint).
+    """
+    config = as_config(config)
+    if not checkpoints:
+        raise ConfigError("no checkpoint to evaluate (--checkpoint PATH)")
+    clips = config.eval.num_clips if clips is None else int(clips)
+    crops = config.eval.num_crops if crops is None else int(crops)
+    if clips < 1:
+        raise ConfigError(f"clips must be >= 1, got {clips}")
+    if crops not in (1, 3):
+        raise ConfigError(f"crops must be 1 or 3, got {crops}")
+    for path in checkpoints:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
+    check_data_paths(config.data)
+    models = [_load(path, config) for path in checkpoints]  # every file checked first
+
+    device = resolve_device(config.train.device)
+    precision = resolve_precision(
+        "fp32" if config.train.precision == "fp16" and device.type == "cpu"
+        else config.train.precision, device)
+    env = DistEnv(device=device)
+    datasets: dict[int, Dataset] = {}
+    total: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    classes: list[str] = []
+    for (model, checkpoint), path in zip(models, checkpoints, strict=True):
+        frames = int(checkpoint.get("model_config", {}).get("num_frames")
+                     or config.data.num_frames)
+        if frames not in datasets:
+            datasets[frames] = build_split(config.data, "val", train=False,
+                                           seed=config.train.seed, num_frames=frames,
+                                           num_clips=clips, num_crops=crops)
+        dataset = datasets[frames]
+        classes = list(getattr(dataset, "classes", [])) or list(checkpoint.get("classes", []))
+        outputs = getattr(model, "num_classes", None)
+        if classes and outputs is not None and outputs != len(classes):
+            raise ConfigError(f"{path} classifies {outputs} classes but the dataset has "
+                              f"{len(classes)}: it was trained on other data")
+        loader = build_eval_loader(dataset, batch_size=batch_size or config.eval.batch_size,
+                                   num_workers=config.data.num_workers, env=env)
+        scores, target = predict(model, loader, device, precision, progress)
+        if labels is not None and not torch.equal(labels, target):
+            raise RuntimeError("the ensembled checkpoints saw the videos in different orders")
+        labels = target
+        total = scores if total is None else total + scores
+    assert total is not None and labels is not None
+    scores = total / len(models)
+    num_classes = scores.shape[1]
+    if not classes:
+        classes = [str(i) for i in range(num_classes)]
+
+    meter = ClassificationMeter(num_classes)
+    meter.update(scores, labels)
+    metrics = meter.compute()
+    per_class = dict(zip(classes, metrics.pop("per_class"), strict=True))
+    metrics.pop("loss")
+
+    output = Path(output_dir) if output_dir is not None else Path(checkpoints[0]).parent / "eval"
+    output.mkdir(parents=True, exist_ok=True)
+    files = {
+        "metrics": str(output / "metrics.json"),
+        "predictions": str(output / "predictions.jsonl"),
+        "confusion_matrix": str(output / "confusion_matrix.png"),
+    }
+    result = {
+        **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()},
+        "per_class": per_class,
+        "num_classes": num_classes,
+        "checkpoints": [str(p) for p in checkpoints],
+        "clips": clips,
+        "crops": crops,
+        "views": clips * crops,
+        "files": files,
+    }
+    write_predictions(Path(files["predictions"]), scores, labels, classes,
+                      datasets[next(iter(datasets))])
+    title = (f"{' + '.join(Path(p).stem for p in checkpoints)}: top-1 {result['top1']:.1f}%, "
+             f"mean-class {result['mean_class']:.1f}%")
+    plot_confusion(Path(files["confusion_matrix"]), meter.confusion, classes, title)
+    atomic_write_text(Path(files["metrics"]), json.dumps(result, indent=2) + "\n")
+    return result

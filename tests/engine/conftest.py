@@ -1,0 +1,70 @@
+"""Shared fixtures of the engine tests: tiny SynthMotion runs on one CPU thread."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+#: a run of a few seconds: tsn_tiny, 4 frames of 32 x 32, 28 training videos
+TINY: dict[str, Any] = {
+    "model": {"name": "tsn_tiny"},
+    "data": {
+        "format": "synthmotion",
+        "num_frames": 4,
+        "size": 32,
+        "train_options": {"num_videos": 28},
+        "val_options": {"num_videos": 14},
+    },
+    "optim": {"name": "adamw", "lr": 0.002, "weight_decay": 0.01, "warmup_epochs": 1,
+              "label_smoothing": 0.1},
+    "train": {"epochs": 2, "batch_size": 7, "num_threads": 1},
+    "eval": {"batch_size": 7},
+    "log": {"progress": "never", "tensorboard": False},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors on a shared 2-core machine: one intra-op thread is much faster than
+    two threads that spin-wait for a busy core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture
+def tiny_config():
+    """``tiny_config(**section_changes)``: the TINY configuration dict with changes."""
+
+    def make(**changes: dict[str, Any]) -> dict[str, Any]:
+        return merge(TINY, changes)
+
+    return make
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path: Path, tiny_config):
+    """``tiny_yaml(name="run.yaml", **changes)``: the TINY configuration written to YAML."""
+    import yaml
+
+    def write(name: str = "tiny.yaml", **changes: dict[str, Any]) -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(tiny_config(**changes)))
+        return path
+
+    return write
