@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     names = " + ".join(args.checkpoints)
     print(f"{names}: {result['num_samples']} videos, {result['clips']} clip(s) x "
           f"{result['crops']} crop(s)")
-    print(f"  top-1       {result['top1']:6.2f} %")
-    print(f"  top-5       {result['top5']:6.2f} %")
-    print(f"  mean-class  {result['mean_class']:6.2f} %")
+    print(f"  {'top-1':<16} {result['top1']:6.2f} %")
+    print(f"  {'top-5':<16} {result['top5']:6.2f} %")
+    print(f"  {'mean-class':<16} {result['mean_class']:6.2f} %")
     for key, path in result["files"].items():
-        print(f"  {key:<11} {path}")
+        print(f"  {key:<16} {path}")
     return 0
