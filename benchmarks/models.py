@@ -2,13 +2,17 @@
 ``tsn_r50`` (the same backbone without temporal modelling) measured in the same run.
 
     python benchmarks/models.py [--models rsanet_r50 tsm_r50 ...] [--baseline tsn_r50]
-                                [--frames 8] [--size 224] [--batch 2] [--repeats 3]
-                                [--checkpointing] [--json]
+                                [--frames 8] [--native-frames] [--size 224] [--batch 2]
+                                [--repeats 3] [--checkpointing] [--inference-only] [--json]
 
 Inference is one clip (1, 3, T, S, S) without gradients; a training step is forward,
-cross-entropy and backward of a batch. "Activation memory" is the size of the tensors that
-autograd keeps for backward (distinct storages, parameters excluded); "peak" is the most
-memory PyTorch allocated during the step. Ratios are model / baseline (lower is better).
+cross-entropy and backward of a batch. ``--native-frames`` gives every model a clip of its
+own length (its factory's ``num_frames``: 16 for MViT, 32 for ViViT-B) instead of
+``--frames``; ``--inference-only`` measures parameters, GFLOPs and inference time only
+(the full-size video transformers' training steps take minutes on a CPU). "Activation
+memory" is the size of the tensors that autograd keeps for backward (distinct storages,
+parameters excluded); "peak" is the most memory PyTorch allocated during the step. Ratios
+are model / baseline (lower is better).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["rsanet_r50"])
     parser.add_argument("--baseline", default="tsn_r50")
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument(
+        "--native-frames", action="store_true", help="each model at its own clip length"
+    )
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=2, help="clips per training step")
     parser.add_argument("--num-classes", type=int, default=174)
@@ -58,6 +65,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--checkpointing", action="store_true", help="also measure with RSA checkpointing"
+    )
+    parser.add_argument(
+        "--inference-only", action="store_true", help="skip training steps and memory"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -68,17 +78,19 @@ def main() -> None:
     variants = {name: name for name in names}
     if args.checkpointing:
         variants.update({f"{name}+ckpt": name for name in args.models})
-    models = {}
+    models, frames = {}, {}
     for label, name in variants.items():
-        model = create_model(name, num_classes=args.num_classes, num_frames=args.frames)
+        kwargs = {} if args.native_frames else {"num_frames": args.frames}
+        model = create_model(name, num_classes=args.num_classes, **kwargs)
         if label.endswith("+ckpt"):
             set_activation_checkpointing(model)
         models[label] = model
-    clip = torch.randn(1, 3, args.frames, args.size, args.size)
-    batch = torch.randn(args.batch, 3, args.frames, args.size, args.size)
+        frames[label] = int(getattr(model, "num_frames", args.frames))
+    clips = {t: torch.randn(1, 3, t, args.size, args.size) for t in set(frames.values())}
+    batches = {t: torch.randn(args.batch, 3, t, args.size, args.size) for t in clips}
     labels = torch.randint(0, args.num_classes, (args.batch,))
 
-    def inference(model):
+    def inference(model, clip):
         def run():
             model.eval()
             with torch.no_grad():
@@ -86,7 +98,7 @@ def main() -> None:
 
         return run
 
-    def train_step(model):
+    def train_step(model, batch):
         def run():
             model.train()
             F.cross_entropy(model(batch), labels).backward()
@@ -97,24 +109,32 @@ def main() -> None:
     candidates = {}
     for label, model in models.items():
         if not label.endswith("+ckpt"):
-            candidates[f"{label}/inference"] = inference(model)
-        candidates[f"{label}/train"] = train_step(model)
+            candidates[f"{label}/inference"] = inference(model, clips[frames[label]])
+        if not args.inference_only:
+            candidates[f"{label}/train"] = train_step(model, batches[frames[label]])
     times = interleaved_medians(candidates, repeats=args.repeats, warmup=1)
 
+    nan = float("nan")
     rows = {}
     for label, model in models.items():
         name = variants[label]
         model.train()
         profile = profile_model(
-            name, frames=args.frames, size=args.size, num_classes=args.num_classes
+            name, frames=frames[label], size=args.size, num_classes=args.num_classes
         )
+        batch = batches[frames[label]]
         rows[label] = {
+            "frames": frames[label],
             "params": profile.params,
             "gflops": round(profile.gflops, 2),
-            "inference_ms": round(times.get(f"{label}/inference", float("nan")), 1),
-            "train_step_ms": round(times[f"{label}/train"], 1),
-            "activation_mb": round(activation_memory_mb(model, batch), 1),
-            "train_peak_mb": round(peak_memory_mb(train_step(model)), 1),
+            "inference_ms": round(times.get(f"{label}/inference", nan), 1),
+            "train_step_ms": round(times.get(f"{label}/train", nan), 1),
+            "activation_mb": nan
+            if args.inference_only
+            else round(activation_memory_mb(model, batch), 1),
+            "train_peak_mb": nan
+            if args.inference_only
+            else round(peak_memory_mb(train_step(model, batch)), 1),
         }
     base = rows[args.baseline]
     for row in rows.values():
@@ -125,7 +145,7 @@ def main() -> None:
 
     result = {
         "machine": machine(),
-        "frames": args.frames,
+        "frames": "native" if args.native_frames else args.frames,
         "size": args.size,
         "batch": args.batch,
         "baseline": args.baseline,
@@ -135,18 +155,20 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     m = result["machine"]
+    length = "native frames" if args.native_frames else f"{args.frames} frames"
     print(
         f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; "
-        f"{args.frames} x {args.size} x {args.size}, train batch {args.batch}, "
+        f"{length} x {args.size} x {args.size}, train batch {args.batch}, "
         f"medians of {args.repeats}; ratios against {args.baseline}"
     )
     print(
-        f"{'model':18} {'GFLOPs':>7} {'x':>5} {'infer ms':>9} {'x':>5} {'train ms':>9} "
-        f"{'x':>5} {'act MB':>8} {'x':>5} {'peak MB':>8}"
+        f"{'model':18} {'T':>3} {'params':>8} {'GFLOPs':>7} {'x':>5} {'infer ms':>9} {'x':>5} "
+        f"{'train ms':>9} {'x':>5} {'act MB':>8} {'x':>5} {'peak MB':>8}"
     )
     for label, r in rows.items():
         print(
-            f"{label:18} {r['gflops']:7.2f} {r['gflops_ratio']:5.2f} {r['inference_ms']:9.1f} "
+            f"{label:18} {r['frames']:3d} {r['params'] / 1e6:7.2f}M "
+            f"{r['gflops']:7.2f} {r['gflops_ratio']:5.2f} {r['inference_ms']:9.1f} "
             f"{r['inference_ratio']:5.2f} {r['train_step_ms']:9.1f} {r['train_ratio']:5.2f} "
             f"{r['activation_mb']:8.1f} {r['activation_ratio']:5.2f} {r['train_peak_mb']:8.1f}"
         )

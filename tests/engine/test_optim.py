@@ -53,6 +53,20 @@ def test_groups_of_a_real_model_cover_every_parameter_once():
             assert id(param) in decayed, name
 
 
+@pytest.mark.parametrize("name", ["timesformer_tiny", "vivit_tiny", "mvit_tiny"])
+def test_no_decay_on_the_tokens_and_position_embeddings_of_transformers(name):
+    from rsanet.models import create_model
+
+    model = create_model(name, num_classes=5)
+    decay, no_decay = param_groups(model, 0.05)
+    decayed = {id(p) for p in decay["params"]}
+    named = dict(model.named_parameters())
+    tokens = [n for n in named if "token" in n or "pos_embed" in n or "time_embed" in n]
+    assert tokens and all(id(named[n]) not in decayed for n in tokens)
+    assert id(named["head.weight"]) in decayed
+    assert len(decay["params"]) + len(no_decay["params"]) == len(named)
+
+
 def test_sgd_nesterov_and_adamw():
     net = small_net()
     sgd = build_optimizer(net, OptimConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True,

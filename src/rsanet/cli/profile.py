@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="parameters and GFLOPs of a model, per stage",
         description=(
             "Parameters and GFLOPs (multiply-accumulates of one clip, counted by fvcore; "
-            "RSA layers by the authors' order of operations; BatchNorm not counted) of a "
-            "registered model, with a per-stage table."
+            "RSA layers by the authors' order of operations; scaled dot-product attention "
+            "as its two matrix products; BatchNorm not counted) of a registered model, with "
+            "a per-stage table."
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="a registered model name (see --list)")

@@ -40,7 +40,8 @@ class ModelConfig:
     name: str = "rsanet_r50"
     #: classifier outputs; None takes the dataset's class count
     num_classes: int | None = None
-    #: path of a 2-D ImageNet ResNet checkpoint (torchvision layout) inflated into the backbone
+    #: path of an image checkpoint inflated into the backbone: an ImageNet ResNet in
+    #: torchvision's layout, or for the video transformers a ViT/DeiT in timm's layout
     pretrained: str | None = None
     #: head dropout and the largest stochastic-depth rate; None keeps the model's default
     drop_rate: float | None = None

@@ -31,15 +31,19 @@ def param_groups(
     model: nn.Module, weight_decay: float, *, no_decay_norm_bias: bool = True
 ) -> list[dict]:
     """Parameter groups for an optimiser: ``[{"params": decayed, "weight_decay": wd},
-    {"params": norms and biases, "weight_decay": 0}]`` (one group when
+    {"params": norms, biases and the names of ``model.no_weight_decay()`` (timm's convention
+    for class tokens and position embeddings), "weight_decay": 0}]`` (one group when
     ``no_decay_norm_bias`` is False). Parameters without gradients are left out."""
+    exempt = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    exempt_ids = {id(p) for n, p in model.named_parameters() if n in exempt}
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            skip = no_decay_norm_bias and (isinstance(module, NORM_TYPES) or name == "bias")
+            skip = no_decay_norm_bias and (isinstance(module, NORM_TYPES) or name == "bias"
+                                           or id(param) in exempt_ids)
             (no_decay if skip else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"}]
     if no_decay:

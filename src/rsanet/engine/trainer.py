@@ -130,8 +130,9 @@ def check_model(config: Config, *, resuming: bool = False) -> None:
     pretrained = config.model.pretrained
     if pretrained and not resuming and not Path(pretrained).expanduser().is_file():
         raise FileNotFoundError(
-            f"model.pretrained: no such file: {pretrained!r} (the ImageNet ResNet-50 "
-            "checkpoint in torchvision's layout; set its path, or null to train from scratch)")
+            f"model.pretrained: no such file: {pretrained!r} (an ImageNet ResNet checkpoint "
+            "in torchvision's layout, or a ViT/DeiT one in timm's for the video transformers; "
+            "set its path, or null to train from scratch)")
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Networks for clips (N, 3, T, H, W): TSN ResNets with RSA and baseline transforms.
+"""Networks for clips (N, 3, T, H, W): TSN ResNets with RSA and baseline transforms, and
+the video transformers TimeSformer, ViViT and MViT.
 
 >>> import rsanet
 >>> model = rsanet.create_model("rsanet_tiny", num_classes=10)
@@ -7,6 +8,7 @@
 """
 
 from rsanet.models import factories as _factories  # noqa: F401  (registers the models)
+from rsanet.models.mvit import MultiScaleBlock, MViT, PoolingAttention
 from rsanet.models.registry import (
     UnknownModelError,
     create_model,
@@ -24,6 +26,10 @@ from rsanet.models.resnet import (
     expand_positions,
     stochastic_depth_rates,
 )
+from rsanet.models.timesformer import DividedBlock, TimeSformer
+from rsanet.models.vit import PatchEmbed3d, ViTEncoder, resize_pos_embed
+from rsanet.models.vit_weights import ViTLoadResult, inflate_patch_kernel, load_vit_checkpoint
+from rsanet.models.vivit import ViViTFactorisedEncoder
 from rsanet.models.weights import (
     CheckpointMismatchError,
     ImageNetLoadResult,
@@ -51,26 +57,38 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "CheckpointMismatchError",
+    "DividedBlock",
     "DropPath",
     "ImageNetLoadResult",
+    "MViT",
     "ModelProfile",
+    "MultiScaleBlock",
+    "PatchEmbed3d",
+    "PoolingAttention",
     "ResNetTSN",
     "StageProfile",
+    "TimeSformer",
     "UnknownModelError",
+    "ViTEncoder",
+    "ViTLoadResult",
+    "ViViTFactorisedEncoder",
     "check_state_dict_fits",
     "count_macs",
     "create_model",
     "expand_positions",
     "extract_state_dict",
+    "inflate_patch_kernel",
     "is_model",
     "list_models",
     "load_imagenet_resnet",
     "load_model",
     "load_state_dict_checked",
+    "load_vit_checkpoint",
     "model_factory",
     "profile_model",
     "read_checkpoint",
     "register_model",
+    "resize_pos_embed",
     "save_checkpoint",
     "stochastic_depth_rates",
 ]

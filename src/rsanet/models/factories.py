@@ -9,20 +9,28 @@ Families (the transform at the RSA positions varies, everything else is equal):
 ``rsanet_*``   relational self-attention at the RSA positions
 ``sa_*``       local self-attention at the RSA positions, same neighbourhood
 ``conv3d_*``   3x3x3 convolutions at the RSA positions
+``timesformer_*``  TimeSformer, divided space-time attention (Bertasius et al. 2021)
+``vivit_*``    ViViT Model 2, the factorised encoder (Arnab et al. 2021)
+``mvit_*``     MViT (v1), multiscale stages with pooling attention (Fan et al. 2021)
 =============  ==============================================================
 
-Every factory takes the :class:`~rsanet.models.resnet.ResNetTSN` keyword arguments as
-overrides. Defaults: 174 classes (Something-Something V1), 8 frames, the paper's head
-dropout 0.3 and stochastic depth up to 0.2 for the full-size networks; the ``*_tiny``
-networks default to neither dropout nor stochastic depth (short CPU runs).
+Every factory takes its class's keyword arguments as overrides (``ResNetTSN``,
+``TimeSformer``, ``ViViTFactorisedEncoder``, ``MViT``). ResNet defaults: 174 classes
+(Something-Something V1), 8 frames, the paper's head dropout 0.3 and stochastic depth
+up to 0.2 for the full-size networks; the ``*_tiny`` networks default to neither dropout
+nor stochastic depth (short CPU runs). The video transformers default to 174 classes and
+their papers' clip lengths and regularisation.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rsanet.models.mvit import MViT
 from rsanet.models.registry import register_model
 from rsanet.models.resnet import RSA_R50_POSITIONS, ResNetTSN
+from rsanet.models.timesformer import TimeSformer
+from rsanet.models.vivit import ViViTFactorisedEncoder
 
 #: the paper's RSA layer settings (nh = 8, dk = dv = D = planes / 8 are the layer defaults)
 RSA_OPTIONS: dict[str, Any] = {
@@ -195,3 +203,92 @@ def conv3d_tiny(**kwargs: Any) -> ResNetTSN:
     return _build(
         "conv3d_tiny", {**TINY, **_at("conv3d", RSA_R50_POSITIONS, CONV3D_OPTIONS)}, kwargs
     )
+
+
+# -- video transformers ---------------------------------------------------------------
+#
+# Full-size models at their papers' sizes (ViT-B/16 for TimeSformer and ViViT); the tiny
+# ones (under 2M parameters, 8 x 8 patches, built for 48 x 48 frames and resampling their
+# position embeddings for other sizes) for CPU runs and tests.
+
+VIT_B: dict[str, Any] = {"embed_dim": 768, "num_heads": 12, "patch_size": 16, "img_size": 224}
+VIT_TINY: dict[str, Any] = {"embed_dim": 128, "num_heads": 4, "patch_size": 8, "img_size": 48}
+
+
+def _build_transformer(cls: type, name: str, defaults: dict[str, Any], overrides: dict) -> Any:
+    kwargs = {"num_classes": 174, **defaults, **overrides}
+    return cls(model_name=name, **kwargs)
+
+
+@register_model
+def timesformer_b(**kwargs: Any) -> TimeSformer:
+    """TimeSformer (divided space-time attention) on ViT-B/16, 8 x 224 x 224 clips."""
+    defaults = {**VIT_B, "depth": 12, "num_frames": 8, "drop_path_rate": 0.1}
+    return _build_transformer(TimeSformer, "timesformer_b", defaults, kwargs)
+
+
+@register_model
+def timesformer_tiny(**kwargs: Any) -> TimeSformer:
+    """TimeSformer with 6 blocks of width 128 (4 heads), 8 x 8 patches: 1.7M params."""
+    defaults = {**VIT_TINY, "depth": 6, "num_frames": 8, "drop_path_rate": 0.0}
+    return _build_transformer(TimeSformer, "timesformer_tiny", defaults, kwargs)
+
+
+@register_model
+def vivit_b(**kwargs: Any) -> ViViTFactorisedEncoder:
+    """ViViT-B factorised encoder: 2 x 16 x 16 tubelets, 12 spatial and 4 temporal ViT-B
+    blocks, 32 x 224 x 224 clips (the paper's Kinetics setting)."""
+    defaults = {**VIT_B, "tubelet": 2, "spatial_depth": 12, "temporal_depth": 4, "num_frames": 32}
+    return _build_transformer(ViViTFactorisedEncoder, "vivit_b", defaults, kwargs)
+
+
+@register_model
+def vivit_tiny(**kwargs: Any) -> ViViTFactorisedEncoder:
+    """ViViT factorised encoder with 2 x 8 x 8 tubelets, 4 spatial and 2 temporal blocks of
+    width 128 (4 heads): 1.25M params."""
+    defaults = {**VIT_TINY, "tubelet": 2, "spatial_depth": 4, "temporal_depth": 2, "num_frames": 8}
+    return _build_transformer(ViViTFactorisedEncoder, "vivit_tiny", defaults, kwargs)
+
+
+@register_model
+def mvit_b(**kwargs: Any) -> MViT:
+    """MViT-B 16x4: 16 blocks in stages of 1-2-11-2, widths 96-192-384-768, heads 1-2-4-8,
+    3x7x7 patches at stride 2x4x4, key/value stride 1x8x8 in stage 1."""
+    return _build_transformer(MViT, "mvit_b", {"num_frames": 16}, kwargs)
+
+
+#: MViT-S has no released configuration; this is the one in docs/models.md ("MViT-S")
+MVIT_S: dict[str, Any] = {
+    "embed_dim": 128,
+    "num_heads": 1,
+    "depths": (3, 7, 6),
+    "patch_kernel": (3, 8, 8),
+    "patch_stride": (2, 8, 8),
+    "patch_padding": (1, 3, 3),
+    "kv_stride": (1, 4, 4),
+}
+
+
+@register_model
+def mvit_s(**kwargs: Any) -> MViT:
+    """MViT-S 16x4 (reconstructed, see docs/models.md): 16 blocks in stages of 3-7-6,
+    widths 128-256-512, heads 1-2-4, 3x8x8 patches at stride 2x8x8."""
+    return _build_transformer(MViT, "mvit_s", {**MVIT_S, "num_frames": 16}, kwargs)
+
+
+@register_model
+def mvit_tiny(**kwargs: Any) -> MViT:
+    """MViT with stages of 1-2-3-2 blocks, widths 24-48-96-192, heads 1-2-4-8, built for
+    8 x 48 x 48 clips: 1.4M params. (The last stage needs two blocks: the first pools the
+    queries, and a single block's pooled queries would never reach the class token.)"""
+    defaults = {
+        "img_size": 48,
+        "num_frames": 8,
+        "embed_dim": 24,
+        "num_heads": 1,
+        "depths": (1, 2, 3, 2),
+        "kv_stride": (1, 4, 4),
+        "drop_rate": 0.0,
+        "drop_path_rate": 0.0,
+    }
+    return _build_transformer(MViT, "mvit_tiny", defaults, kwargs)

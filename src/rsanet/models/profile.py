@@ -7,6 +7,11 @@ Counting convention (the paper's, see ``docs/models.md``):
 * BatchNorm is not counted (it folds into the preceding convolution at inference; fvcore
   documents ``set_op_handle("aten::batch_norm", None)`` for this). With it, fvcore would
   add 2 per element of every BatchNorm input (``count_norm=True``).
+* ``aten::scaled_dot_product_attention`` (which fvcore 0.1.5 does not know) is counted as
+  the two matrix products it stands for, q k^T and (attention) v: B * heads * Lq * Lk *
+  (d_qk + d_v) MACs, as fvcore counts the same products written as matmuls or einsums;
+  the softmax is not counted. LayerNorm keeps fvcore's count (5 per element), as in the
+  transformer papers' figures.
 * A module with an ``official_macs(frames, height, width)`` method (the RSA layer; or a
   ``macs`` method of the same signature) is counted as a unit with that method, at the
   (T, H, W) of its input: RSA's fast path computes the same function in a different order
@@ -96,6 +101,20 @@ class ModelProfile:
 
 def _no_macs(_inputs: list, _outputs: list) -> int:
     return 0
+
+
+def sdpa_macs(inputs: list, _outputs: list) -> int:
+    """fvcore handle of ``aten::scaled_dot_product_attention(q, k, v, ...)``: the MACs of
+    q k^T and of (attention) v, q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv)."""
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k, v = (get_shape(value) for value in inputs[:3])
+    batch = 1
+    for size in q[:-2]:
+        batch *= int(size)
+    lq, d = int(q[-2]), int(q[-1])
+    lk, dv = int(k[-2]), int(v[-1])
+    return batch * lq * lk * (d + dv)
 
 
 def _unit_shapes(
@@ -200,6 +219,7 @@ def count_macs(
         analysis = FlopCountAnalysis(model.eval(), (clip,))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         analysis.tracer_warnings("none")
+        analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_macs)
         if not count_norm:
             # (fvcore 0.1.5 keeps counting an op whose handle is set to None: give it 0)
             analysis.set_op_handle("aten::batch_norm", _no_macs)
@@ -249,7 +269,8 @@ def profile_model(
 ) -> ModelProfile:
     """Parameters and MACs of ``model`` (a registered name, built with ``num_classes``,
     ``num_frames=frames`` and ``overrides``, or a module) on one clip
-    (1, 3, frames, size, size), with a per-stage table (stem, layer1..4, head)."""
+    (1, 3, frames, size, size), with a per-stage table (stem, layer1..4, head; or the rows
+    of the model's ``profile_rows()``, name -> module names, then head)."""
     if isinstance(model, str):
         from rsanet.models.registry import create_model
 
@@ -265,7 +286,20 @@ def profile_model(
     children = dict(model.named_children())
     stage_names = [n for n in children if n.startswith("layer")]
     rows = []
-    if all(n in children for n in STEM[:1]):
+    custom = getattr(model, "profile_rows", None)
+    if callable(custom):
+        stage_names = []
+        for row, names in custom().items():
+            modules = [model.get_submodule(n) for n in names]
+            rows.append(
+                StageProfile(
+                    row,
+                    sum(_params(m) for m in modules),
+                    sum(per_module.get(n, 0) for n in names),
+                    None,
+                )
+            )
+    elif all(n in children for n in STEM[:1]):
         stem = [n for n in STEM if n in children]
         rows.append(
             StageProfile(
@@ -280,7 +314,9 @@ def profile_model(
     head_params = _params(model) - sum(r.params for r in rows)
     head_macs = total - sum(r.macs for r in rows)
     head_shape = (1, num_classes) if num_classes else None
-    rows.append(StageProfile("head", head_params, head_macs, head_shape))
+    # with custom rows, the last one also holds the tokens, position embeddings and norm
+    head_name = "other" if callable(custom) else "head"
+    rows.append(StageProfile(head_name, head_params, head_macs, head_shape))
     return ModelProfile(
         model=name,
         frames=frames,

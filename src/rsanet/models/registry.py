@@ -73,9 +73,11 @@ def create_model(
     Args:
         name: a name from :func:`list_models`.
         num_classes: classifier outputs (default: the factory's, 174 for Something-V1).
-        num_frames: clip length T (default: the factory's, 8).
-        pretrained: path of a 2-D ImageNet ResNet checkpoint in torchvision's layout,
-            inflated into the backbone by :func:`rsanet.models.load_imagenet_resnet`.
+        num_frames: clip length T (default: the factory's: 8; 16 for MViT, 32 for vivit_b).
+        pretrained: path of a 2-D ImageNet checkpoint: a ResNet in torchvision's layout,
+            inflated into the backbone by :func:`rsanet.models.load_imagenet_resnet`, or for
+            the video transformers with a ViT part (TimeSformer, ViViT) a ViT/DeiT in timm's
+            layout, loaded by :func:`rsanet.models.load_vit_checkpoint`.
         overrides: any other constructor argument of the model (e.g. ``drop_path_rate``,
             ``placement``, ``transform_options``).
 
@@ -95,7 +97,12 @@ def create_model(
             config[key] = getattr(model, key)
     model.rsanet_config = config
     if pretrained is not None:
+        from rsanet.models.vit import VideoTransformer
+        from rsanet.models.vit_weights import load_vit_checkpoint
         from rsanet.models.weights import load_imagenet_resnet
 
-        load_imagenet_resnet(model, pretrained)
+        if isinstance(model, VideoTransformer):
+            load_vit_checkpoint(model, pretrained)
+        else:
+            load_imagenet_resnet(model, pretrained)
     return model
