@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from rsanet.atomic import atomic_save
 from rsanet.engine import checkpoint as ckpt
 
 
 def test_atomic_save_replaces_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "sub" / "x.pt"
-    ckpt.atomic_save({"a": torch.ones(2)}, path)
-    ckpt.atomic_save({"a": torch.zeros(2)}, path)
+    atomic_save({"a": torch.ones(2)}, path)
+    atomic_save({"a": torch.zeros(2)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
     assert os.listdir(path.parent) == ["x.pt"]
     mode = path.stat().st_mode & 0o777
@@ -24,7 +25,7 @@ def test_atomic_save_replaces_and_leaves_no_temporary(tmp_path):
 
 def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
-    ckpt.atomic_save({"epoch": 1}, path)
+    atomic_save({"epoch": 1}, path)
 
     def broken_save(obj, handle):
         handle.write(b"half a checkpoint")
@@ -32,7 +33,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        ckpt.atomic_save({"epoch": 2}, path)
+        atomic_save({"epoch": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert os.listdir(tmp_path) == ["last.pt"]
@@ -41,7 +42,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     ckpt.seed_everything(3)
     torch.rand(3), np.random.rand(2), random.random()
-    path = ckpt.atomic_save({"rng": ckpt.rng_state()}, tmp_path / "rng.pt")
+    path = atomic_save({"rng": ckpt.rng_state()}, tmp_path / "rng.pt")
     expected = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)],
                 np.random.randn(3))
     ckpt.seed_everything(99)

@@ -7,7 +7,8 @@
 >>> evaluate(config, ["runs/demo/best.pt"], clips=1)["top1"]    # doctest: +SKIP
 """
 
-from rsanet.engine.checkpoint import atomic_save, read_training_checkpoint
+from rsanet.atomic import atomic_save
+from rsanet.engine.checkpoint import read_training_checkpoint
 from rsanet.engine.config import (
     Config,
     ConfigError,

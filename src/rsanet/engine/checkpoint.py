@@ -1,4 +1,4 @@
-"""Training checkpoints: atomic writes and the full state needed for an exact resume.
+"""Training checkpoints: the full state needed for an exact resume.
 
 A training checkpoint is an rsanet model checkpoint (``format``, ``model``,
 ``model_config``, ``state_dict``: :func:`rsanet.models.load_model` rebuilds the network from
@@ -8,16 +8,15 @@ and Python generator states), ``sampler``, ``best_top1``, ``classes``, ``config`
 ``metrics``. Everything is tensors and plain Python values, so ``torch.load(...,
 weights_only=True)`` reads it.
 
-Files are written to a temporary file in the same folder, flushed to disk, then renamed
-over the target (``os.replace``): a crash leaves the previous checkpoint intact.
+Files are written atomically (:mod:`rsanet.atomic`: a temporary file in the same folder,
+flushed to disk, then renamed over the target): a crash leaves the previous checkpoint
+intact.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,45 +25,6 @@ import torch
 
 #: the training-state entries of a checkpoint (besides the model's)
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "ema", "epoch", "step", "rng", "sampler")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _readable(path: str | Path) -> None:
-    """Give ``path`` the permissions of a normally created file (mkstemp makes 0600)."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def _atomic(path: str | Path, write: Callable[[Any], None], mode: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj)`` to ``path`` through a temporary file and a rename."""
-    return _atomic(path, lambda handle: torch.save(obj, handle), "wb")
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    return _atomic(path, lambda handle: handle.write(text), "w")
 
 
 # -- random number generators -------------------------------------------------------------
@@ -113,9 +73,7 @@ def save_training_checkpoint(path: str | Path, model: torch.nn.Module, **state: 
     atomically; returns the path."""
     from rsanet.models import save_checkpoint
 
-    path = save_checkpoint(path, model, **state)
-    _readable(path)
-    return path
+    return save_checkpoint(path, model, **state)
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:

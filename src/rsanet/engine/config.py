@@ -390,7 +390,7 @@ def dump_config(config: Config) -> str:
 
 def save_config(config: Config, path: str | Path) -> Path:
     """Write ``config`` as YAML to ``path`` (atomically); returns the path."""
-    from rsanet.engine.checkpoint import atomic_write_text
+    from rsanet.atomic import atomic_write_text
 
     return atomic_write_text(path, dump_config(config))
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from rsanet.engine.checkpoint import atomic_write_text
+from rsanet.atomic import atomic_write_text
 from rsanet.engine.config import Config, ConfigError
 from rsanet.engine.distributed import DistEnv, resolve_device
 from rsanet.engine.loaders import build_eval_loader, build_split, check_data_paths

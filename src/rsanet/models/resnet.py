@@ -220,6 +220,16 @@ class Bottleneck(_Block):
 BLOCKS: dict[str, type[_Block]] = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
+def check_clip(x: torch.Tensor, model_name: str, in_chans: int, num_frames: int) -> None:
+    """Raise ValueError, with an example of the expected shape, unless ``x`` is a clip
+    (N, in_chans, T, H, W) for the network ``model_name``."""
+    if x.dim() != 5 or x.shape[1] != in_chans:
+        raise ValueError(
+            f"{model_name} expects clips (N, {in_chans}, T, H, W) with {in_chans} colour "
+            f"channels (e.g. (1, {in_chans}, {num_frames}, 224, 224)), got {tuple(x.shape)}"
+        )
+
+
 class ResNetTSN(nn.Module):
     """A TSN ResNet on clips: (N, in_chans, T, H, W) -> logits (N, num_classes).
 
@@ -424,12 +434,7 @@ class ResNetTSN(nn.Module):
 
     def check_clip(self, x: torch.Tensor) -> None:
         """Raise ValueError unless ``x`` is a clip (N, in_chans, T, H, W)."""
-        if x.dim() != 5 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"{self.model_name} expects clips (N, {self.in_chans}, T, H, W) with "
-                f"{self.in_chans} colour channels (e.g. (1, {self.in_chans}, {self.num_frames}, "
-                f"224, 224)), got {tuple(x.shape)}"
-            )
+        check_clip(x, self.model_name, self.in_chans, self.num_frames)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clip (N, in_chans, T, H, W) -> feature maps (N, num_features, T, H/32, W/32)."""

@@ -16,11 +16,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rsanet.models.resnet import DropPath, stochastic_depth_rates
+from rsanet.models.resnet import stochastic_depth_rates
 from rsanet.models.vit import (
     NORM_EPS,
     Attention,
-    Mlp,
+    Block,
     PatchEmbed3d,
     VideoTransformer,
     init_vit_weights,
@@ -29,9 +29,11 @@ from rsanet.models.vit import (
 )
 
 
-class DividedBlock(nn.Module):
+class DividedBlock(Block):
     """Temporal attention, then spatial attention, then the MLP, on tokens
-    (B, 1 + T * S, dim) (class token first, then frame-major patches, S per frame)."""
+    (B, 1 + T * S, dim) (class token first, then frame-major patches, S per frame): ViT's
+    :class:`Block` (``norm1``, ``attn``, ``norm2``, ``mlp``: the spatial half) with a
+    temporal attention before it."""
 
     def __init__(
         self,
@@ -44,19 +46,13 @@ class DividedBlock(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
     ) -> None:
-        super().__init__()
+        super().__init__(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop,
+                         attn_drop=attn_drop, drop_path=drop_path)
         self.temporal_norm1 = nn.LayerNorm(dim, eps=NORM_EPS)
         self.temporal_attn = Attention(
             dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop
         )
         self.temporal_fc = nn.Linear(dim, dim)
-        self.norm1 = nn.LayerNorm(dim, eps=NORM_EPS)
-        self.attn = Attention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop
-        )
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=NORM_EPS)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def temporal(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """Each patch attends over the T frames at its position; the class token is

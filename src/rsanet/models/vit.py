@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsanet.models.resnet import DropPath, stochastic_depth_rates
+from rsanet.models.resnet import DropPath, check_clip, stochastic_depth_rates
 
 #: LayerNorm epsilon of timm's ViT and DeiT
 NORM_EPS = 1e-6
@@ -311,12 +311,7 @@ class VideoTransformer(nn.Module):
 
     def check_clip(self, x: torch.Tensor) -> None:
         """Raise ValueError unless ``x`` is a clip (N, in_chans, T, H, W)."""
-        if x.dim() != 5 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"{self.model_name} expects clips (N, {self.in_chans}, T, H, W) with "
-                f"{self.in_chans} colour channels (e.g. (1, {self.in_chans}, {self.num_frames}, "
-                f"224, 224)), got {tuple(x.shape)}"
-            )
+        check_clip(x, self.model_name, self.in_chans, self.num_frames)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

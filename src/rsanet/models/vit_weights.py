@@ -21,11 +21,10 @@ from torch import nn
 
 from rsanet.models.vit import resize_pos_embed
 from rsanet.models.weights import (
-    _SHOWN,
-    CheckpointMismatchError,
     ImageNetLoadResult,
     _shape,
     extract_state_dict,
+    load_partial_state_dict,
     read_checkpoint,
 )
 
@@ -147,25 +146,6 @@ def load_vit_checkpoint(
                     result.copied[copy_key] = key[len(prefix) :]
     expected = set(model.image_checkpoint_keys())
     missing = [f"{k} {_shape(ours[k])}" for k in ours if k in expected and k not in to_load]
-    name = getattr(model, "model_name", type(model).__name__)
-    problems = []
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatch(es): " + "; ".join(mismatched[:_SHOWN]))
-    if missing:
-        problems.append(
-            f"{len(missing)} key(s) missing from the checkpoint, e.g. "
-            + ", ".join(missing[:_SHOWN])
-        )
-    if unexpected:
-        problems.append(
-            f"{len(unexpected)} unexpected key(s) in the checkpoint, e.g. "
-            + ", ".join(unexpected[:_SHOWN])
-        )
-    if problems:
-        raise CheckpointMismatchError(
-            f"ViT checkpoint does not fit {name}: " + " | ".join(problems)
-        )
-    model.load_state_dict(to_load, strict=False)
-    result.loaded = sorted(to_load)
-    result.not_loaded = [k for k in ours if k not in to_load]
+    load_partial_state_dict(model, to_load, result, "ViT checkpoint",
+                            mismatched=mismatched, missing=missing, unexpected=unexpected)
     return result

@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from rsanet.atomic import atomic_save
 
 CHECKPOINT_FORMAT = "rsanet"
 CHECKPOINT_VERSION = 1
@@ -192,6 +192,24 @@ def load_imagenet_resnet(
         for k, v in ours.items()
         if k not in to_load and not k.startswith(skipped) and not k.endswith("num_batches_tracked")
     ]
+    load_partial_state_dict(model, to_load, result, "ImageNet checkpoint",
+                            mismatched=mismatched, missing=missing, unexpected=unexpected)
+    return result
+
+
+def load_partial_state_dict(
+    model: nn.Module,
+    to_load: dict[str, torch.Tensor],
+    result: Any,
+    what: str,
+    *,
+    mismatched: list[str],
+    missing: list[str],
+    unexpected: list[str],
+) -> None:
+    """Load ``to_load`` (a subset of the model's keys) into ``model`` and fill
+    ``result.loaded`` / ``result.not_loaded``, or raise CheckpointMismatchError naming the
+    first misfits (``what`` names the checkpoint kind) before changing any weight."""
     name = getattr(model, "model_name", type(model).__name__)
     problems = []
     if mismatched:
@@ -207,13 +225,10 @@ def load_imagenet_resnet(
             + ", ".join(unexpected[:_SHOWN])
         )
     if problems:
-        raise CheckpointMismatchError(
-            f"ImageNet checkpoint does not fit {name}: " + " | ".join(problems)
-        )
+        raise CheckpointMismatchError(f"{what} does not fit {name}: " + " | ".join(problems))
     model.load_state_dict(to_load, strict=False)
     result.loaded = sorted(to_load)
-    result.not_loaded = [k for k in ours if k not in to_load]
-    return result
+    result.not_loaded = [k for k in model.state_dict() if k not in to_load]
 
 
 # -- our checkpoints -------------------------------------------------------------------
@@ -247,20 +262,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_save(payload, path)
 
 
 def load_model(source: str | Path | Mapping[str, Any], *, eval_mode: bool = True) -> nn.Module:
