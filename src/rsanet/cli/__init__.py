@@ -14,7 +14,8 @@ import sys
 from rsanet import __version__
 
 #: modules of rsanet.cli, in the order their commands are listed by --help
-COMMAND_MODULES = ["demo", "train", "eval", "profile", "data", "predict", "export", "visualize"]
+COMMAND_MODULES = ["demo", "train", "eval", "profile", "data", "predict", "export", "visualize",
+                   "study"]
 
 
 class CLIError(Exception):

@@ -1,0 +1,73 @@
+"""``rsanet study CONFIG [--output DIR] [--smoke] [--resume] [--report-only]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "study",
+        help="run the SynthMotion study of the paper's analysis and write its report",
+        description=(
+            "Train and measure every run of a study YAML (see configs/study_synthmotion.yaml): "
+            "the transforms at equal placement and budget, the nine RSA kernel/context "
+            "combinations, the ablations, several seeds; then the reversal test and the "
+            "kernel pictures. Writes DIR/runs/<variant>/seed<k>/, DIR/results.json (after "
+            "every run), DIR/figures/*.png, DIR/results.md and, outside smoke mode, the "
+            "study's page (docs/results.md)."
+        ),
+    )
+    parser.add_argument("config", metavar="CONFIG", help="study YAML file")
+    parser.add_argument(
+        "--output", "-o", metavar="DIR", help="study folder (default: runs/<config name>[_smoke])"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the study's smoke settings: two variants, tiny data, seconds",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study in DIR: skip finished runs, resume the interrupted one",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="only rewrite the report from DIR/results.json"
+    )
+    parser.add_argument(
+        "--page",
+        metavar="PATH",
+        help="write the report page here too (default: the study's 'page'; none in smoke mode)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="override run configuration keys of every run, e.g. train.epochs=1",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rsanet.cli import CLIError
+    from rsanet.study import load_study, run_study, write_report
+
+    study = load_study(args.config, smoke=args.smoke, overrides=args.overrides)
+    name = Path(args.config).stem + ("_smoke" if args.smoke else "")
+    output = Path(args.output) if args.output else Path("runs") / name
+    page = args.page or (None if args.smoke else study.config.page)
+    if args.report_only:
+        if not (output / "results.json").is_file():
+            raise CLIError(f"no results to report: {output / 'results.json'} does not exist")
+        for path in write_report(output, page=page):
+            print(f"wrote {path}")
+        return 0
+    run_study(study, output, resume=args.resume, report=False)
+    for path in write_report(output, page=page):
+        print(f"wrote {path}")
+    return 0
