@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 #: a run of a few seconds: tsn_tiny, 4 frames of 32 x 32, 28 training videos
 TINY: dict[str, Any] = {
@@ -25,16 +24,6 @@ TINY: dict[str, Any] = {
     "eval": {"batch_size": 7},
     "log": {"progress": "never", "tensorboard": False},
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors on a shared 2-core machine: one intra-op thread is much faster than
-    two threads that spin-wait for a busy core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
