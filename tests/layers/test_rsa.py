@@ -188,3 +188,61 @@ def test_official_order_restatement_matches_the_layer(kernel, context):
     x = torch.randn(1, 8, 3, 5, 5, dtype=torch.float64)
     layer = layer.double()
     assert_close_relative(rsa_official_order(layer, x), layer(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kernel_size", [(3, 3, 3), (1, 3, 5), (3, 1, 1)])
+def test_neighbourhood_filter_is_the_grouped_3d_convolution(kernel_size):
+    """Temporal taps as channels of a grouped 2D convolution = one 3D filter per channel."""
+    from rsanet.layers.rsa import neighbourhood_filter
+
+    torch.manual_seed(9)
+    channels, filters = 3, 4
+    x = torch.randn(2, channels, 4, 5, 6, dtype=torch.float64)
+    weight = torch.randn(channels * filters, *kernel_size, dtype=torch.float64)
+    pad = tuple(k // 2 for k in kernel_size)
+    expected = torch.nn.functional.conv3d(
+        x, weight.unsqueeze(1), padding=pad, groups=channels
+    )  # (N, C*F, T, H, W)
+    out = neighbourhood_filter(x.permute(0, 2, 3, 4, 1), weight, kernel_size)
+    assert out.shape == (2, 4, 5, 6, channels, filters)
+    expected = expected.reshape(2, channels, filters, 4, 5, 6).permute(0, 3, 4, 5, 1, 2)
+    assert_close_relative(out, expected, rtol=1e-12)
+    # the hand-written backward (the shifted input is rebuilt, not saved)
+    x_last = torch.randn(1, 3, 3, 4, channels, dtype=torch.float64, requires_grad=True)
+    weight.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, b: neighbourhood_filter(a, b, kernel_size), (x_last, weight)
+    )
+
+
+@pytest.mark.parametrize("channels", [8, 32])  # unfold_backward and index_add branches
+def test_fold_is_the_adjoint_of_unfold(channels):
+    """<unfold(x), g> = <x, fold(g)> for every x, g: the fold adds each neighbour back."""
+    from rsanet.layers.rsa import fold_channels_last_, unfold_channels_last
+
+    torch.manual_seed(10)
+    kernel_size = (3, 3, 5)
+    padded = torch.randn(1, 4, 6, 9, channels, dtype=torch.float64)
+    unfolded = unfold_channels_last(padded, kernel_size)  # (2*4*5, 45, C)
+    gradient = torch.randn_like(unfolded)
+    folded = fold_channels_last_(torch.zeros_like(padded), gradient, kernel_size)
+    assert torch.allclose((unfolded * gradient).sum(), (padded * folded).sum(), rtol=1e-12)
+    base = torch.randn_like(padded)  # accumulates into what is there
+    assert torch.allclose(fold_channels_last_(base.clone(), gradient, kernel_size), base + folded)
+
+
+def test_gradients_match_the_reference_with_wide_value_heads():
+    """dv = 32 takes the index_add fold in the hand-written backward."""
+    torch.manual_seed(11)
+    layer = perturbed(RSA(8, 64, num_heads=2, kernel_size=(3, 3, 3), computation="reassociated"))
+    layer = layer.double()
+    x = torch.randn(1, 8, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(1, 64, 3, 4, 5, dtype=torch.float64)
+    grads = []
+    for fn in (layer, lambda clip: rsa_reference(layer, clip)):
+        layer.zero_grad()
+        x.grad = None
+        (fn(x) * weights).sum().backward()
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    for ours, reference in zip(*grads, strict=True):
+        assert_close_relative(ours, reference, rtol=1e-10)

@@ -13,19 +13,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rsanet.layers.rsa import RSA
+from rsanet.layers.rsa import RSA, l2_normalize
 
 
 def rsa_official_order(layer: RSA, x: torch.Tensor) -> torch.Tensor:
     """(N, C, T, H, W) -> (N, nh*dv, T', H', W'), equal to ``layer(x)`` up to rounding."""
-    queries, keys, values = layer.project(x)
-    n, _, t, h, w = values.shape
+    n, _, t, h, w = x.shape
     nh, dk, dv, dd = (
         layer.num_heads,
         layer.key_channels,
         layer.value_channels,
         layer.latent_channels,
     )
+    features = F.conv3d(x, layer.projection.weight)  # channels-first, as the authors' 1x1 conv
+    queries = l2_normalize(features[:, : nh * dk].reshape(n, nh, dk, t, h, w), dim=2)
+    keys = l2_normalize(features[:, nh * dk : nh * dk + dk], dim=1)
+    values = l2_normalize(features[:, features.shape[1] - dv :], dim=1)
     shape = layer.kernel_size
     pad = tuple(k // 2 for k in shape)
     queries = queries.permute(0, 3, 4, 5, 1, 2).reshape(-1, nh, dk)  # (P, nh, dk)
