@@ -246,3 +246,15 @@ def test_gradients_match_the_reference_with_wide_value_heads():
         grads.append([x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
     for ours, reference in zip(*grads, strict=True):
         assert_close_relative(ours, reference, rtol=1e-10)
+
+
+def test_fused_normalisation_matches_the_authors_formula_and_its_gradient():
+    from rsanet.layers.rsa import l2_normalize, l2_normalize_last
+
+    torch.manual_seed(12)
+    x = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)
+    x.data[0, 0] = 0.0  # eps keeps an all-zero vector finite
+    assert_close_relative(l2_normalize_last(x), l2_normalize(x, dim=-1), rtol=1e-14)
+    assert torch.autograd.gradcheck(l2_normalize_last, (x,))
+    with torch.no_grad():
+        assert_close_relative(l2_normalize_last(x), l2_normalize(x, dim=-1), rtol=1e-14)

@@ -46,6 +46,32 @@ def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x / (x.pow(2).sum(dim=dim, keepdim=True) + NORM_EPS).sqrt()
 
 
+def l2_normalize_last(x: torch.Tensor) -> torch.Tensor:
+    """:func:`l2_normalize` along the last dimension in three passes over x; in training
+    only the output is kept for backward (not the un-normalised features)."""
+    if _exporting():  # exporters know no vecdot
+        return l2_normalize(x, dim=-1)
+    if torch.is_grad_enabled():
+        return L2NormalizeLast.apply(x)
+    return x * (torch.linalg.vecdot(x, x).unsqueeze(-1) + NORM_EPS).rsqrt()
+
+
+class L2NormalizeLast(torch.autograd.Function):
+    """y = x r with r = (x.x + eps)^(-1/2); backward r (g - y (g.y)) needs only y and r."""
+
+    @staticmethod
+    def forward(ctx, x):
+        scale = (torch.linalg.vecdot(x, x).unsqueeze(-1) + NORM_EPS).rsqrt()
+        out = x * scale
+        ctx.save_for_backward(out, scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, scale = ctx.saved_tensors
+        return (grad - out * torch.linalg.vecdot(grad, out).unsqueeze(-1)) * scale
+
+
 class RSA(nn.Module):
     """Relational self-attention over a local spatio-temporal neighbourhood.
 
@@ -206,11 +232,11 @@ class RSA(nn.Module):
         nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
         weight = self.projection.weight.reshape(self.projection.out_channels, self.in_channels)
         features = F.linear(x.permute(0, 2, 3, 4, 1), weight)  # (N, T, H, W, C')
-        queries = l2_normalize(features[..., : nh * dk].unflatten(-1, (nh, dk)), dim=-1)
+        queries = l2_normalize_last(features[..., : nh * dk].unflatten(-1, (nh, dk)))
         keys = None
         if self.has_relational_kernel:
-            keys = l2_normalize(features[..., nh * dk : nh * dk + dk], dim=-1)
-        values = l2_normalize(features[..., features.shape[-1] - dv :], dim=-1)
+            keys = l2_normalize_last(features[..., nh * dk : nh * dk + dk])
+        values = l2_normalize_last(features[..., features.shape[-1] - dv :])
         return queries, keys, values
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -328,13 +354,13 @@ class RSA(nn.Module):
         per_channel = filters.expand(dv, *filters.shape).reshape(-1, *self.kernel_size)
         filtered = neighbourhood_filter(values, per_channel, self.kernel_size)
         filtered = filtered.reshape(-1, dv, filters.shape[0])  # (P, dv, D [+ dv])
-        # contiguous operands: on strided ones CPU bmm (and its backward) loops over items
-        context = filtered[..., :dd].contiguous()  # F: (P, dv, D)
+        context = filtered[..., :dd]  # F: (P, dv, D)
         if self.has_relational_context:
             mixing = filtered[..., dd:]  # V_G: (P, dv, dv)
-            mixing = mixing + self.context_mixing if self.context_mixing is not None else mixing
-            context = torch.bmm(mixing.transpose(1, 2).contiguous(), context)
-        return torch.bmm(context, kernel.transpose(1, 2).contiguous())
+            if self.context_mixing is not None:
+                mixing = mixing + self.context_mixing
+            context = torch.bmm(mixing.transpose(1, 2), context)
+        return torch.bmm(context, kernel.transpose(1, 2))
 
     # -- inspection -------------------------------------------------------------------------
 
