@@ -240,7 +240,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return {str(k): v for k, v in value.items()}
     elif dataclasses.is_dataclass(hint):
         if isinstance(value, Mapping):
-            return _build(hint, value, key + ".")
+            return dataclass_from_dict(hint, value, key + ".")
         if value is None:
             return hint()
     else:  # pragma: no cover - every field type is handled above
@@ -258,7 +258,7 @@ def _check_choice(f: dataclasses.Field, value: Any, key: str) -> None:
         )
 
 
-def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+def dataclass_from_dict(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     """An instance of the dataclass ``cls`` from a mapping, every key and type checked."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or 'configuration'}: expected a mapping, "
@@ -280,7 +280,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
 
 def config_from_dict(values: Mapping[str, Any] | None) -> Config:
     """A :class:`Config` from nested dicts (missing keys take their defaults), validated."""
-    config = _build(Config, values or {})
+    config = dataclass_from_dict(Config, values or {})
     validate(config)
     return config
 

@@ -24,9 +24,9 @@ import yaml
 from rsanet.engine.config import (
     Config,
     ConfigError,
-    _build,
     apply_overrides,
     config_from_dict,
+    dataclass_from_dict,
     load_config,
 )
 
@@ -272,10 +272,10 @@ def study_from_dict(
         if not isinstance(entries, Mapping):
             raise ConfigError(f"study.{key}: expected a mapping of names")
         maps[key] = {
-            str(name): _build(cls, entry or {}, f"study.{key}.{name}.")
+            str(name): dataclass_from_dict(cls, entry or {}, f"study.{key}.{name}.")
             for name, entry in entries.items()
         }
-    config = _build(StudyConfig, values, "study.")
+    config = dataclass_from_dict(StudyConfig, values, "study.")
     config.variants, config.ablations = maps["variants"], maps["ablations"]
     return Study(config, smoke=smoke)
 
