@@ -70,13 +70,27 @@ def test_matches_reference_for_sizes_heads_groups_and_strides(options):
     assert y.shape == (2, layer.out_channels, 3, (7 - 1) // stride + 1, (5 - 1) // stride + 1)
 
 
-def test_chunked_frames_equal_one_chunk():
+@pytest.mark.parametrize("frames_per_chunk", [1, 4])  # 4: a shorter last chunk of 2 frames
+def test_chunked_frames_equal_one_chunk(frames_per_chunk):
     torch.manual_seed(2)
     layer = perturbed(RSA(8, 8, num_heads=2, kernel_size=(3, 3, 3))).double()
-    x = torch.randn(1, 8, 6, 5, 5, dtype=torch.float64)
-    whole = layer(x)
-    layer.max_unfold_bytes = 1  # forces one frame per chunk
-    assert_close_relative(layer(x), whole, rtol=1e-12)
+    x = torch.randn(2, 8, 6, 5, 5, dtype=torch.float64, requires_grad=True)
+
+    def output_and_gradients():
+        with torch.no_grad():
+            inference = layer(x)
+        y = layer(x)
+        gradients = torch.autograd.grad(y.square().sum(), [x, *layer.parameters()])
+        return inference, y, gradients
+
+    whole, whole_train, whole_gradients = output_and_gradients()
+    per_frame = 5 * 5 * layer.neighbourhood_size * layer.value_channels * x.element_size()
+    layer.max_unfold_bytes = frames_per_chunk * per_frame
+    inference, y, gradients = output_and_gradients()
+    assert_close_relative(inference, whole, rtol=1e-12)
+    assert_close_relative(y, whole_train, rtol=1e-12)
+    for chunked, one_chunk in zip(gradients, whole_gradients):
+        assert_close_relative(chunked, one_chunk, rtol=1e-12)
 
 
 @pytest.mark.parametrize("computation", ["reassociated", "official"])

@@ -441,7 +441,9 @@ def _exporting() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
-def unfold_channels_last(padded: torch.Tensor, kernel_size: _args.Size3) -> torch.Tensor:
+def unfold_channels_last(
+    padded: torch.Tensor, kernel_size: _args.Size3, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Neighbourhoods of a zero-padded channels-last clip, one contiguous row of C values per
     neighbour: (N, T + kt - 1, H + kh - 1, W + kw - 1, C) -> (N*T*H*W, M, C), neighbours in
     (dt, dh, dw) row-major order like a convolution's weight."""
@@ -458,7 +460,11 @@ def unfold_channels_last(padded: torch.Tensor, kernel_size: _args.Size3) -> torc
         ]
         return torch.stack(shifted, dim=4).reshape(-1, kt * kh * kw, c)
     windows = padded.unfold(1, kt, 1).unfold(2, kh, 1).unfold(3, kw, 1)  # N T H W C kt kh kw
-    return windows.permute(0, 1, 2, 3, 5, 6, 7, 4).reshape(-1, kt * kh * kw, c)
+    windows = windows.permute(0, 1, 2, 3, 5, 6, 7, 4)
+    if out is None:
+        return windows.reshape(-1, kt * kh * kw, c)
+    out = out[: windows[..., 0, 0, 0, 0].numel()].view(windows.shape)
+    return out.copy_(windows).view(-1, kt * kh * kw, c)
 
 
 @functools.lru_cache(maxsize=64)
@@ -571,6 +577,24 @@ def _chunks(frames: int, batch: int, chunk: int):
             yield clip, start, min(frames, start + chunk)
 
 
+class _Scratch:
+    """Named work buffers reused by every chunk of a loop: the allocator would otherwise hand
+    each chunk fresh pages, and faulting them in costs more than the products that fill
+    them. The first request of a name sizes its buffer (the first chunk is the largest).
+    Gives None (a fresh output) where ``out=`` cannot be used: under autograd or export."""
+
+    def __init__(self, like: torch.Tensor, enabled: bool = True) -> None:
+        self.like, self.enabled, self.buffers = like, enabled, {}
+
+    def __call__(self, name: str, *shape: int) -> torch.Tensor | None:
+        if not self.enabled:
+            return None
+        buffer = self.buffers.get(name)
+        if buffer is None:
+            buffer = self.buffers[name] = self.like.new_empty(shape)
+        return buffer[: shape[0]]
+
+
 def aggregate_neighbourhoods(
     kernel: torch.Tensor,
     latent_weight: torch.Tensor,
@@ -593,18 +617,25 @@ def aggregate_neighbourhoods(
     to_neighbours = latent_weight.flatten(1)  # (D, M)
     m = to_neighbours.shape[1]
     outputs, aggregated = [], []
+    scratch = _Scratch(padded_values, not (torch.is_grad_enabled() or _exporting()))
     for clip, start, stop in _chunks(t, n, chunk):
         latent = kernel[clip, start:stop].reshape(-1, kernel.shape[-1])
-        neighbour_weights = (latent @ to_neighbours).reshape(-1, nh, m)  # khat
+        rows = latent.shape[0] // nh  # positions of the chunk
+        neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", rows * nh, m))
+        neighbour_weights = neighbour_weights.view(rows, nh, m)  # khat
         halo = padded_values[clip : clip + 1, start : stop + kernel_size[0] - 1]
-        neighbour_values = unfold_channels_last(halo, kernel_size)  # Pv: (P', M, dv)
+        neighbour_values = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
         chunk_aggregated = torch.bmm(neighbour_weights, neighbour_values)  # A: (P', nh, dv)
         out = torch.zeros_like(chunk_aggregated)
         if use_basic_context:
             out = chunk_aggregated @ mixing if mixing is not None else chunk_aggregated
         if context_weight is not None:
-            correlation = torch.bmm(chunk_aggregated, neighbour_values.transpose(1, 2))
-            relational = correlation.reshape(-1, m) @ context_weight.reshape(dv, m).t()
+            correlation = torch.bmm(
+                chunk_aggregated,
+                neighbour_values.transpose(1, 2),
+                out=scratch("correlation", rows, nh, m),
+            )
+            relational = correlation.view(-1, m) @ context_weight.reshape(dv, m).t()
             out = out + relational.reshape(out.shape)
         outputs.append(out)
         aggregated.append(chunk_aggregated)
@@ -662,12 +693,17 @@ class NeighbourhoodAggregation(torch.autograd.Function):
         grad_context = torch.zeros_like(context) if context is not None else None
         grad_mixing = torch.zeros_like(mixing) if mixing is not None else None
 
+        scratch = _Scratch(padded_values)
         for clip, start, stop in _chunks(t, n, chunk):
             latent = kernel[clip, start:stop].reshape(-1, dd)
-            neighbour_weights = (latent @ to_neighbours).reshape(-1, nh, m)  # khat
+            rows = latent.shape[0] // nh  # positions of the chunk
+            neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", rows * nh, m))
+            neighbour_weights = neighbour_weights.view(rows, nh, m)  # khat
             halo_frames = slice(start, stop + kernel_size[0] - 1)
             halo = padded_values[clip : clip + 1, halo_frames]
-            neighbour_values = unfold_channels_last(halo, kernel_size)  # (P', M, dv)
+            neighbour_values = unfold_channels_last(
+                halo, kernel_size, scratch("unfolded", rows, m, dv)
+            )
             chunk_aggregated = aggregated[clip, start:stop].reshape(-1, nh, dv)
             grad = grad_out[clip, start:stop].reshape(-1, nh, dv)
 
@@ -678,7 +714,11 @@ class NeighbourhoodAggregation(torch.autograd.Function):
                     grad_mixing.addmm_(chunk_aggregated.reshape(-1, dv).t(), grad.reshape(-1, dv))
             if context is not None:
                 grad_correlation = (grad.reshape(-1, dv) @ context).reshape(-1, nh, m)
-                correlation = torch.bmm(chunk_aggregated, neighbour_values.transpose(1, 2))
+                correlation = torch.bmm(
+                    chunk_aggregated,
+                    neighbour_values.transpose(1, 2),
+                    out=scratch("correlation", rows, nh, m),
+                )
                 grad_context.addmm_(grad.reshape(-1, dv).t(), correlation.reshape(-1, m))
                 grad_aggregated = torch.baddbmm(grad_aggregated, grad_correlation, neighbour_values)
                 # both paths into Pv in one GEMM: [gcorr; khat]^T [A; gA]
@@ -692,7 +732,9 @@ class NeighbourhoodAggregation(torch.autograd.Function):
             torch.mm(
                 grad_weights, to_neighbours.t(), out=grad_kernel[clip, start:stop].view(-1, dd)
             )
-            grad_unfolded = torch.bmm(left.transpose(1, 2), right)  # (P', M, dv)
+            grad_unfolded = torch.bmm(  # (P', M, dv)
+                left.transpose(1, 2), right, out=scratch("grad_unfolded", rows, m, dv)
+            )
             fold_channels_last_(
                 grad_values[clip : clip + 1, halo_frames], grad_unfolded, kernel_size
             )
