@@ -89,7 +89,7 @@ def test_chunked_frames_equal_one_chunk(frames_per_chunk):
     inference, y, gradients = output_and_gradients()
     assert_close_relative(inference, whole, rtol=1e-12)
     assert_close_relative(y, whole_train, rtol=1e-12)
-    for chunked, one_chunk in zip(gradients, whole_gradients):
+    for chunked, one_chunk in zip(gradients, whole_gradients, strict=True):
         assert_close_relative(chunked, one_chunk, rtol=1e-12)
 
 
