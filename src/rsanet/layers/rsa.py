@@ -595,6 +595,27 @@ class _Scratch:
         return buffer[: shape[0]]
 
 
+def _chunk_operands(
+    kernel: torch.Tensor,
+    to_neighbours: torch.Tensor,
+    padded_values: torch.Tensor,
+    clip: int,
+    frames: slice,
+    kernel_size: _args.Size3,
+    scratch: _Scratch,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latent kernels (P' nh, D), khat (P', nh, M) and unfolded values Pv (P', M, dv) of one
+    chunk of frames of one clip; forward and backward build them alike."""
+    nh, dd = kernel.shape[-2:]
+    m, dv = to_neighbours.shape[1], padded_values.shape[-1]
+    latent = kernel[clip, frames].reshape(-1, dd)
+    rows = latent.shape[0] // nh  # positions of the chunk
+    neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", rows * nh, m))
+    halo = padded_values[clip : clip + 1, frames.start : frames.stop + kernel_size[0] - 1]
+    neighbour_values = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
+    return latent, neighbour_weights.view(rows, nh, m), neighbour_values
+
+
 def aggregate_neighbourhoods(
     kernel: torch.Tensor,
     latent_weight: torch.Tensor,
@@ -619,12 +640,10 @@ def aggregate_neighbourhoods(
     outputs, aggregated = [], []
     scratch = _Scratch(padded_values, not (torch.is_grad_enabled() or _exporting()))
     for clip, start, stop in _chunks(t, n, chunk):
-        latent = kernel[clip, start:stop].reshape(-1, kernel.shape[-1])
-        rows = latent.shape[0] // nh  # positions of the chunk
-        neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", rows * nh, m))
-        neighbour_weights = neighbour_weights.view(rows, nh, m)  # khat
-        halo = padded_values[clip : clip + 1, start : stop + kernel_size[0] - 1]
-        neighbour_values = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
+        _, neighbour_weights, neighbour_values = _chunk_operands(
+            kernel, to_neighbours, padded_values, clip, slice(start, stop), kernel_size, scratch
+        )
+        rows = neighbour_weights.shape[0]
         chunk_aggregated = torch.bmm(neighbour_weights, neighbour_values)  # A: (P', nh, dv)
         out = torch.zeros_like(chunk_aggregated)
         if use_basic_context:
@@ -695,15 +714,11 @@ class NeighbourhoodAggregation(torch.autograd.Function):
 
         scratch = _Scratch(padded_values)
         for clip, start, stop in _chunks(t, n, chunk):
-            latent = kernel[clip, start:stop].reshape(-1, dd)
-            rows = latent.shape[0] // nh  # positions of the chunk
-            neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", rows * nh, m))
-            neighbour_weights = neighbour_weights.view(rows, nh, m)  # khat
-            halo_frames = slice(start, stop + kernel_size[0] - 1)
-            halo = padded_values[clip : clip + 1, halo_frames]
-            neighbour_values = unfold_channels_last(
-                halo, kernel_size, scratch("unfolded", rows, m, dv)
+            latent, neighbour_weights, neighbour_values = _chunk_operands(
+                kernel, to_neighbours, padded_values, clip, slice(start, stop), kernel_size, scratch
             )
+            rows = neighbour_weights.shape[0]
+            halo_frames = slice(start, stop + kernel_size[0] - 1)
             chunk_aggregated = aggregated[clip, start:stop].reshape(-1, nh, dv)
             grad = grad_out[clip, start:stop].reshape(-1, nh, dv)
 
