@@ -17,9 +17,10 @@ of a position, this module computes
 
 which equals the paper's y_n exactly: the relational context (Pv Pv^T) G^T is never formed,
 its product with khat is re-associated, and neither H nor any M x M matrix exists. The
-per-position products are batched GEMMs over channels-last neighbourhoods, processed a few
-frames at a time, with a hand-written backward that recomputes the unfolded values instead
-of storing them (see ``docs/performance.md``).
+per-position products run a few frames at a time, in a fused CPU kernel that reads the
+neighbourhoods in place (:mod:`rsanet.layers.native`) or as batched GEMMs over unfolded
+channels-last neighbourhoods, with a hand-written backward that recomputes what it needs
+instead of storing anything of size M (see ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rsanet.layers import _args
+from rsanet.layers import _args, native
 
 KERNELS = ("basic", "relational", "basic+relational")
 CONTEXTS = ("basic", "relational", "basic+relational")
@@ -546,6 +547,15 @@ class NeighbourhoodFilter(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         n, t, h, w, c = x.shape
         kt, kh, kw = ctx.kernel_size
+        grad_x, grad_weight = None, None
+        # oneDNN's input gradient has kt output channels per group, its slow case
+        fused = ctx.needs_input_grad[0] and native.filter_applies(x) and not _exporting()
+        if fused:
+            grad_x = native.filter_input_grad(
+                grad.reshape(n, t, h, w, c, -1).contiguous(), weight, ctx.kernel_size
+            )
+        if not ctx.needs_input_grad[1] and (fused or not ctx.needs_input_grad[0]):
+            return grad_x, None, None
         grad = grad.reshape(n * t, h, w, weight.shape[0]).permute(0, 3, 1, 2)
         grad_taps, grad_weight, _ = torch.ops.aten.convolution_backward(
             grad,
@@ -558,9 +568,8 @@ class NeighbourhoodFilter(torch.autograd.Function):
             False,
             [0, 0],
             c,
-            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], False],
+            [ctx.needs_input_grad[0] and not fused, ctx.needs_input_grad[1], False],
         )
-        grad_x = None
         if grad_taps is not None:  # every shift's gradient back onto its frames
             taps = grad_taps.permute(0, 2, 3, 1).reshape(n, t, h, w, c, kt)
             padded = taps.new_zeros(n, t + kt - 1, h, w, c)
@@ -594,26 +603,31 @@ class _Scratch:
             buffer = self.buffers[name] = self.like.new_empty(shape)
         return buffer[: shape[0]]
 
+    def tensor(self, name: str, *shape: int) -> torch.Tensor:
+        """The buffer, or a fresh tensor where buffers are off."""
+        buffer = self(name, *shape)
+        return self.like.new_empty(shape) if buffer is None else buffer
 
-def _chunk_operands(
-    kernel: torch.Tensor,
-    to_neighbours: torch.Tensor,
-    padded_values: torch.Tensor,
-    clip: int,
-    frames: slice,
-    kernel_size: _args.Size3,
-    scratch: _Scratch,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Latent kernels (P' nh, D), khat (P', nh, M) and unfolded values Pv (P', M, dv) of one
-    chunk of frames of one clip; forward and backward build them alike."""
+
+def _chunk_weights(
+    kernel: torch.Tensor, to_neighbours: torch.Tensor, clip: int, frames: slice, scratch: _Scratch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latent kernels (P' nh, D) and khat = kernel H2 (P', nh, M) of one chunk of frames of
+    one clip; forward and backward build them alike."""
     nh, dd = kernel.shape[-2:]
-    m, dv = to_neighbours.shape[1], padded_values.shape[-1]
+    m = to_neighbours.shape[1]
     latent = kernel[clip, frames].reshape(-1, dd)
-    rows = latent.shape[0] // nh  # positions of the chunk
-    neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", rows * nh, m))
-    halo = padded_values[clip : clip + 1, frames.start : frames.stop + kernel_size[0] - 1]
-    neighbour_values = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
-    return latent, neighbour_weights.view(rows, nh, m), neighbour_values
+    neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", latent.shape[0], m))
+    return latent, neighbour_weights.view(-1, nh, m)
+
+
+def _halo(padded: torch.Tensor, clip: int, frames: slice, kernel_size: _args.Size3):
+    """The padded frames a chunk's neighbourhoods reach: (1, T' + kt - 1, H', W', C)."""
+    return padded[clip : clip + 1, frames.start : frames.stop + kernel_size[0] - 1]
+
+
+def _uses_native(padded_values: torch.Tensor) -> bool:
+    return not _exporting() and native.available(padded_values)
 
 
 def aggregate_neighbourhoods(
@@ -631,29 +645,39 @@ def aggregate_neighbourhoods(
     Latent kernels (N, T, H*W, nh, D), H2 (D, kt, kh, kw) and zero-padded channels-last
     values (N, T+kt-1, H+kh-1, W+kw-1, dv) -> (y, A), both (N, T, H*W, nh, dv), with
     khat = kernel H2, A = khat Pv, y = A I + (A Pv^T) G^T and Pv (M, dv) the neighbourhood
-    values of each position.
+    values of each position. A and A Pv^T come from the fused CPU kernel where it applies
+    (:mod:`rsanet.layers.native`), else from an unfold and two batched GEMMs.
     """
     n, t, hw, nh, _ = kernel.shape
     dv = padded_values.shape[-1]
     to_neighbours = latent_weight.flatten(1)  # (D, M)
     m = to_neighbours.shape[1]
+    fused = _uses_native(padded_values)
     outputs, aggregated = [], []
     scratch = _Scratch(padded_values, not (torch.is_grad_enabled() or _exporting()))
     for clip, start, stop in _chunks(t, n, chunk):
-        _, neighbour_weights, neighbour_values = _chunk_operands(
-            kernel, to_neighbours, padded_values, clip, slice(start, stop), kernel_size, scratch
-        )
+        frames = slice(start, stop)
+        _, neighbour_weights = _chunk_weights(kernel, to_neighbours, clip, frames, scratch)
+        halo = _halo(padded_values, clip, frames, kernel_size)
         rows = neighbour_weights.shape[0]
-        chunk_aggregated = torch.bmm(neighbour_weights, neighbour_values)  # A: (P', nh, dv)
+        correlation = None
+        if fused:
+            if context_weight is not None:
+                correlation = scratch.tensor("correlation", rows, nh, m)
+            chunk_aggregated = native.aggregate(neighbour_weights, halo, kernel_size, correlation)
+        else:
+            unfolded = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
+            chunk_aggregated = torch.bmm(neighbour_weights, unfolded)  # A: (P', nh, dv)
+            if context_weight is not None:
+                correlation = torch.bmm(  # A Pv^T: (P', nh, M)
+                    chunk_aggregated,
+                    unfolded.transpose(1, 2),
+                    out=scratch("correlation", rows, nh, m),
+                )
         out = torch.zeros_like(chunk_aggregated)
         if use_basic_context:
             out = chunk_aggregated @ mixing if mixing is not None else chunk_aggregated
-        if context_weight is not None:
-            correlation = torch.bmm(
-                chunk_aggregated,
-                neighbour_values.transpose(1, 2),
-                out=scratch("correlation", rows, nh, m),
-            )
+        if correlation is not None:
             relational = correlation.view(-1, m) @ context_weight.reshape(dv, m).t()
             out = out + relational.reshape(out.shape)
         outputs.append(out)
@@ -662,11 +686,51 @@ def aggregate_neighbourhoods(
     return torch.cat(outputs).reshape(shape), torch.cat(aggregated).reshape(shape)
 
 
+def _neighbourhood_backward(
+    neighbour_weights: torch.Tensor,
+    grad_correlation: torch.Tensor | None,
+    aggregated: torch.Tensor,
+    grad_aggregated: torch.Tensor,
+    halo: torch.Tensor,
+    grad_halo: torch.Tensor,
+    kernel_size: _args.Size3,
+    scratch: _Scratch,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Backward of one chunk's products A = khat Pv, corr = A Pv^T with PyTorch operators,
+    the same contract as :func:`rsanet.layers.native.aggregate_backward`: -> (A's gradient,
+    corr, khat's gradient); the values' gradient is added onto ``grad_halo``."""
+    rows, nh, m = neighbour_weights.shape
+    dv = halo.shape[-1]
+    unfolded = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
+    correlation = None
+    if grad_correlation is not None:
+        correlation = torch.bmm(
+            aggregated, unfolded.transpose(1, 2), out=scratch("correlation", rows, nh, m)
+        )
+        grad_aggregated = torch.baddbmm(grad_aggregated, grad_correlation, unfolded)
+        # both paths into Pv in one GEMM: [gcorr; khat]^T [A; gA]
+        left = torch.cat(  # (P', 2nh, M)
+            [grad_correlation, neighbour_weights], 1, out=scratch("left", rows, 2 * nh, m)
+        )
+        right = torch.cat(  # (P', 2nh, dv)
+            [aggregated, grad_aggregated], 1, out=scratch("right", rows, 2 * nh, dv)
+        )
+    else:
+        left, right = neighbour_weights, grad_aggregated
+    grad_weights = torch.bmm(grad_aggregated, unfolded.transpose(1, 2))
+    grad_unfolded = torch.bmm(  # (P', M, dv)
+        left.transpose(1, 2), right, out=scratch("grad_unfolded", rows, m, dv)
+    )
+    fold_channels_last_(grad_halo, grad_unfolded, kernel_size)
+    return grad_aggregated, correlation, grad_weights
+
+
 class NeighbourhoodAggregation(torch.autograd.Function):
     """:func:`aggregate_neighbourhoods` with a hand-written backward, chunk by chunk like the
-    forward: the unfolded values (M times the size of the values) and khat are recomputed
-    instead of being saved, the two gradients that reach the unfolded values are summed by
-    one batched GEMM, and every gradient is written into one buffer for the whole clip."""
+    forward: khat and the neighbourhoods (M times the size of the values) are recomputed
+    instead of being saved, the per-position products run in the fused kernel or
+    :func:`_neighbourhood_backward`, and every gradient is written into one buffer for the
+    whole clip."""
 
     @staticmethod
     def forward(
@@ -712,47 +776,52 @@ class NeighbourhoodAggregation(torch.autograd.Function):
         grad_context = torch.zeros_like(context) if context is not None else None
         grad_mixing = torch.zeros_like(mixing) if mixing is not None else None
 
+        fused = _uses_native(padded_values)
         scratch = _Scratch(padded_values)
         for clip, start, stop in _chunks(t, n, chunk):
-            latent, neighbour_weights, neighbour_values = _chunk_operands(
-                kernel, to_neighbours, padded_values, clip, slice(start, stop), kernel_size, scratch
-            )
+            frames = slice(start, stop)
+            latent, neighbour_weights = _chunk_weights(kernel, to_neighbours, clip, frames, scratch)
             rows = neighbour_weights.shape[0]
-            halo_frames = slice(start, stop + kernel_size[0] - 1)
-            chunk_aggregated = aggregated[clip, start:stop].reshape(-1, nh, dv)
-            grad = grad_out[clip, start:stop].reshape(-1, nh, dv)
+            chunk_aggregated = aggregated[clip, frames].reshape(-1, nh, dv)
+            grad = grad_out[clip, frames].reshape(-1, nh, dv)
 
-            grad_aggregated = torch.zeros_like(grad)
-            if use_basic_context:
-                grad_aggregated = grad @ mixing.t() if mixing is not None else grad
-                if mixing is not None:
-                    grad_mixing.addmm_(chunk_aggregated.reshape(-1, dv).t(), grad.reshape(-1, dv))
-            if context is not None:
-                grad_correlation = (grad.reshape(-1, dv) @ context).reshape(-1, nh, m)
-                correlation = torch.bmm(
-                    chunk_aggregated,
-                    neighbour_values.transpose(1, 2),
-                    out=scratch("correlation", rows, nh, m),
-                )
-                grad_context.addmm_(grad.reshape(-1, dv).t(), correlation.reshape(-1, m))
-                grad_aggregated = torch.baddbmm(grad_aggregated, grad_correlation, neighbour_values)
-                # both paths into Pv in one GEMM: [gcorr; khat]^T [A; gA]
-                left = torch.cat([grad_correlation, neighbour_weights], dim=1)  # (P', 2nh, M)
-                right = torch.cat([chunk_aggregated, grad_aggregated], dim=1)  # (P', 2nh, dv)
+            if use_basic_context and mixing is not None:  # the basic context's part of gA
+                grad_aggregated = grad @ mixing.t()
+                grad_mixing.addmm_(chunk_aggregated.reshape(-1, dv).t(), grad.reshape(-1, dv))
+            elif use_basic_context:
+                grad_aggregated = grad.clone()
             else:
-                left, right = neighbour_weights, grad_aggregated
-            grad_weights = torch.bmm(grad_aggregated, neighbour_values.transpose(1, 2))
+                grad_aggregated = torch.zeros_like(grad)
+            grad_correlation = None
+            if context is not None:
+                grad_correlation = torch.mm(
+                    grad.reshape(-1, dv), context, out=scratch("grad_correlation", rows * nh, m)
+                ).view(-1, nh, m)
+            operands = (
+                neighbour_weights,
+                grad_correlation,
+                chunk_aggregated,
+                grad_aggregated,
+                _halo(padded_values, clip, frames, kernel_size),
+            )
+            grad_halo = _halo(grad_values, clip, frames, kernel_size)
+            if fused:
+                correlation = None
+                if context is not None:
+                    correlation = scratch.tensor("correlation", rows, nh, m)
+                grad_weights = scratch.tensor("grad_weights", rows, nh, m)
+                native.aggregate_backward(
+                    *operands, grad_weights, correlation, grad_halo, kernel_size
+                )
+            else:
+                _, correlation, grad_weights = _neighbourhood_backward(
+                    *operands, grad_halo, kernel_size, scratch
+                )
+            if context is not None:
+                grad_context.addmm_(grad.reshape(-1, dv).t(), correlation.reshape(-1, m))
             grad_weights = grad_weights.reshape(-1, m)
             grad_latent.addmm_(latent.t(), grad_weights)
-            torch.mm(
-                grad_weights, to_neighbours.t(), out=grad_kernel[clip, start:stop].view(-1, dd)
-            )
-            grad_unfolded = torch.bmm(  # (P', M, dv)
-                left.transpose(1, 2), right, out=scratch("grad_unfolded", rows, m, dv)
-            )
-            fold_channels_last_(
-                grad_values[clip : clip + 1, halo_frames], grad_unfolded, kernel_size
-            )
+            torch.mm(grad_weights, to_neighbours.t(), out=grad_kernel[clip, frames].view(-1, dd))
         return (
             grad_kernel,
             grad_latent.reshape(latent_weight.shape),
