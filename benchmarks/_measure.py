@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import torch
 
+from rsanet.layers import native
+
 
 def machine() -> dict:
     """What the numbers were measured on."""
@@ -25,6 +27,8 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # RSA's neighbourhood products: the fused CPU kernel, or PyTorch operators
+        "rsa_products": "fused kernel" if native.available(torch.empty(0)) else "operators",
     }
 
 

@@ -157,7 +157,7 @@ def main() -> None:
     m = result["machine"]
     length = "native frames" if args.native_frames else f"{args.frames} frames"
     print(
-        f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; "
+        f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}, RSA {m['rsa_products']}; "
         f"{length} x {args.size} x {args.size}, train batch {args.batch}, "
         f"medians of {args.repeats}; ratios against {args.baseline}"
     )

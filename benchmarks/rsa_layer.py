@@ -7,13 +7,17 @@ Shapes are RSANet-R50's: stage 3 (256 channels, 8 x 14 x 14) and stage 4 (512 ch
 baseline re-states the authors' computation with the same parameters
 (:func:`rsanet.layers.rsa_official_order.rsa_official_order`); "ratio" is baseline time /
 our time (higher is better), "memory ratio" our peak / baseline peak (lower is better).
+Where the fused CPU kernel runs (``rsanet.layers.native``), the same layer on PyTorch
+operators (``RSANET_NATIVE=0``) is timed too, to show what the kernel itself brings.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,10 +25,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import interleaved_medians, machine, matmul_peak_gflops, peak_memory_mb  # noqa: E402
 
-from rsanet.layers import RSA  # noqa: E402
+from rsanet.layers import RSA, native  # noqa: E402
 from rsanet.layers.rsa_official_order import rsa_official_order  # noqa: E402
 
 SHAPES = {"stage1": (64, 56), "stage2": (128, 28), "stage3": (256, 14), "stage4": (512, 7)}
+
+
+def without_fused_kernel(fn: Callable[[], object]) -> Callable[[], None]:
+    def run():
+        os.environ["RSANET_NATIVE"] = "0"
+        try:
+            fn()
+        finally:
+            del os.environ["RSANET_NATIVE"]
+
+    return run
 
 
 def measure(channels: int, side: int, repeats: int) -> dict:
@@ -47,15 +62,17 @@ def measure(channels: int, side: int, repeats: int) -> dict:
 
         return run
 
-    times = interleaved_medians(
-        {
-            "official_forward": inference(official),
-            "ours_forward": inference(ours),
-            "official_train": train_step(official),
-            "ours_train": train_step(ours),
-        },
-        repeats=repeats,
-    )
+    candidates = {
+        "official_forward": inference(official),
+        "ours_forward": inference(ours),
+        "official_train": train_step(official),
+        "ours_train": train_step(ours),
+    }
+    fused = native.available(x) and not layer.uses_official_order()
+    if fused:  # the same layer without the fused kernel: what the kernel itself brings
+        candidates["operators_forward"] = without_fused_kernel(inference(ours))
+        candidates["operators_train"] = without_fused_kernel(train_step(ours))
+    times = interleaved_medians(candidates, repeats=repeats)
     memory = {
         "official_train_mb": peak_memory_mb(train_step(official)),
         "ours_train_mb": peak_memory_mb(train_step(ours)),
@@ -78,6 +95,16 @@ def measure(channels: int, side: int, repeats: int) -> dict:
         "forward_ratio": round(times["official_forward"] / times["ours_forward"], 2),
         "train_ratio": round(times["official_train"] / times["ours_train"], 2),
         "train_memory_ratio": round(memory["ours_train_mb"] / memory["official_train_mb"], 2),
+        **(
+            {
+                f"fused_{kind}_speedup": round(
+                    times[f"operators_{kind}"] / times[f"ours_{kind}"], 2
+                )
+                for kind in ("forward", "train")
+            }
+            if fused
+            else {}
+        ),
         "max_abs_difference": max_difference,
     }
 
@@ -97,7 +124,10 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     m = results["machine"]
-    print(f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}; medians of {args.repeats}")
+    print(
+        f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}, RSA {m['rsa_products']}; "
+        f"medians of {args.repeats}"
+    )
     header = (
         f"{'shape':8} {'pass':8} {'official ms':>12} {'ours ms':>9} {'ratio':>6} "
         f"{'official MB':>12} {'ours MB':>8} {'mem ratio':>9}"
@@ -117,6 +147,11 @@ def main() -> None:
             f"at {r['official_forward_gflops_per_s']} GFLOP/s); max |ours - official| = "
             f"{r['max_abs_difference']:.2e}"
         )
+        if "fused_train_speedup" in r:
+            print(
+                f"{name:8} fused kernel against the same layer on PyTorch operators: forward "
+                f"{r['fused_forward_speedup']}x, fwd+bwd {r['fused_train_speedup']}x"
+            )
     print(f"machine matmul peak: {results['matmul_peak_gflops']} GFLOP/s (float32, 2048^2)")
 
 
