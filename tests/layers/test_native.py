@@ -53,6 +53,37 @@ def test_fused_kernel_matches_operators_for_every_combination(fused, monkeypatch
     assert_fused_matches(layer, x, monkeypatch)
 
 
+@pytest.mark.parametrize("kernel,context", list(itertools.product(KERNELS, CONTEXTS)))
+@pytest.mark.parametrize("value_channels,latent_channels", [(8, 8), (16, 16), (5, 3)])
+def test_official_order_inference_kernel_matches_operators(
+    fused, monkeypatch, kernel, context, value_channels, latent_channels
+):
+    """The authors' order in inference: 8 x 8 and 16 x 16 (RSANet-R50's stages 1-2) and
+    sizes that fill no tile."""
+    torch.manual_seed(4)
+    if kernel == "basic":
+        latent_channels = value_channels  # P1 is the identity: D = dk = dv
+    layer = RSA(
+        6,
+        2 * value_channels,
+        num_heads=2,
+        kernel_size=(3, 3, 3),
+        kernel=kernel,
+        context=context,
+        latent_channels=latent_channels,
+        computation="official",
+    )
+    layer = perturbed(layer)
+    x = torch.randn(2, 6, 3, 5, 4)
+    with torch.no_grad():
+        fused_output = layer(x)
+        monkeypatch.setenv("RSANET_NATIVE", "0")
+        operators = layer(x)
+        reference = rsa_reference(layer.double(), x.double())
+    assert_close_relative(fused_output, operators, rtol=2e-5)
+    assert_close_relative(fused_output.double(), reference, rtol=2e-5)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_kernel_matches_at_full_tiles_in_chunks_and_threads(fused, monkeypatch, threads):
     """8 heads of 32 channels fill the kernel's register tiles; three chunks of two frames

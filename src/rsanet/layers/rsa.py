@@ -290,10 +290,10 @@ class RSA(nn.Module):
         queries, keys, values = self.project_channels_last(x)
         n, t, h, w, _ = values.shape
         key_summary = self.key_summary(keys) if keys is not None else None
-        kernel = self.latent_kernel(queries, key_summary)  # (P, nh, D)
         if self.uses_official_order():
-            out = self.aggregate_official_order(kernel, values)  # (P, dv, nh)
+            out = self.aggregate_official_order(queries, key_summary, values)  # (P, dv, nh)
         else:  # (P, nh, dv) -> value-major (P, dv, nh)
+            kernel = self.latent_kernel(queries, key_summary)  # (P, nh, D)
             out = self.aggregate_reassociated(kernel, values).transpose(1, 2)
         out = out.reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
         return self.pool(out.contiguous())
@@ -343,11 +343,15 @@ class RSA(nn.Module):
             out = aggregate_neighbourhoods(*arguments)[0]
         return out.reshape(-1, self.num_heads, dv)
 
-    def aggregate_official_order(self, kernel: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-        """The authors' order of operations, same inputs as :meth:`aggregate_reassociated`:
+    def aggregate_official_order(
+        self, queries: torch.Tensor, key_summary: torch.Tensor | None, values: torch.Tensor
+    ) -> torch.Tensor:
+        """The authors' order of operations: queries (N, T, H, W, nh, dk), K_H1
+        (N, T, H, W, dk, D) or None and values (N, T, H, W, dv) -> (P, dv, nh), value-major.
         F = values filtered with H2 and V_G = values filtered with G (every value channel
-        by every filter, one grouped convolution), then per position
-        context = (V_G + I)^T F and y = context kernel^T -> (P, dv, nh), value-major."""
+        by every filter, one grouped convolution), then per position kernel = q (K_H1 + P1),
+        context = (V_G + I)^T F and y = context kernel^T; in inference on the CPU the three
+        products run in one fused kernel (:func:`rsanet.layers.native.official_products`)."""
         dv, dd = self.value_channels, self.latent_channels
         filters = self.latent_weight
         if self.has_relational_context:
@@ -355,6 +359,16 @@ class RSA(nn.Module):
         per_channel = filters.expand(dv, *filters.shape).reshape(-1, *self.kernel_size)
         filtered = neighbourhood_filter(values, per_channel, self.kernel_size)
         filtered = filtered.reshape(-1, dv, filters.shape[0])  # (P, dv, D [+ dv])
+        if not torch.is_grad_enabled() and _uses_native(filtered):
+            nh, dk = queries.shape[-2:]
+            return native.official_products(
+                queries.reshape(-1, nh, dk).contiguous(),
+                key_summary.reshape(-1, dk, dd).contiguous() if key_summary is not None else None,
+                self.basic_kernel_weight,
+                filtered.contiguous(),
+                self.context_mixing,
+            )
+        kernel = self.latent_kernel(queries, key_summary)  # (P, nh, D)
         context = filtered[..., :dd]  # F: (P, dv, D)
         if self.has_relational_context:
             mixing = filtered[..., dd:]  # V_G: (P, dv, dv)

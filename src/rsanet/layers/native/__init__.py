@@ -1,5 +1,7 @@
-"""Fused CPU kernels for RSA: the neighbourhood products (``neighbourhood.cpp``) and the
-input gradient of the K_H1 filter (``filter.cpp``).
+"""Fused CPU kernels for RSA: the neighbourhood products of the re-associated order
+(``neighbourhood.cpp``), the per-position products of the authors' order in inference
+(``official.cpp``) and the input gradient of the K_H1 filter (``filter.cpp``), on the
+small-GEMM micro-kernel of ``gemm.h``.
 
 Compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``; a second or
 two, no PyTorch headers) into a per-user cache, and called through ctypes. Where it cannot be
@@ -22,8 +24,10 @@ from pathlib import Path
 
 import torch
 
-SOURCES = [Path(__file__).with_name(name) for name in ("neighbourhood.cpp", "filter.cpp")]
-HEADERS = [Path(__file__).with_name("lanes.h")]
+SOURCES = [
+    Path(__file__).with_name(name) for name in ("neighbourhood.cpp", "official.cpp", "filter.cpp")
+]
+HEADERS = [Path(__file__).with_name(name) for name in ("lanes.h", "gemm.h")]
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17"]
 
 _library: ctypes.CDLL | None = None
@@ -67,6 +71,7 @@ def _build() -> ctypes.CDLL:
     library.rsa_aggregate_forward.argtypes = [pointer] * 4 + [integer] * 9
     library.rsa_aggregate_backward.argtypes = [pointer] * 8 + [integer] * 9
     library.rsa_filter_input_grad.argtypes = [pointer] * 3 + [integer] * 10
+    library.rsa_official_products.argtypes = [pointer] * 6 + [ctypes.c_int64] + [integer] * 6
     return library
 
 
@@ -156,6 +161,39 @@ def aggregate_backward(
         *_dimensions(padded, kernel_size, khat.shape[1]),
         torch.get_num_threads(),
     )
+
+
+def official_products(
+    queries: torch.Tensor,
+    key_summary: torch.Tensor | None,
+    basic: torch.Tensor | None,
+    filtered: torch.Tensor,
+    mixing: torch.Tensor | None,
+) -> torch.Tensor:
+    """The authors' order's per-position products (no autograd): queries (P, nh, dk), K_H1
+    (P, dk, D) or None (the basic kernel alone: D = dk), P1 (dk, D) or None, filtered values
+    (P, dv, D) = F or (P, dv, D + dv) = [F | V_G] and I (dv, dv) or None -> (P, dv, nh), with
+    kernel = q (K_H1 + P1), context = (V_G + I)^T F and y = context kernel^T."""
+    positions, heads, keys = queries.shape
+    channels, width = filtered.shape[1:]
+    latent = key_summary.shape[-1] if key_summary is not None else keys
+    out = queries.new_empty(positions, channels, heads)
+    library().rsa_official_products(
+        _pointer(queries),
+        _pointer(key_summary),
+        _pointer(basic),
+        _pointer(filtered),
+        _pointer(mixing),
+        _pointer(out),
+        positions,
+        heads,
+        keys,
+        channels,
+        latent,
+        width,
+        torch.get_num_threads(),
+    )
+    return out
 
 
 def filter_input_grad(
