@@ -27,8 +27,8 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        # RSA's neighbourhood products: the fused CPU kernel, or PyTorch operators
-        "rsa_products": "fused kernel" if native.available(torch.empty(0)) else "operators",
+        # RSA's per-position products: the fused CPU kernels, or PyTorch operators
+        "rsa_products": "fused kernels" if native.available(torch.empty(0)) else "operators",
     }
 
 

@@ -359,7 +359,10 @@ class RSA(nn.Module):
         per_channel = filters.expand(dv, *filters.shape).reshape(-1, *self.kernel_size)
         filtered = neighbourhood_filter(values, per_channel, self.kernel_size)
         filtered = filtered.reshape(-1, dv, filters.shape[0])  # (P, dv, D [+ dv])
-        if not torch.is_grad_enabled() and _uses_native(filtered):
+        parameters = (self.basic_kernel_weight, self.context_mixing)
+        if not torch.is_grad_enabled() and _uses_native(
+            filtered, queries, key_summary, *parameters
+        ):
             nh, dk = queries.shape[-2:]
             return native.official_products(
                 queries.reshape(-1, nh, dk).contiguous(),
@@ -563,7 +566,9 @@ class NeighbourhoodFilter(torch.autograd.Function):
         kt, kh, kw = ctx.kernel_size
         grad_x, grad_weight = None, None
         # oneDNN's input gradient has kt output channels per group, its slow case
-        fused = ctx.needs_input_grad[0] and native.filter_applies(x) and not _exporting()
+        fused = (
+            ctx.needs_input_grad[0] and native.filter_applies(x, grad, weight) and not _exporting()
+        )
         if fused:
             grad_x = native.filter_input_grad(
                 grad.reshape(n, t, h, w, c, -1).contiguous(), weight, ctx.kernel_size
@@ -640,8 +645,8 @@ def _halo(padded: torch.Tensor, clip: int, frames: slice, kernel_size: _args.Siz
     return padded[clip : clip + 1, frames.start : frames.stop + kernel_size[0] - 1]
 
 
-def _uses_native(padded_values: torch.Tensor) -> bool:
-    return not _exporting() and native.available(padded_values)
+def _uses_native(*tensors: torch.Tensor | None) -> bool:
+    return not _exporting() and native.available(*(t for t in tensors if t is not None))
 
 
 def aggregate_neighbourhoods(
@@ -666,7 +671,7 @@ def aggregate_neighbourhoods(
     dv = padded_values.shape[-1]
     to_neighbours = latent_weight.flatten(1)  # (D, M)
     m = to_neighbours.shape[1]
-    fused = _uses_native(padded_values)
+    fused = _uses_native(padded_values, kernel, latent_weight, context_weight, mixing)
     outputs, aggregated = [], []
     scratch = _Scratch(padded_values, not (torch.is_grad_enabled() or _exporting()))
     for clip, start, stop in _chunks(t, n, chunk):
@@ -790,7 +795,7 @@ class NeighbourhoodAggregation(torch.autograd.Function):
         grad_context = torch.zeros_like(context) if context is not None else None
         grad_mixing = torch.zeros_like(mixing) if mixing is not None else None
 
-        fused = _uses_native(padded_values)
+        fused = _uses_native(padded_values, kernel, grad_out, latent_weight, context, mixing)
         scratch = _Scratch(padded_values)
         for clip, start, stop in _chunks(t, n, chunk):
             frames = slice(start, stop)

@@ -3,8 +3,8 @@
 (``official.cpp``) and the input gradient of the K_H1 filter (``filter.cpp``), on the
 small-GEMM micro-kernel of ``gemm.h``.
 
-Compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``; a second or
-two, no PyTorch headers) into a per-user cache, and called through ctypes. Where it cannot be
+Compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``; a few
+seconds, no PyTorch headers) into a per-user cache, and called through ctypes. Where it cannot be
 built or does not apply (no compiler, not float32 on the CPU, export, ``RSANET_NATIVE=0``),
 :func:`available` is False and the layer computes the same products with PyTorch operators.
 """
@@ -92,7 +92,7 @@ def library() -> ctypes.CDLL | None:
 
 
 def available(*tensors: torch.Tensor) -> bool:
-    """Whether the fused kernel can compute on these tensors."""
+    """Whether the fused kernels can compute on these tensors (all float32 on the CPU)."""
     return (
         enabled()
         and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
@@ -224,6 +224,7 @@ def filter_input_grad(
     return grad_input
 
 
-def filter_applies(x: torch.Tensor) -> bool:
-    """Whether :func:`filter_input_grad` can take the gradient for channels-last input x."""
-    return x.shape[-1] % 8 == 0 and available(x)
+def filter_applies(x: torch.Tensor, *tensors: torch.Tensor) -> bool:
+    """Whether :func:`filter_input_grad` can take the gradient for channels-last input x
+    (and the other tensors of the computation)."""
+    return x.shape[-1] % 8 == 0 and available(x, *tensors)
