@@ -1,4 +1,4 @@
-"""The fused CPU kernel (rsanet.layers.native) computes what the PyTorch operators compute."""
+"""The fused CPU kernels (rsanet.layers.native) compute what the PyTorch operators compute."""
 
 import itertools
 
@@ -14,7 +14,7 @@ from rsanet.layers.rsa import neighbourhood_filter
 def fused(monkeypatch):
     monkeypatch.delenv("RSANET_NATIVE", raising=False)
     if not native.available(torch.empty(0)):
-        pytest.skip("the fused CPU kernel cannot be built here (no C++ compiler?)")
+        pytest.skip("the fused CPU kernels cannot be built here (no C++ compiler?)")
 
 
 def outputs_and_gradients(layer: RSA, x: torch.Tensor) -> list[torch.Tensor]:
