@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "lanes.h"
 
@@ -104,6 +105,13 @@ inline void gemm(int m, int n, int depth, Matrix a, Matrix b, Output c, bool acc
     } else {
         tiled_gemm<8, 8>(m, n, depth, a, b, c, accumulate);
     }
+}
+
+// Row offsets 0, stride, 2 stride, ...: the row table of a plain row-major matrix.
+inline std::vector<Index> strided_rows(Index count, Index stride) {
+    std::vector<Index> rows(count);
+    for (Index i = 0; i < count; ++i) rows[i] = i * stride;
+    return rows;
 }
 
 }  // namespace rsanet

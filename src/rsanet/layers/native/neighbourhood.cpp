@@ -27,6 +27,7 @@ using rsanet::gemm;
 using rsanet::Index;
 using rsanet::Matrix;
 using rsanet::Output;
+using rsanet::strided_rows;
 
 struct Shape {
     int frames, height, width;  // positions of the chunk
@@ -57,12 +58,6 @@ struct Shape {
         return offsets;
     }
 };
-
-std::vector<Index> strided_rows(Index count, Index stride) {
-    std::vector<Index> rows(count);
-    for (Index i = 0; i < count; ++i) rows[i] = i * stride;
-    return rows;
-}
 
 // Row tables shared by every position of a chunk: where row i of each operand starts.
 struct Tables {

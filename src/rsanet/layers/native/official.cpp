@@ -20,16 +20,7 @@ using rsanet::gemm;
 using rsanet::Index;
 using rsanet::Matrix;
 using rsanet::Output;
-
-namespace {
-
-std::vector<Index> strided(Index count, Index stride) {
-    std::vector<Index> rows(count);
-    for (Index i = 0; i < count; ++i) rows[i] = i * stride;
-    return rows;
-}
-
-}  // namespace
+using rsanet::strided_rows;
 
 extern "C" {
 
@@ -41,14 +32,14 @@ void rsa_official_products(const float* queries, const float* key_summary, const
                            Index positions, int heads, int keys, int channels, int latent,
                            int width, int threads) {
     const bool relational = width > latent;
-    const std::vector<Index> query_rows = strided(heads, keys);           // q (nh x dk)
-    const std::vector<Index> summary_rows = strided(keys, latent);        // K_H1 (dk x D)
-    const std::vector<Index> kernel_rows = strided(heads, latent);        // kernel (nh x D)
-    const std::vector<Index> filtered_rows = strided(channels, width);   // F, V_G: (dv x .)
-    const std::vector<Index> context_rows = strided(channels, latent);    // (dv x D)
-    const std::vector<Index> latent_rows = strided(latent, heads);        // kernel^T (D x nh)
-    const std::vector<Index> out_rows = strided(channels, heads);         // y (dv x nh)
-    const std::vector<Index> identity = strided(channels, 1);
+    const std::vector<Index> query_rows = strided_rows(heads, keys);           // q (nh x dk)
+    const std::vector<Index> summary_rows = strided_rows(keys, latent);        // K_H1 (dk x D)
+    const std::vector<Index> kernel_rows = strided_rows(heads, latent);        // kernel (nh x D)
+    const std::vector<Index> filtered_rows = strided_rows(channels, width);   // F, V_G: (dv x .)
+    const std::vector<Index> context_rows = strided_rows(channels, latent);    // (dv x D)
+    const std::vector<Index> latent_rows = strided_rows(latent, heads);        // kernel^T (D x nh)
+    const std::vector<Index> out_rows = strided_rows(channels, heads);         // y (dv x nh)
+    const std::vector<Index> identity = strided_rows(channels, 1);
 #pragma omp parallel num_threads(threads)
     {
         std::vector<float> summary(Index(keys) * latent), kernel(Index(heads) * latent);
