@@ -564,7 +564,7 @@ class NeighbourhoodFilter(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         n, t, h, w, c = x.shape
         kt, kh, kw = ctx.kernel_size
-        grad_x, grad_weight = None, None
+        grad_x = None
         # oneDNN's input gradient has kt output channels per group, its slow case
         fused = (
             ctx.needs_input_grad[0] and native.filter_applies(x, grad, weight) and not _exporting()
@@ -714,10 +714,10 @@ def _neighbourhood_backward(
     grad_halo: torch.Tensor,
     kernel_size: _args.Size3,
     scratch: _Scratch,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Backward of one chunk's products A = khat Pv, corr = A Pv^T with PyTorch operators,
-    the same contract as :func:`rsanet.layers.native.aggregate_backward`: -> (A's gradient,
-    corr, khat's gradient); the values' gradient is added onto ``grad_halo``."""
+    what :func:`rsanet.layers.native.aggregate_backward` computes: -> (corr, khat's
+    gradient); the values' gradient is added onto ``grad_halo``."""
     rows, nh, m = neighbour_weights.shape
     dv = halo.shape[-1]
     unfolded = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
@@ -741,7 +741,7 @@ def _neighbourhood_backward(
         left.transpose(1, 2), right, out=scratch("grad_unfolded", rows, m, dv)
     )
     fold_channels_last_(grad_halo, grad_unfolded, kernel_size)
-    return grad_aggregated, correlation, grad_weights
+    return correlation, grad_weights
 
 
 class NeighbourhoodAggregation(torch.autograd.Function):
@@ -833,7 +833,7 @@ class NeighbourhoodAggregation(torch.autograd.Function):
                     *operands, grad_weights, correlation, grad_halo, kernel_size
                 )
             else:
-                _, correlation, grad_weights = _neighbourhood_backward(
+                correlation, grad_weights = _neighbourhood_backward(
                     *operands, grad_halo, kernel_size, scratch
                 )
             if context is not None:
