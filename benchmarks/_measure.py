@@ -1,5 +1,6 @@
 """Shared measuring helpers for the benchmark scripts: interleaved medians, peak memory, and
-a description of the machine. Benchmarks compare code measured in the same run only."""
+a description of the machine, on the CPU or a CUDA device. Benchmarks compare code measured
+in the same run only."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from collections.abc import Callable
 
 import torch
 
-from rsanet.layers import native
+from rsanet.layers import gpu, native
 
 
-def machine() -> dict:
+def machine(device: str = "cpu") -> dict:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
     try:
@@ -22,18 +23,40 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
     except (OSError, StopIteration):
         pass
+    probe = torch.empty(0, device=device)
+    # RSA's per-position products: fused kernels (C++ on the CPU, Triton on a GPU) or operators
+    products = "operators"
+    if native.available(probe):
+        products = "fused kernels"
+    elif gpu.available(probe):
+        products = "fused Triton kernels"
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(probe.device) if probe.is_cuda else "cpu",
         "torch": torch.__version__,
-        # RSA's per-position products: the fused CPU kernels, or PyTorch operators
-        "rsa_products": "fused kernels" if native.available(torch.empty(0)) else "operators",
+        "rsa_products": products,
     }
 
 
+def describe(m: dict) -> str:
+    """The first line of a benchmark's table: where it ran."""
+    where = f"{m['device']} (host {m['cpu']})" if m["device"] != "cpu" else m["cpu"]
+    return f"{where}, {m['threads']} threads, torch {m['torch']}, RSA {m['rsa_products']}"
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work, so that a timer stops when the work is done."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def interleaved_medians(
-    candidates: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2
+    candidates: dict[str, Callable[[], object]],
+    repeats: int = 7,
+    warmup: int = 2,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Median milliseconds of each candidate, run in turns (A B C A B C ...) so that drifts
     of a shared machine hit all of them alike."""
@@ -43,15 +66,25 @@ def interleaved_medians(
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            synchronize(device)
             start = time.perf_counter()
             fn()
+            synchronize(device)
             times[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def peak_memory_mb(fn: Callable[[], object]) -> float:
-    """Peak of the memory that PyTorch allocated on the CPU while ``fn`` ran, above what was
-    allocated when it started (from the profiler's allocation events)."""
+def peak_memory_mb(fn: Callable[[], object], device: str = "cpu") -> float:
+    """Peak of the memory that PyTorch allocated on the device while ``fn`` ran, above what
+    was allocated when it started (on the CPU from the profiler's allocation events, on CUDA
+    from the caching allocator's statistics)."""
+    if torch.device(device).type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - start) / 2**20
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
@@ -69,9 +102,9 @@ def peak_memory_mb(fn: Callable[[], object]) -> float:
     return peak / 2**20
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
     """This machine's float32 matmul rate (GFLOP/s, 2 FLOPs per multiply-accumulate): the
     roof against which the layers' achieved rates are read."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    best = interleaved_medians({"mm": lambda: a @ b}, repeats=repeats, warmup=1)["mm"]
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = interleaved_medians({"mm": lambda: a @ b}, repeats, warmup=1, device=device)["mm"]
     return 2 * size**3 / (best / 1e3) / 1e9

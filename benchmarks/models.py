@@ -3,7 +3,8 @@
 
     python benchmarks/models.py [--models rsanet_r50 tsm_r50 ...] [--baseline tsn_r50]
                                 [--frames 8] [--native-frames] [--size 224] [--batch 2]
-                                [--repeats 3] [--checkpointing] [--inference-only] [--json]
+                                [--repeats 3] [--checkpointing] [--inference-only]
+                                [--device cpu] [--json]
 
 Inference is one clip (1, 3, T, S, S) without gradients; a training step is forward,
 cross-entropy and backward of a batch. ``--native-frames`` gives every model a clip of its
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import interleaved_medians, machine, peak_memory_mb  # noqa: E402
+from _measure import describe, interleaved_medians, machine, peak_memory_mb  # noqa: E402
 
 from rsanet.layers import set_activation_checkpointing  # noqa: E402
 from rsanet.models import create_model, profile_model  # noqa: E402
@@ -50,6 +51,14 @@ def activation_memory_mb(model: torch.nn.Module, clip: torch.Tensor) -> float:
     return sum(storages.values()) / 2**20
 
 
+def gflops(name: str, frames: int, size: int, num_classes: int) -> float:
+    """The model's GFLOPs on one clip (fvcore), or NaN where fvcore is not installed."""
+    try:
+        return profile_model(name, frames=frames, size=size, num_classes=num_classes).gflops
+    except ImportError:
+        return float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["rsanet_r50"])
@@ -69,8 +78,10 @@ def main() -> None:
     parser.add_argument(
         "--inference-only", action="store_true", help="skip training steps and memory"
     )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    device = args.device
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -84,11 +95,13 @@ def main() -> None:
         model = create_model(name, num_classes=args.num_classes, **kwargs)
         if label.endswith("+ckpt"):
             set_activation_checkpointing(model)
-        models[label] = model
+        models[label] = model.to(device)
         frames[label] = int(getattr(model, "num_frames", args.frames))
-    clips = {t: torch.randn(1, 3, t, args.size, args.size) for t in set(frames.values())}
-    batches = {t: torch.randn(args.batch, 3, t, args.size, args.size) for t in clips}
-    labels = torch.randint(0, args.num_classes, (args.batch,))
+    clips = {
+        t: torch.randn(1, 3, t, args.size, args.size, device=device) for t in set(frames.values())
+    }
+    batches = {t: torch.randn(args.batch, 3, t, args.size, args.size, device=device) for t in clips}
+    labels = torch.randint(0, args.num_classes, (args.batch,), device=device)
 
     def inference(model, clip):
         def run():
@@ -112,21 +125,18 @@ def main() -> None:
             candidates[f"{label}/inference"] = inference(model, clips[frames[label]])
         if not args.inference_only:
             candidates[f"{label}/train"] = train_step(model, batches[frames[label]])
-    times = interleaved_medians(candidates, repeats=args.repeats, warmup=1)
+    times = interleaved_medians(candidates, repeats=args.repeats, warmup=1, device=device)
 
     nan = float("nan")
     rows = {}
     for label, model in models.items():
         name = variants[label]
         model.train()
-        profile = profile_model(
-            name, frames=frames[label], size=args.size, num_classes=args.num_classes
-        )
         batch = batches[frames[label]]
         rows[label] = {
             "frames": frames[label],
-            "params": profile.params,
-            "gflops": round(profile.gflops, 2),
+            "params": sum(p.numel() for p in model.parameters()),
+            "gflops": round(gflops(name, frames[label], args.size, args.num_classes), 2),
             "inference_ms": round(times.get(f"{label}/inference", nan), 1),
             "train_step_ms": round(times.get(f"{label}/train", nan), 1),
             "activation_mb": nan
@@ -134,7 +144,7 @@ def main() -> None:
             else round(activation_memory_mb(model, batch), 1),
             "train_peak_mb": nan
             if args.inference_only
-            else round(peak_memory_mb(train_step(model, batch)), 1),
+            else round(peak_memory_mb(train_step(model, batch), device), 1),
         }
     base = rows[args.baseline]
     for row in rows.values():
@@ -144,7 +154,7 @@ def main() -> None:
         row["gflops_ratio"] = round(row["gflops"] / base["gflops"], 2)
 
     result = {
-        "machine": machine(),
+        "machine": machine(device),
         "frames": "native" if args.native_frames else args.frames,
         "size": args.size,
         "batch": args.batch,
@@ -154,10 +164,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    m = result["machine"]
     length = "native frames" if args.native_frames else f"{args.frames} frames"
     print(
-        f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}, RSA {m['rsa_products']}; "
+        f"{describe(result['machine'])}; "
         f"{length} x {args.size} x {args.size}, train batch {args.batch}, "
         f"medians of {args.repeats}; ratios against {args.baseline}"
     )

@@ -1,15 +1,17 @@
 """RSA layer speed and memory against the authors' order of computation, same run.
 
-    python benchmarks/rsa_layer.py [--threads 2] [--repeats 7] [--json]
+    python benchmarks/rsa_layer.py [--threads 2] [--repeats 7] [--device cpu] [--batch 1]
+                                   [--shapes stage1 ...] [--json]
 
 Shapes are those of RSANet-R50's RSA layers: stages 1-4 (64, 128, 256, 512 channels at
 8 x 56^2, 28^2, 14^2, 7^2), nh 8, 5x7x7, basic+relational kernel and context, float32,
-batch 1; issue 7's targets name stages 3-4. The
+batch 1 (``--batch``); issue 7's targets name stages 3-4. The
 baseline re-states the authors' computation with the same parameters
 (:func:`rsanet.layers.rsa_official_order.rsa_official_order`); "ratio" is baseline time /
 our time (higher is better), "memory ratio" our peak / baseline peak (lower is better).
-Where the fused CPU kernels run (``rsanet.layers.native``), the same layer on PyTorch
-operators (``RSANET_NATIVE=0``) is timed too, to show what the kernels themselves bring.
+Where the fused kernels run (C++ on the CPU, ``rsanet.layers.native``; Triton with
+``--device cuda``, ``rsanet.layers.gpu``), the same layer on PyTorch operators
+(``RSANET_NATIVE=0``) is timed too, to show what the kernels themselves bring.
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _measure import interleaved_medians, machine, matmul_peak_gflops, peak_memory_mb  # noqa: E402
+from _measure import (  # noqa: E402
+    describe,
+    interleaved_medians,
+    machine,
+    matmul_peak_gflops,
+    peak_memory_mb,
+)
 
-from rsanet.layers import RSA, native  # noqa: E402
+from rsanet.layers import RSA, gpu, native  # noqa: E402
 from rsanet.layers.rsa_official_order import rsa_official_order  # noqa: E402
 
 SHAPES = {"stage1": (64, 56), "stage2": (128, 28), "stage3": (256, 14), "stage4": (512, 7)}
@@ -43,10 +51,10 @@ def without_fused_kernel(fn: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
-def measure(channels: int, side: int, repeats: int) -> dict:
+def measure(channels: int, side: int, repeats: int, device: str = "cpu", batch: int = 1) -> dict:
     torch.manual_seed(0)
-    layer = RSA(channels, channels, num_heads=8, kernel_size=(5, 7, 7))
-    x = torch.randn(1, channels, 8, side, side)
+    layer = RSA(channels, channels, num_heads=8, kernel_size=(5, 7, 7)).to(device)
+    x = torch.randn(batch, channels, 8, side, side, device=device)
     x_grad = x.clone().requires_grad_()
     ours, official = layer, (lambda clip: rsa_official_order(layer, clip))
 
@@ -69,20 +77,20 @@ def measure(channels: int, side: int, repeats: int) -> dict:
         "official_train": train_step(official),
         "ours_train": train_step(ours),
     }
-    fused = native.available(x)
+    fused = native.available(x) or gpu.available(x)
     if fused:  # the same layer without the fused kernels: what the kernels themselves bring
         candidates["operators_forward"] = without_fused_kernel(inference(ours))
         candidates["operators_train"] = without_fused_kernel(train_step(ours))
-    times = interleaved_medians(candidates, repeats=repeats)
+    times = interleaved_medians(candidates, repeats=repeats, device=device)
     memory = {
-        "official_train_mb": peak_memory_mb(train_step(official)),
-        "ours_train_mb": peak_memory_mb(train_step(ours)),
-        "official_forward_mb": peak_memory_mb(inference(official)),
-        "ours_forward_mb": peak_memory_mb(inference(ours)),
+        f"{name}_{kind}_mb": peak_memory_mb(step(fn), device)
+        for kind, step in (("train", train_step), ("forward", inference))
+        for name, fn in (("official", official), ("ours", ours))
     }
     with torch.no_grad():
         max_difference = (layer(x) - rsa_official_order(layer, x)).abs().max().item()
-    ours_macs, official_macs = layer.macs(8, side, side), layer.official_macs(8, side, side)
+    ours_macs = batch * layer.macs(8, side, side)
+    official_macs = batch * layer.official_macs(8, side, side)
     return {
         "computation": "official" if layer.uses_official_order() else "reassociated",
         "ours_gmacs": round(ours_macs / 1e9, 3),
@@ -114,21 +122,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--batch", type=int, default=1, help="clips per pass")
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"machine": machine(), "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}
-    results["shapes"] = {}
-    for name, (channels, side) in SHAPES.items():
-        results["shapes"][name] = measure(channels, side, args.repeats)
+    results = {
+        "machine": machine(args.device),
+        "batch": args.batch,
+        "matmul_peak_gflops": round(matmul_peak_gflops(device=args.device), 1),
+        "shapes": {},
+    }
+    for name in args.shapes:
+        channels, side = SHAPES[name]
+        results["shapes"][name] = measure(channels, side, args.repeats, args.device, args.batch)
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    m = results["machine"]
-    print(
-        f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}, RSA {m['rsa_products']}; "
-        f"medians of {args.repeats}"
-    )
+    print(f"{describe(results['machine'])}; batch {args.batch}, medians of {args.repeats}")
     header = (
         f"{'shape':8} {'pass':8} {'official ms':>12} {'ours ms':>9} {'ratio':>6} "
         f"{'official MB':>12} {'ours MB':>8} {'mem ratio':>9}"

@@ -1,7 +1,12 @@
 """Settings shared by the whole test suite."""
 
+import os
+
 import pytest
 import torch
+
+if not torch.cuda.is_available():  # Triton's interpreter runs the GPU kernels on CPU tensors
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)

@@ -17,10 +17,11 @@ of a position, this module computes
 
 which equals the paper's y_n exactly: the relational context (Pv Pv^T) G^T is never formed,
 its product with khat is re-associated, and neither H nor any M x M matrix exists. The
-per-position products run a few frames at a time, in a fused CPU kernel that reads the
-neighbourhoods in place (:mod:`rsanet.layers.native`) or as batched GEMMs over unfolded
-channels-last neighbourhoods, with a hand-written backward that recomputes what it needs
-instead of storing anything of size M (see ``docs/performance.md``).
+per-position products run a few frames at a time, in fused kernels that read the
+neighbourhoods in place (C++ on the CPU, :mod:`rsanet.layers.native`; Triton on a GPU,
+:mod:`rsanet.layers.gpu`) or as batched GEMMs over unfolded channels-last neighbourhoods,
+with a hand-written backward that recomputes what it needs instead of storing anything of
+size M (see ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rsanet.layers import _args, native
+from rsanet.layers import _args, gpu, native
 
 KERNELS = ("basic", "relational", "basic+relational")
 CONTEXTS = ("basic", "relational", "basic+relational")
@@ -327,6 +328,8 @@ class RSA(nn.Module):
         # stay small enough to be reused from cache instead of being faulted in afresh.
         per_frame = h * w * self.neighbourhood_size * dv * values.element_size()
         chunk = max(1, min(t, self.max_unfold_bytes // per_frame))
+        if gpu.available(values):  # no cache to fit: every position of a clip in one launch
+            chunk = t
         arguments = (
             kernel.reshape(n, t, h * w, self.num_heads, self.latent_channels),
             self.latent_weight,
@@ -649,6 +652,15 @@ def _uses_native(*tensors: torch.Tensor | None) -> bool:
     return not _exporting() and native.available(*(t for t in tensors if t is not None))
 
 
+def _fused_kernels(*tensors: torch.Tensor | None):
+    """The fused neighbourhood products for these tensors: :mod:`rsanet.layers.native` (C++,
+    CPU), :mod:`rsanet.layers.gpu` (Triton, GPU) or None (PyTorch operators)."""
+    tensors = tuple(t for t in tensors if t is not None)
+    if _exporting():
+        return None
+    return next((kernels for kernels in (native, gpu) if kernels.available(*tensors)), None)
+
+
 def aggregate_neighbourhoods(
     kernel: torch.Tensor,
     latent_weight: torch.Tensor,
@@ -664,14 +676,14 @@ def aggregate_neighbourhoods(
     Latent kernels (N, T, H*W, nh, D), H2 (D, kt, kh, kw) and zero-padded channels-last
     values (N, T+kt-1, H+kh-1, W+kw-1, dv) -> (y, A), both (N, T, H*W, nh, dv), with
     khat = kernel H2, A = khat Pv, y = A I + (A Pv^T) G^T and Pv (M, dv) the neighbourhood
-    values of each position. A and A Pv^T come from the fused CPU kernel where it applies
-    (:mod:`rsanet.layers.native`), else from an unfold and two batched GEMMs.
+    values of each position. A and A Pv^T come from the fused kernels where they apply
+    (:func:`_fused_kernels`), else from an unfold and two batched GEMMs.
     """
     n, t, hw, nh, _ = kernel.shape
     dv = padded_values.shape[-1]
     to_neighbours = latent_weight.flatten(1)  # (D, M)
     m = to_neighbours.shape[1]
-    fused = _uses_native(padded_values, kernel, latent_weight, context_weight, mixing)
+    kernels = _fused_kernels(padded_values, kernel, latent_weight, context_weight, mixing)
     outputs, aggregated = [], []
     scratch = _Scratch(padded_values, not (torch.is_grad_enabled() or _exporting()))
     for clip, start, stop in _chunks(t, n, chunk):
@@ -680,10 +692,10 @@ def aggregate_neighbourhoods(
         halo = _halo(padded_values, clip, frames, kernel_size)
         rows = neighbour_weights.shape[0]
         correlation = None
-        if fused:
+        if kernels is not None:
             if context_weight is not None:
                 correlation = scratch.tensor("correlation", rows, nh, m)
-            chunk_aggregated = native.aggregate(neighbour_weights, halo, kernel_size, correlation)
+            chunk_aggregated = kernels.aggregate(neighbour_weights, halo, kernel_size, correlation)
         else:
             unfolded = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
             chunk_aggregated = torch.bmm(neighbour_weights, unfolded)  # A: (P', nh, dv)
@@ -795,7 +807,7 @@ class NeighbourhoodAggregation(torch.autograd.Function):
         grad_context = torch.zeros_like(context) if context is not None else None
         grad_mixing = torch.zeros_like(mixing) if mixing is not None else None
 
-        fused = _uses_native(padded_values, kernel, grad_out, latent_weight, context, mixing)
+        kernels = _fused_kernels(padded_values, kernel, grad_out, latent_weight, context, mixing)
         scratch = _Scratch(padded_values)
         for clip, start, stop in _chunks(t, n, chunk):
             frames = slice(start, stop)
@@ -824,12 +836,12 @@ class NeighbourhoodAggregation(torch.autograd.Function):
                 _halo(padded_values, clip, frames, kernel_size),
             )
             grad_halo = _halo(grad_values, clip, frames, kernel_size)
-            if fused:
+            if kernels is not None:
                 correlation = None
                 if context is not None:
                     correlation = scratch.tensor("correlation", rows, nh, m)
                 grad_weights = scratch.tensor("grad_weights", rows, nh, m)
-                native.aggregate_backward(
+                kernels.aggregate_backward(
                     *operands, grad_weights, correlation, grad_halo, kernel_size
                 )
             else:

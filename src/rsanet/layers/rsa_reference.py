@@ -55,11 +55,11 @@ def rsa_reference(layer: RSA, x: torch.Tensor) -> torch.Tensor:
     neighbour_values = gather_neighbourhoods(value, layer.kernel_size)  # X^V: (P, M, dv)
 
     latent_to_neighbours = layer.latent_weight.reshape(dd, m)  # H2: (D, M)
-    kernel = torch.zeros(query.shape[0], nh, m, dtype=x.dtype)
+    kernel = x.new_zeros(query.shape[0], nh, m)
     if layer.has_basic_kernel:
         p1 = layer.basic_kernel_weight
         if p1 is None:  # kernel="basic" alone: the query is the latent kernel
-            p1 = torch.eye(dk, dtype=x.dtype)
+            p1 = torch.eye(dk, dtype=x.dtype, device=x.device)
         kernel = kernel + query @ (p1 @ latent_to_neighbours)  # q P, P = P1 H2: (dk, M)
     if layer.has_relational_kernel:
         key = _normalize(projected[:, nh * dk : nh * dk + dk], 1)
