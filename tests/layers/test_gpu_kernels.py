@@ -5,6 +5,10 @@ On a GPU machine they run compiled on CUDA tensors; elsewhere ``tests/conftest.p
 the shapes here are small), with the layer's dispatch pointed at them.
 """
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from test_rsa import assert_close_relative, perturbed
@@ -165,3 +169,57 @@ def test_kernels_apply_to_float32_gpu_tensors_only(monkeypatch):
         assert gpu.available()  # no tensor to refuse
     monkeypatch.setattr(gpu, "installed", lambda: False)
     assert not gpu.available()
+
+
+COMPILE_FOR = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from rsanet.layers.gpu import kernels
+
+capability = int(sys.argv[1])
+integers = ["frames", "height", "width", "padded_height", "padded_width"]
+for heads, channels in [(8, 64), (3, 12)]:
+    for relational in (True, False):
+        sizes = dict(HEADS=heads, CHANNELS=channels, NEIGHBOURS=245, RELATIONAL=relational,
+                     CHANNELS_P=max(16, 1 << (channels - 1).bit_length()))
+        for kernel, heads_p, block in [
+            (kernels.aggregate_forward, 16, 32),
+            (kernels.aggregate_backward, 16, 32),
+            (kernels.spread_backward, 1 << (heads - 1).bit_length(), 16),
+        ]:
+            constants = dict(sizes, HEADS_P=heads_p, BLOCK=block)
+            signature = {
+                name: "constexpr" if name in constants
+                else "i32" if name in integers
+                else "*i64" if name == "offsets"
+                else "*fp32"
+                for name in kernel.arg_names
+            }
+            source = ASTSource(kernel, signature, constexprs=constants)
+            compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32))
+            assert len(compiled.asm["cubin"]) > 0
+            print(kernel.__name__, heads, channels, relational, "ok")
+"""
+
+
+@pytest.mark.parametrize("capability", [80, 90])  # A100, H100/H200
+def test_kernels_compile_for_nvidia_gpus(capability, tmp_path):
+    """Compiled ahead of time down to machine code (ptxas), no GPU needed: catches what the
+    interpreter lets through (tl.dot operand sizes, types) at RSANet-R50's stage-4 shape and
+    at sizes below the blocks."""
+    pytest.importorskip("triton")
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    environment["TRITON_CACHE_DIR"] = str(tmp_path)
+    environment["TRITON_DEFAULT_FP_FUSION"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-c", COMPILE_FOR, str(capability)],
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    if "ptxas" in result.stderr and "not found" in result.stderr.lower():
+        pytest.skip("Triton's CUDA backend has no ptxas here")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count(" ok") == 12

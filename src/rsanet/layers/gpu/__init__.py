@@ -11,6 +11,7 @@ how the test suite checks them on machines without a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 
@@ -83,6 +84,11 @@ def _require_contiguous(*tensors: torch.Tensor | None) -> None:
         raise ValueError("the fused kernels need contiguous tensors")
 
 
+def _launching_on(device: torch.device):
+    """Triton launches on the current CUDA device: make it the tensors' one."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _positions(geometry: dict) -> tuple[int]:
     return (geometry["frames"] * geometry["height"] * geometry["width"],)
 
@@ -99,17 +105,18 @@ def aggregate(
     heads, channels = khat.shape[1], padded.shape[-1]
     geometry = _geometry(padded, kernel_size, heads)
     aggregated = khat.new_empty(khat.shape[0], heads, channels)
-    _kernels().aggregate_forward[_positions(geometry)](
-        khat,
-        padded,
-        _neighbour_offsets(padded.shape[2:4], kernel_size, channels, padded.device),
-        aggregated,
-        aggregated if correlation is None else correlation,  # not written without it
-        **geometry,
-        HEADS_P=_power_of_2(heads, 16),
-        BLOCK=NEIGHBOUR_BLOCK,
-        RELATIONAL=correlation is not None,
-    )
+    with _launching_on(padded.device):
+        _kernels().aggregate_forward[_positions(geometry)](
+            khat,
+            padded,
+            _neighbour_offsets(padded.shape[2:4], kernel_size, channels, padded.device),
+            aggregated,
+            aggregated if correlation is None else correlation,  # not written without it
+            **geometry,
+            HEADS_P=_power_of_2(heads, 16),
+            BLOCK=NEIGHBOUR_BLOCK,
+            RELATIONAL=correlation is not None,
+        )
     return aggregated
 
 
@@ -134,28 +141,29 @@ def aggregate_backward(
     geometry = _geometry(padded, kernel_size, heads)
     relational = grad_correlation is not None
     kernels = _kernels()
-    kernels.aggregate_backward[_positions(geometry)](
-        grad_khat if grad_correlation is None else grad_correlation,  # not read without it
-        aggregated,
-        grad_aggregated,
-        padded,
-        _neighbour_offsets(padded.shape[2:4], kernel_size, channels, padded.device),
-        grad_khat,
-        grad_khat if correlation is None else correlation,  # not written without it
-        **geometry,
-        HEADS_P=_power_of_2(heads, 16),
-        BLOCK=NEIGHBOUR_BLOCK,
-        RELATIONAL=relational,
-    )
-    locations = padded.numel() // channels
-    kernels.spread_backward[(-(-locations // LOCATION_BLOCK),)](
-        khat,
-        khat if grad_correlation is None else grad_correlation,  # not read without it
-        aggregated,
-        grad_aggregated,
-        grad_padded,
-        **geometry,
-        HEADS_P=_power_of_2(heads),
-        BLOCK=LOCATION_BLOCK,
-        RELATIONAL=relational,
-    )
+    with _launching_on(padded.device):
+        kernels.aggregate_backward[_positions(geometry)](
+            grad_khat if grad_correlation is None else grad_correlation,  # not read without it
+            aggregated,
+            grad_aggregated,
+            padded,
+            _neighbour_offsets(padded.shape[2:4], kernel_size, channels, padded.device),
+            grad_khat,
+            grad_khat if correlation is None else correlation,  # not written without it
+            **geometry,
+            HEADS_P=_power_of_2(heads, 16),
+            BLOCK=NEIGHBOUR_BLOCK,
+            RELATIONAL=relational,
+        )
+        locations = padded.numel() // channels
+        kernels.spread_backward[(-(-locations // LOCATION_BLOCK),)](
+            khat,
+            khat if grad_correlation is None else grad_correlation,  # not read without it
+            aggregated,
+            grad_aggregated,
+            grad_padded,
+            **geometry,
+            HEADS_P=_power_of_2(heads),
+            BLOCK=LOCATION_BLOCK,
+            RELATIONAL=relational,
+        )
