@@ -12,8 +12,11 @@ mkdir -p "$out"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c "import torch, triton; assert torch.cuda.is_available(), 'no CUDA device'; \
 print(torch.__version__, triton.__version__, torch.cuda.get_device_name())"
-python3 -m pytest -q tests/layers/test_gpu_kernels.py tests/layers/test_rsa.py 2>&1 | tee "$out/tests.log"
+failed=0  # a failing test must not cost the benchmarks of the same (scarce) GPU run
+python3 -m pytest -q tests/layers/test_gpu_kernels.py tests/layers/test_rsa.py 2>&1 \
+    | tee "$out/tests.log" || failed=1
 python3 benchmarks/rsa_layer.py --device cuda --batch 8 --repeats 20 --shapes stage3 stage4 \
-    2>&1 | tee "$out/rsa_layer.txt"
+    2>&1 | tee "$out/rsa_layer.txt" || failed=1
 python3 benchmarks/models.py --device cuda --batch 8 --repeats 10 --checkpointing \
-    2>&1 | tee "$out/models.txt"
+    2>&1 | tee "$out/models.txt" || failed=1
+exit "$failed"

@@ -655,9 +655,9 @@ def _uses_native(*tensors: torch.Tensor | None) -> bool:
 def _fused_kernels(*tensors: torch.Tensor | None):
     """The fused neighbourhood products for these tensors: :mod:`rsanet.layers.native` (C++,
     CPU), :mod:`rsanet.layers.gpu` (Triton, GPU) or None (PyTorch operators)."""
-    tensors = tuple(t for t in tensors if t is not None)
     if _exporting():
         return None
+    tensors = tuple(t for t in tensors if t is not None)
     return next((kernels for kernels in (native, gpu) if kernels.available(*tensors)), None)
 
 
