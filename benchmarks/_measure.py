@@ -108,3 +108,28 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") 
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     best = interleaved_medians({"mm": lambda: a @ b}, repeats, warmup=1, device=device)["mm"]
     return 2 * size**3 / (best / 1e3) / 1e9
+
+
+def top_operators(
+    fn: Callable[[], object], device: str = "cpu", steps: int = 3, rows: int = 8
+) -> list[dict]:
+    """Where the time of ``fn`` goes: the operators (on a GPU, the kernels) with the most self
+    time, from torch.profiler; milliseconds per call and share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = torch.device(device).type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    fn()
+    synchronize(device)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        synchronize(device)
+    key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, key) > 0]
+    total = sum(getattr(e, key) for e in events)
+    events.sort(key=lambda e: getattr(e, key), reverse=True)
+    return [
+        {"name": e.key, "ms": getattr(e, key) / 1e3 / steps, "share": getattr(e, key) / total}
+        for e in events[:rows]
+    ]

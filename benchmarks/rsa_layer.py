@@ -1,7 +1,7 @@
 """RSA layer speed and memory against the authors' order of computation, same run.
 
     python benchmarks/rsa_layer.py [--threads 2] [--repeats 7] [--device cpu] [--batch 1]
-                                   [--shapes stage1 ...] [--json]
+                                   [--shapes stage1 ...] [--profile] [--json]
 
 Shapes are those of RSANet-R50's RSA layers: stages 1-4 (64, 128, 256, 512 channels at
 8 x 56^2, 28^2, 14^2, 7^2), nh 8, 5x7x7, basic+relational kernel and context, float32,
@@ -12,6 +12,8 @@ our time (higher is better), "memory ratio" our peak / baseline peak (lower is b
 Where the fused kernels run (C++ on the CPU, ``rsanet.layers.native``; Triton with
 ``--device cuda``, ``rsanet.layers.gpu``), the same layer on PyTorch operators
 (``RSANET_NATIVE=0``) is timed too, to show what the kernels themselves bring.
+``--profile`` adds where our training step's time goes (torch.profiler: the operators, or
+on a GPU the kernels, with the most self time).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from _measure import (  # noqa: E402
     machine,
     matmul_peak_gflops,
     peak_memory_mb,
+    top_operators,
 )
 
 from rsanet.layers import RSA, gpu, native  # noqa: E402
@@ -51,7 +54,14 @@ def without_fused_kernel(fn: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
-def measure(channels: int, side: int, repeats: int, device: str = "cpu", batch: int = 1) -> dict:
+def measure(
+    channels: int,
+    side: int,
+    repeats: int,
+    device: str = "cpu",
+    batch: int = 1,
+    profile: bool = False,
+) -> dict:
     torch.manual_seed(0)
     layer = RSA(channels, channels, num_heads=8, kernel_size=(5, 7, 7)).to(device)
     x = torch.randn(batch, channels, 8, side, side, device=device)
@@ -115,6 +125,7 @@ def measure(channels: int, side: int, repeats: int, device: str = "cpu", batch: 
             else {}
         ),
         "max_abs_difference": max_difference,
+        **({"train_profile": top_operators(train_step(ours), device)} if profile else {}),
     }
 
 
@@ -125,6 +136,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--batch", type=int, default=1, help="clips per pass")
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument(
+        "--profile", action="store_true", help="also show where our training step's time goes"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,7 +150,9 @@ def main() -> None:
     }
     for name in args.shapes:
         channels, side = SHAPES[name]
-        results["shapes"][name] = measure(channels, side, args.repeats, args.device, args.batch)
+        results["shapes"][name] = measure(
+            channels, side, args.repeats, args.device, args.batch, args.profile
+        )
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -164,6 +180,12 @@ def main() -> None:
             print(
                 f"{name:8} fused kernels against the same layer on PyTorch operators: forward "
                 f"{r['fused_forward_speedup']}x, fwd+bwd {r['fused_train_speedup']}x"
+            )
+    for name, r in results["shapes"].items():
+        for row in r.get("train_profile", []):
+            print(
+                f"{name:8} our training step: {row['ms']:8.2f} ms {100 * row['share']:5.1f} %  "
+                f"{row['name'][:90]}"
             )
     print(f"machine matmul peak: {results['matmul_peak_gflops']} GFLOP/s (float32, 2048^2)")
 
