@@ -56,7 +56,8 @@ def chunk_operands(heads, channels, kernel_size, frames=2, height=3, width=4, se
     return khat, padded
 
 
-# nh, dv and M below, at and above the kernels' block sizes (16, 16 and 32 neighbours)
+# nh below the 16 rows of a padded tl.dot operand; dv below, at and just above a power of two;
+# M below and above one block of 32 neighbours
 SHAPES = [(3, 12, (3, 3, 3)), (8, 32, (3, 3, 5)), (2, 17, (1, 3, 3))]
 
 
@@ -120,6 +121,13 @@ def test_backward_products_match_the_operator_backward(
     assert_close_relative(grad_padded, expected_grad_padded, rtol=1e-5)
     if relational:
         assert_close_relative(ours_correlation, correlation, rtol=1e-5)
+
+
+def test_non_contiguous_operands_are_refused(triton_kernels):
+    khat, padded = chunk_operands(3, 12, (3, 3, 3))
+    strided = khat.transpose(1, 2).contiguous().transpose(1, 2)  # same values, other strides
+    with pytest.raises(ValueError, match="contiguous"):
+        gpu.aggregate(strided, padded, (3, 3, 3), None)
 
 
 def outputs_and_gradients(layer: RSA, x: torch.Tensor) -> list[torch.Tensor]:

@@ -19,6 +19,9 @@ written by one program: deterministic, no atomics. Matrix blocks are padded to t
 import triton
 import triton.language as tl
 
+# fmt: off
+# (Triton kernels take their sizes as arguments: one line per group of them reads better)
+
 
 @triton.jit
 def _origin(p, width, height, padded_width, padded_height, CHANNELS: tl.constexpr):
@@ -30,281 +33,124 @@ def _origin(p, width, height, padded_width, padded_height, CHANNELS: tl.constexp
 
 
 @triton.jit
-def _neighbourhood(
-    padded,
-    origin,
-    offsets,
-    start,
-    NEIGHBOURS: tl.constexpr,
-    CHANNELS: tl.constexpr,
-    BLOCK: tl.constexpr,
-    CHANNELS_P: tl.constexpr,
-):
-    """Pv rows start .. start + BLOCK (BLOCK x CHANNELS_P, zero beyond M and dv) and their
-    indices."""
+def _neighbourhood(neighbourhood, offsets, start, NEIGHBOURS: tl.constexpr,
+                   CHANNELS: tl.constexpr, CHANNELS_P: tl.constexpr, BLOCK: tl.constexpr):
+    """Rows start .. start + BLOCK of Pv, the neighbourhood whose first neighbour is at
+    ``neighbourhood`` (BLOCK x CHANNELS_P, zero beyond M and dv), and their indices m."""
     m = start + tl.arange(0, BLOCK)
     c = tl.arange(0, CHANNELS_P)
     inside = m < NEIGHBOURS
     offset = tl.load(offsets + m, mask=inside, other=0)
     mask = inside[:, None] & (c < CHANNELS)[None, :]
-    return tl.load(padded + origin + offset[:, None] + c[None, :], mask=mask, other=0.0), m
+    return tl.load(neighbourhood + offset[:, None] + c[None, :], mask=mask, other=0.0), m
 
 
 @triton.jit
-def _head_block(
-    base, p, HEADS: tl.constexpr, WIDTH: tl.constexpr, HEADS_P: tl.constexpr, WIDTH_P: tl.constexpr
-):
-    """Pointers and mask of position p's (HEADS x WIDTH) block of a (P, HEADS, WIDTH) tensor."""
-    h = tl.arange(0, HEADS_P)
-    c = tl.arange(0, WIDTH_P)
-    pointers = base + p * (HEADS * WIDTH) + h[:, None] * WIDTH + c[None, :]
-    return pointers, (h < HEADS)[:, None] & (c < WIDTH)[None, :]
+def _block(base, rows, columns, ROWS: tl.constexpr, COLUMNS: tl.constexpr):
+    """Pointers and mask of entries (rows, columns) of a (ROWS x COLUMNS) matrix at base."""
+    pointers = base + rows[:, None] * COLUMNS + columns[None, :]
+    return pointers, (rows < ROWS)[:, None] & (columns < COLUMNS)[None, :]
 
 
 @triton.jit
-def _neighbour_columns(
-    base, p, m, HEADS: tl.constexpr, NEIGHBOURS: tl.constexpr, HEADS_P: tl.constexpr
-):
-    """Pointers and mask of columns m of position p's (HEADS x M) block."""
-    h = tl.arange(0, HEADS_P)
-    pointers = base + p * (HEADS * NEIGHBOURS) + h[:, None] * NEIGHBOURS + m[None, :]
-    return pointers, (h < HEADS)[:, None] & (m < NEIGHBOURS)[None, :]
-
-
-@triton.jit
-def _weigh(
-    total,
-    weights,
-    padded,
-    origin,
-    offsets,
-    p,
-    HEADS: tl.constexpr,
-    CHANNELS: tl.constexpr,
-    NEIGHBOURS: tl.constexpr,
-    HEADS_P: tl.constexpr,
-    CHANNELS_P: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    """total + weights[p] Pv: position p's (HEADS x M) weights on its neighbours' values."""
+def _weigh(total, weights, neighbourhood, offsets, HEADS: tl.constexpr, CHANNELS: tl.constexpr,
+           NEIGHBOURS: tl.constexpr, HEADS_P: tl.constexpr, CHANNELS_P: tl.constexpr,
+           BLOCK: tl.constexpr):
+    """total + weights Pv: a position's (HEADS x M) weights on its neighbours' values."""
+    heads = tl.arange(0, HEADS_P)
     for start in range(0, NEIGHBOURS, BLOCK):
-        values, m = _neighbourhood(
-            padded, origin, offsets, start, NEIGHBOURS, CHANNELS, BLOCK, CHANNELS_P
-        )
-        pointers, mask = _neighbour_columns(weights, p, m, HEADS, NEIGHBOURS, HEADS_P)
+        values, m = _neighbourhood(neighbourhood, offsets, start, NEIGHBOURS, CHANNELS,
+                                   CHANNELS_P, BLOCK)
+        pointers, mask = _block(weights, heads, m, HEADS, NEIGHBOURS)
         block = tl.load(pointers, mask=mask, other=0.0)
         total += tl.dot(block, values, input_precision="ieee")
     return total
 
 
 @triton.jit
-def _correlate(
-    rows,
-    out,
-    padded,
-    origin,
-    offsets,
-    p,
-    HEADS: tl.constexpr,
-    CHANNELS: tl.constexpr,
-    NEIGHBOURS: tl.constexpr,
-    HEADS_P: tl.constexpr,
-    CHANNELS_P: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    """out[p] = rows Pv^T: (HEADS x dv) rows against every neighbour, (HEADS x M)."""
+def _correlate(rows, out, neighbourhood, offsets, HEADS: tl.constexpr, CHANNELS: tl.constexpr,
+               NEIGHBOURS: tl.constexpr, HEADS_P: tl.constexpr, CHANNELS_P: tl.constexpr,
+               BLOCK: tl.constexpr):
+    """out = rows Pv^T: a position's (HEADS x dv) rows against every neighbour (HEADS x M)."""
+    heads = tl.arange(0, HEADS_P)
     for start in range(0, NEIGHBOURS, BLOCK):
-        values, m = _neighbourhood(
-            padded, origin, offsets, start, NEIGHBOURS, CHANNELS, BLOCK, CHANNELS_P
-        )
-        pointers, mask = _neighbour_columns(out, p, m, HEADS, NEIGHBOURS, HEADS_P)
+        values, m = _neighbourhood(neighbourhood, offsets, start, NEIGHBOURS, CHANNELS,
+                                   CHANNELS_P, BLOCK)
+        pointers, mask = _block(out, heads, m, HEADS, NEIGHBOURS)
         tl.store(pointers, tl.dot(rows, tl.trans(values), input_precision="ieee"), mask=mask)
 
 
 @triton.jit
-def aggregate_forward(
-    khat,
-    padded,
-    offsets,
-    aggregated,
-    correlation,
-    frames,
-    height,
-    width,
-    padded_height,
-    padded_width,
-    HEADS: tl.constexpr,
-    CHANNELS: tl.constexpr,
-    NEIGHBOURS: tl.constexpr,
-    HEADS_P: tl.constexpr,
-    CHANNELS_P: tl.constexpr,
-    BLOCK: tl.constexpr,
-    RELATIONAL: tl.constexpr,
-):
+def aggregate_forward(khat, padded, offsets, aggregated, correlation,
+                      frames, height, width, padded_height, padded_width,
+                      HEADS: tl.constexpr, CHANNELS: tl.constexpr, NEIGHBOURS: tl.constexpr,
+                      HEADS_P: tl.constexpr, CHANNELS_P: tl.constexpr, BLOCK: tl.constexpr,
+                      RELATIONAL: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
-    origin = _origin(p, width, height, padded_width, padded_height, CHANNELS)
+    neighbourhood = padded + _origin(p, width, height, padded_width, padded_height, CHANNELS)
+    by_neighbour = p * HEADS * NEIGHBOURS  # position p's (nh x M) block
     total = tl.zeros((HEADS_P, CHANNELS_P), dtype=tl.float32)
-    total = _weigh(
-        total,
-        khat,
-        padded,
-        origin,
-        offsets,
-        p,
-        HEADS,
-        CHANNELS,
-        NEIGHBOURS,
-        HEADS_P,
-        CHANNELS_P,
-        BLOCK,
-    )
-    pointers, mask = _head_block(aggregated, p, HEADS, CHANNELS, HEADS_P, CHANNELS_P)
+    total = _weigh(total, khat + by_neighbour, neighbourhood, offsets, HEADS, CHANNELS,
+                   NEIGHBOURS, HEADS_P, CHANNELS_P, BLOCK)
+    pointers, mask = _block(aggregated + p * HEADS * CHANNELS, tl.arange(0, HEADS_P),
+                            tl.arange(0, CHANNELS_P), HEADS, CHANNELS)
     tl.store(pointers, total, mask=mask)
     if RELATIONAL:
-        _correlate(
-            total,
-            correlation,
-            padded,
-            origin,
-            offsets,
-            p,
-            HEADS,
-            CHANNELS,
-            NEIGHBOURS,
-            HEADS_P,
-            CHANNELS_P,
-            BLOCK,
-        )
+        _correlate(total, correlation + by_neighbour, neighbourhood, offsets, HEADS, CHANNELS,
+                   NEIGHBOURS, HEADS_P, CHANNELS_P, BLOCK)
 
 
 @triton.jit
-def aggregate_backward(
-    grad_correlation,
-    aggregated,
-    grad_aggregated,
-    padded,
-    offsets,
-    grad_khat,
-    correlation,
-    frames,
-    height,
-    width,
-    padded_height,
-    padded_width,
-    HEADS: tl.constexpr,
-    CHANNELS: tl.constexpr,
-    NEIGHBOURS: tl.constexpr,
-    HEADS_P: tl.constexpr,
-    CHANNELS_P: tl.constexpr,
-    BLOCK: tl.constexpr,
-    RELATIONAL: tl.constexpr,
-):
+def aggregate_backward(grad_correlation, aggregated, grad_aggregated, padded, offsets,
+                       grad_khat, correlation,
+                       frames, height, width, padded_height, padded_width,
+                       HEADS: tl.constexpr, CHANNELS: tl.constexpr, NEIGHBOURS: tl.constexpr,
+                       HEADS_P: tl.constexpr, CHANNELS_P: tl.constexpr, BLOCK: tl.constexpr,
+                       RELATIONAL: tl.constexpr):
     p = tl.program_id(0).to(tl.int64)
-    origin = _origin(p, width, height, padded_width, padded_height, CHANNELS)
-    grad_pointers, grad_mask = _head_block(grad_aggregated, p, HEADS, CHANNELS, HEADS_P, CHANNELS_P)
+    neighbourhood = padded + _origin(p, width, height, padded_width, padded_height, CHANNELS)
+    by_neighbour = p * HEADS * NEIGHBOURS
+    by_channel = p * HEADS * CHANNELS  # position p's (nh x dv) block
+    heads, channels = tl.arange(0, HEADS_P), tl.arange(0, CHANNELS_P)
+    grad_pointers, grad_mask = _block(grad_aggregated + by_channel, heads, channels, HEADS,
+                                      CHANNELS)
     grad_total = tl.load(grad_pointers, mask=grad_mask, other=0.0)
     if RELATIONAL:
-        pointers, mask = _head_block(aggregated, p, HEADS, CHANNELS, HEADS_P, CHANNELS_P)
+        pointers, mask = _block(aggregated + by_channel, heads, channels, HEADS, CHANNELS)
         total = tl.load(pointers, mask=mask, other=0.0)
-        _correlate(
-            total,
-            correlation,
-            padded,
-            origin,
-            offsets,
-            p,
-            HEADS,
-            CHANNELS,
-            NEIGHBOURS,
-            HEADS_P,
-            CHANNELS_P,
-            BLOCK,
-        )
-        grad_total = _weigh(
-            grad_total,
-            grad_correlation,
-            padded,
-            origin,
-            offsets,
-            p,
-            HEADS,
-            CHANNELS,
-            NEIGHBOURS,
-            HEADS_P,
-            CHANNELS_P,
-            BLOCK,
-        )
+        _correlate(total, correlation + by_neighbour, neighbourhood, offsets, HEADS, CHANNELS,
+                   NEIGHBOURS, HEADS_P, CHANNELS_P, BLOCK)
+        grad_total = _weigh(grad_total, grad_correlation + by_neighbour, neighbourhood, offsets,
+                            HEADS, CHANNELS, NEIGHBOURS, HEADS_P, CHANNELS_P, BLOCK)
         tl.store(grad_pointers, grad_total, mask=grad_mask)
-    _correlate(
-        grad_total,
-        grad_khat,
-        padded,
-        origin,
-        offsets,
-        p,
-        HEADS,
-        CHANNELS,
-        NEIGHBOURS,
-        HEADS_P,
-        CHANNELS_P,
-        BLOCK,
-    )
+    _correlate(grad_total, grad_khat + by_neighbour, neighbourhood, offsets, HEADS, CHANNELS,
+               NEIGHBOURS, HEADS_P, CHANNELS_P, BLOCK)
 
 
 @triton.jit
-def _spread_term(
-    weights,
-    rows,
-    position,
-    m,
-    valid,
-    HEADS: tl.constexpr,
-    CHANNELS: tl.constexpr,
-    NEIGHBOURS: tl.constexpr,
-    HEADS_P: tl.constexpr,
-    CHANNELS_P: tl.constexpr,
-):
-    """sum over heads of weights[p, h, m] rows[p, h, :] for a vector of positions p:
-    (BLOCK, CHANNELS_P)."""
+def _spread_term(weights, rows, position, m, valid, HEADS: tl.constexpr,
+                 CHANNELS: tl.constexpr, NEIGHBOURS: tl.constexpr, HEADS_P: tl.constexpr,
+                 CHANNELS_P: tl.constexpr):
+    """Sum over heads of weights[p, h, m] rows[p, h, :] for a vector of positions p (zero
+    where not valid): (BLOCK, CHANNELS_P)."""
     h = tl.arange(0, HEADS_P)
     c = tl.arange(0, CHANNELS_P)
     head_mask = valid[:, None] & (h < HEADS)[None, :]
-    weight = tl.load(
-        weights + position[:, None] * (HEADS * NEIGHBOURS) + h[None, :] * NEIGHBOURS + m,
-        mask=head_mask,
-        other=0.0,
-    )
-    row_pointers = (
-        rows
-        + position[:, None, None] * (HEADS * CHANNELS)
-        + h[None, :, None] * CHANNELS
-        + c[None, None, :]
-    )
+    weight = tl.load(weights + position[:, None] * (HEADS * NEIGHBOURS) + h[None, :] * NEIGHBOURS
+                     + m, mask=head_mask, other=0.0)
+    row_pointers = (rows + position[:, None, None] * (HEADS * CHANNELS)
+                    + h[None, :, None] * CHANNELS + c[None, None, :])
     row_mask = head_mask[:, :, None] & (c < CHANNELS)[None, None, :]
     row = tl.load(row_pointers, mask=row_mask, other=0.0)
     return tl.sum(weight[:, :, None] * row, axis=1)
 
 
 @triton.jit
-def spread_backward(
-    khat,
-    grad_correlation,
-    aggregated,
-    grad_aggregated,
-    grad_padded,
-    frames,
-    height,
-    width,
-    padded_height,
-    padded_width,
-    HEADS: tl.constexpr,
-    CHANNELS: tl.constexpr,
-    NEIGHBOURS: tl.constexpr,
-    HEADS_P: tl.constexpr,
-    CHANNELS_P: tl.constexpr,
-    BLOCK: tl.constexpr,
-    RELATIONAL: tl.constexpr,
-):
+def spread_backward(khat, grad_correlation, aggregated, grad_aggregated, grad_padded,
+                    frames, height, width, padded_height, padded_width,
+                    HEADS: tl.constexpr, CHANNELS: tl.constexpr, NEIGHBOURS: tl.constexpr,
+                    HEADS_P: tl.constexpr, CHANNELS_P: tl.constexpr, BLOCK: tl.constexpr,
+                    RELATIONAL: tl.constexpr):
     kw = padded_width - width + 1
     kh = padded_height - height + 1
     locations = (frames + NEIGHBOURS // (kh * kw) - 1) * padded_height * padded_width
@@ -320,32 +166,15 @@ def spread_backward(
         valid = (u < locations) & (t >= 0) & (t < frames) & (y >= 0) & (y < height)
         valid = valid & (x >= 0) & (x < width)
         position = tl.where(valid, (t * height + y) * width + x, 0)
-        total += _spread_term(
-            khat,
-            grad_aggregated,
-            position,
-            m,
-            valid,
-            HEADS,
-            CHANNELS,
-            NEIGHBOURS,
-            HEADS_P,
-            CHANNELS_P,
-        )
+        total += _spread_term(khat, grad_aggregated, position, m, valid, HEADS, CHANNELS,
+                              NEIGHBOURS, HEADS_P, CHANNELS_P)
         if RELATIONAL:
-            total += _spread_term(
-                grad_correlation,
-                aggregated,
-                position,
-                m,
-                valid,
-                HEADS,
-                CHANNELS,
-                NEIGHBOURS,
-                HEADS_P,
-                CHANNELS_P,
-            )
+            total += _spread_term(grad_correlation, aggregated, position, m, valid, HEADS,
+                                  CHANNELS, NEIGHBOURS, HEADS_P, CHANNELS_P)
     c = tl.arange(0, CHANNELS_P)
     pointers = grad_padded + u[:, None] * CHANNELS + c[None, :]
     mask = (u < locations)[:, None] & (c < CHANNELS)[None, :]
     tl.store(pointers, tl.load(pointers, mask=mask, other=0.0) + total, mask=mask)
+
+
+# fmt: on
