@@ -648,10 +648,6 @@ def _halo(padded: torch.Tensor, clip: int, frames: slice, kernel_size: _args.Siz
     return padded[clip : clip + 1, frames.start : frames.stop + kernel_size[0] - 1]
 
 
-def _uses_native(*tensors: torch.Tensor | None) -> bool:
-    return not _exporting() and native.available(*(t for t in tensors if t is not None))
-
-
 def _fused_kernels(*tensors: torch.Tensor | None):
     """The fused neighbourhood products for these tensors: :mod:`rsanet.layers.native` (C++,
     CPU), :mod:`rsanet.layers.gpu` (Triton, GPU) or None (PyTorch operators)."""
@@ -659,6 +655,11 @@ def _fused_kernels(*tensors: torch.Tensor | None):
         return None
     tensors = tuple(t for t in tensors if t is not None)
     return next((kernels for kernels in (native, gpu) if kernels.available(*tensors)), None)
+
+
+def _uses_native(*tensors: torch.Tensor | None) -> bool:
+    """Whether the C++ kernels compute for these tensors (the authors' order has no others)."""
+    return _fused_kernels(*tensors) is native
 
 
 def aggregate_neighbourhoods(
