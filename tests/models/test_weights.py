@@ -20,6 +20,7 @@ from rsanet.models import (
 
 R50 = ("bottleneck", (3, 4, 6, 3))
 R18 = ("basic", (2, 2, 2, 2))
+RSA_BLOCKS = ["layer1.2", "layer2.1", "layer2.3", "layer3.1", "layer3.3", "layer3.5", "layer4.1"]
 
 
 @pytest.fixture(scope="module")
@@ -27,11 +28,49 @@ def imagenet_r50():
     return random_state_dict(resnet_layout(*R50), seed=1)
 
 
-def test_imagenet_kernels_are_inflated_to_1xkxk(imagenet_r50):
+def _inflated(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.unsqueeze(2) if tensor.dim() == 4 else tensor
+
+
+def test_default_leaves_whole_rsa_blocks_as_initialised(imagenet_r50):
+    """The authors' rule: every key of a block holding RSA keeps its initialisation."""
+    model = create_model("rsanet_r50")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = load_imagenet_resnet(model, imagenet_r50)
+    ours = model.state_dict()
+    blocks = [name for name, _ in model.named_blocks()]
+    assert [b for b, block in model.named_blocks() if isinstance(block.conv2, RSA)] == RSA_BLOCKS
+    for block in blocks:
+        checkpoint_keys = {k for k in imagenet_r50 if k.startswith(f"{block}.")}
+        model_keys = {k for k in ours if k.startswith(f"{block}.")}
+        if block in RSA_BLOCKS:
+            assert checkpoint_keys <= set(result.unused), block
+            assert model_keys <= set(result.not_loaded), block
+            assert not model_keys & set(result.loaded), block
+            for key in model_keys:
+                assert torch.equal(ours[key], before[key]), key
+            assert torch.all(ours[f"{block}.bn3.weight"] == 0), block  # zero_init_residual
+        else:
+            assert model_keys - {k for k in model_keys if k.endswith("num_batches_tracked")} <= (
+                set(result.loaded)
+            ), block
+            for key in checkpoint_keys:
+                assert torch.equal(ours[key], _inflated(imagenet_r50[key])), key
+    skipped = [k for k in imagenet_r50 if k.startswith(tuple(f"{b}." for b in RSA_BLOCKS))]
+    assert sorted(result.unused) == sorted(["fc.weight", "fc.bias", *skipped])
+    assert all(k.startswith(("fc.", *[f"{b}." for b in RSA_BLOCKS])) for k in result.not_loaded)
+    assert set(result.loaded) | set(result.not_loaded) == set(ours)
+    for key, tensor in imagenet_r50.items():  # everything else is inflated and copied
+        if key not in result.unused:
+            assert torch.equal(ours[key], _inflated(tensor)), key
+
+
+def test_keep_non_transform_layers_option_loads_around_the_rsa_layer(imagenet_r50):
+    """Ours, not the authors': only the replaced 3x3 convolution keeps its initialisation."""
     model = create_model("rsanet_r50")
     fc_before = model.fc.weight.clone()
     rsa_before = model.layer3[1].conv2.relational_kernel_weight.clone()
-    result = load_imagenet_resnet(model, imagenet_r50)
+    result = load_imagenet_resnet(model, imagenet_r50, transform_blocks="imagenet-except-transform")
     ours = model.state_dict()
     for key, tensor in imagenet_r50.items():
         if key.startswith("fc.") or key in result.unused:
@@ -41,28 +80,51 @@ def test_imagenet_kernels_are_inflated_to_1xkxk(imagenet_r50):
             assert torch.equal(ours[key][:, :, 0], tensor), key
         else:
             assert torch.equal(ours[key], tensor), key
-    # the RSA layers (the replaced 3x3 convolutions) and the classifier are left alone
-    replaced = [
-        f"{b}.conv2.weight"
-        for b in (
-            "layer1.2",
-            "layer2.1",
-            "layer2.3",
-            "layer3.1",
-            "layer3.3",
-            "layer3.5",
-            "layer4.1",
-        )
-    ]
+    replaced = [f"{b}.conv2.weight" for b in RSA_BLOCKS]
     assert sorted(result.unused) == sorted(["fc.weight", "fc.bias", *replaced])
     assert torch.equal(model.fc.weight, fc_before)
     assert torch.equal(model.layer3[1].conv2.relational_kernel_weight, rsa_before)
-    assert "layer3.1.bn2.weight" in result.loaded  # bn2 after the RSA layer is ImageNet's
+    stats = ("weight", "bias", "running_mean", "running_var")
+    bns = [f"{bn}.{stat}" for bn in ("bn1", "bn2", "bn3") for stat in stats]
+    parts = ["conv1.weight", "conv3.weight", *bns]
+    for block in RSA_BLOCKS:
+        for part in parts:
+            assert f"{block}.{part}" in result.loaded, (block, part)
+            assert torch.equal(ours[f"{block}.{part}"], _inflated(imagenet_r50[f"{block}.{part}"]))
     assert all(
         k.startswith(("fc.", *[r[: -len("weight")] for r in replaced])) for k in result.not_loaded
     )
     assert "layer3.1.conv2.projection.weight" in result.not_loaded
     assert set(result.loaded) | set(result.not_loaded) == set(ours)
+    with pytest.raises(ValueError, match=r"transform_blocks must be one of 'fresh', "):
+        load_imagenet_resnet(model, imagenet_r50, transform_blocks="paper")
+
+
+def test_pretrained_rsa_blocks_start_as_identity_residuals(imagenet_r50, tmp_path):
+    """With the default initialisation an RSA block adds nothing to its shortcut, so the
+    pretrained network starts as the ImageNet ResNet without those blocks."""
+    path = tmp_path / "resnet50.pth"
+    torch.save(imagenet_r50, path)
+    model = create_model("rsanet_r50", num_classes=5, pretrained=path).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, block in model.named_blocks():
+            if name not in RSA_BLOCKS:
+                continue
+            assert block.downsample is None
+            assert torch.all(block.bn3.weight == 0) and torch.all(block.bn3.bias == 0), name
+            x = torch.randn(2, block.conv1.in_channels, 3, 5, 5)
+            assert torch.equal(block.residual(x), torch.zeros_like(x)), name
+            assert torch.equal(block(x.clone()), torch.relu(x)), name
+        # an ImageNet block's residual branch is not zero
+        assert not torch.all(model.layer3[2].bn3.weight == 0)
+    kept = create_model(
+        "rsanet_r50", pretrained=path, pretrained_transform_blocks="imagenet-except-transform"
+    )
+    assert torch.equal(kept.layer3[1].bn3.weight, imagenet_r50["layer3.1.bn3.weight"])
+    with pytest.raises(ValueError, match=r"pretrained_transform_blocks must be one of 'fresh'"):
+        create_model("rsanet_r18", pretrained_transform_blocks="authors")
+    create_model("rsanet_r18", pretrained_transform_blocks="fresh")  # no effect without a file
 
 
 def test_inflated_tsn_computes_the_2d_resnet_on_every_frame():

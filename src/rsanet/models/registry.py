@@ -8,8 +8,12 @@ import fnmatch
 import importlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from rsanet.models.weights import TransformBlocks
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -66,6 +70,7 @@ def create_model(
     num_classes: int | None = None,
     num_frames: int | None = None,
     pretrained: str | Path | None = None,
+    pretrained_transform_blocks: TransformBlocks | None = None,
     **overrides,
 ) -> nn.Module:
     """Build the registered model ``name``.
@@ -78,6 +83,12 @@ def create_model(
             inflated into the backbone by :func:`rsanet.models.load_imagenet_resnet`, or for
             the video transformers with a ViT part (TimeSformer, ViViT) a ViT/DeiT in timm's
             layout, loaded by :func:`rsanet.models.load_vit_checkpoint`.
+        pretrained_transform_blocks: for a ResNet with ``pretrained``, how its transform
+            blocks are initialised: ``"fresh"`` (default, the authors' way: the whole block
+            keeps its initialisation, an identity residual) or
+            ``"imagenet-except-transform"`` (ours: only the transform is left alone); see
+            :func:`rsanet.models.load_imagenet_resnet`. Without ``pretrained`` it has no
+            effect (a run resumed from a checkpoint keeps the same model options).
         overrides: any other constructor argument of the model (e.g. ``drop_path_rate``,
             ``placement``, ``transform_options``).
 
@@ -85,6 +96,14 @@ def create_model(
     :func:`rsanet.models.save_checkpoint` can record how to rebuild it.
     """
     factory = model_factory(name)
+    if pretrained_transform_blocks is not None:
+        from rsanet.models.weights import TRANSFORM_BLOCKS
+
+        if pretrained_transform_blocks not in TRANSFORM_BLOCKS:
+            raise ValueError(
+                "pretrained_transform_blocks must be one of "
+                f"{', '.join(map(repr, TRANSFORM_BLOCKS))}, got {pretrained_transform_blocks!r}"
+            )
     kwargs = dict(overrides)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -102,7 +121,11 @@ def create_model(
         from rsanet.models.weights import load_imagenet_resnet
 
         if isinstance(model, VideoTransformer):
+            if pretrained_transform_blocks is not None:
+                raise ValueError(f"pretrained_transform_blocks applies to ResNets, not to {name!r}")
             load_vit_checkpoint(model, pretrained)
         else:
-            load_imagenet_resnet(model, pretrained)
+            load_imagenet_resnet(
+                model, pretrained, transform_blocks=pretrained_transform_blocks or "fresh"
+            )
     return model

@@ -1,7 +1,8 @@
 """Weights in and out: ImageNet initialisation, our checkpoints, and fit checking.
 
 * :func:`load_imagenet_resnet` inflates a 2-D ResNet checkpoint (torchvision layout) into a
-  TSN ResNet: every 2-D kernel (O, I, kh, kw) becomes (O, I, 1, kh, kw).
+  TSN ResNet: every 2-D kernel (O, I, kh, kw) becomes (O, I, 1, kh, kw); blocks holding a
+  transform keep their own initialisation, as in the authors' code.
 * :func:`save_checkpoint` / :func:`load_model`: our checkpoint format,
   ``{"format": "rsanet", "format_version": 1, "model": name, "model_config": kwargs,
   "state_dict": ..., **extra}`` (e.g. ``classes``, ``epoch``), from which the model is
@@ -14,7 +15,7 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -127,13 +128,20 @@ def load_state_dict_checked(
 # -- ImageNet initialisation -----------------------------------------------------------
 
 
+#: How :func:`load_imagenet_resnet` treats a block whose 3x3 convolution is a transform.
+TransformBlocks = Literal["fresh", "imagenet-except-transform"]
+TRANSFORM_BLOCKS: tuple[str, ...] = get_args(TransformBlocks)
+
+
 @dataclass
 class ImageNetLoadResult:
     """What :func:`load_imagenet_resnet` did.
 
     loaded: model keys filled from the checkpoint.
-    not_loaded: model keys left as initialised (the replaced transforms, the classifier).
-    unused: checkpoint keys not used (the 2-D classifier, the replaced 3x3 convolutions).
+    not_loaded: model keys left as initialised (the transform blocks or transforms, the
+        classifier).
+    unused: checkpoint keys not used (the 2-D classifier, the skipped blocks or 3x3
+        convolutions).
     """
 
     loaded: list[str] = field(default_factory=list)
@@ -141,14 +149,21 @@ class ImageNetLoadResult:
     unused: list[str] = field(default_factory=list)
 
 
-def _replaced_prefixes(model: nn.Module) -> list[str]:
-    """``layer{s}.{i}.conv2.`` of every block whose 3x3 convolution is a transform."""
+def _replaced_prefixes(model: nn.Module, transform_blocks: TransformBlocks) -> list[str]:
+    """Key prefixes left alone in a model's transform blocks: the whole block
+    ``layer{s}.{i}.`` (``"fresh"``) or only its ``layer{s}.{i}.conv2.``."""
+    if transform_blocks not in TRANSFORM_BLOCKS:
+        raise ValueError(
+            f"transform_blocks must be one of {', '.join(map(repr, TRANSFORM_BLOCKS))}, "
+            f"got {transform_blocks!r}"
+        )
     blocks = getattr(model, "named_blocks", None)
     if blocks is None:
         return []
     from rsanet.models.resnet import DEFAULT_TRANSFORM
 
-    return [f"{name}.conv2." for name, b in blocks() if b.transform != DEFAULT_TRANSFORM]
+    suffix = "." if transform_blocks == "fresh" else ".conv2."
+    return [f"{name}{suffix}" for name, b in blocks() if b.transform != DEFAULT_TRANSFORM]
 
 
 def load_imagenet_resnet(
@@ -156,19 +171,33 @@ def load_imagenet_resnet(
     source: str | Path | Mapping[str, Any],
     *,
     skip_prefixes: tuple[str, ...] = ("fc.",),
+    transform_blocks: TransformBlocks = "fresh",
 ) -> ImageNetLoadResult:
     """Initialise a TSN ResNet's backbone from a 2-D ImageNet ResNet checkpoint.
 
     ``source`` is the path of a state dict in torchvision's layout (``conv1.weight``,
     ``layer1.0.conv1.weight``, ..., ``fc.weight``) or the dict itself. 2-D kernels
     (O, I, kh, kw) are inflated to (O, I, 1, kh, kw); BatchNorm parameters and statistics
-    are copied. The classifier (``skip_prefixes``) and the 3x3 convolutions replaced by a
-    transform (RSA, self-attention, 3x3x3, TSM ...) are left alone; everything else must
-    fit, or CheckpointMismatchError names the first misfits with both shapes.
+    are copied. The classifier (``skip_prefixes``) is left alone, and so are the blocks
+    whose 3x3 convolution is a transform (RSA, self-attention, 3x3x3, TSM ...):
+
+    * ``transform_blocks="fresh"`` (default, the authors' initialisation): every key of
+      such a block (``layer{s}.{i}.*``, its ``downsample`` too if it has one) keeps the
+      model's initialisation. With ``zero_init_residual`` (the default) its last BatchNorm
+      has zero scale, so the block starts as the identity on its shortcut. The authors'
+      loader skips blocks by position, and their transforms are never in a block with a
+      downsample (always block 1 or later); ours skips a transform block whole wherever
+      it is.
+    * ``transform_blocks="imagenet-except-transform"`` (ours, not the authors'): only the
+      replaced 3x3 convolution (``layer{s}.{i}.conv2.*``) keeps its initialisation; the
+      block's other convolutions and BatchNorms are ImageNet's.
+
+    Everything else must fit, or CheckpointMismatchError names the first misfits with
+    both shapes.
     """
+    replaced = tuple(_replaced_prefixes(model, transform_blocks))
     state = extract_state_dict(read_checkpoint(source))
     ours = model.state_dict()
-    replaced = tuple(_replaced_prefixes(model))
     skipped = tuple(skip_prefixes) + replaced
 
     result = ImageNetLoadResult()
@@ -192,8 +221,15 @@ def load_imagenet_resnet(
         for k, v in ours.items()
         if k not in to_load and not k.startswith(skipped) and not k.endswith("num_batches_tracked")
     ]
-    load_partial_state_dict(model, to_load, result, "ImageNet checkpoint",
-                            mismatched=mismatched, missing=missing, unexpected=unexpected)
+    load_partial_state_dict(
+        model,
+        to_load,
+        result,
+        "ImageNet checkpoint",
+        mismatched=mismatched,
+        missing=missing,
+        unexpected=unexpected,
+    )
     return result
 
 
