@@ -19,6 +19,7 @@ from rsanet.data import (
     resolve_flip_pairs,
     write_synthmotion,
 )
+from rsanet.data.synthmotion_checks import rotation_direction_accuracy
 
 
 def test_classes_are_pairs_of_temporal_opposites():
@@ -162,3 +163,15 @@ def test_written_to_disk_and_read_back_through_the_list_format(tmp_path, fmt):
     assert error < 12  # lossy coding, same video
     clip, _ = dataset[3]
     assert clip.shape == (3, 8, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("size", "num_frames", "flip"), [(48, 8, False), (48, 8, True), (32, 4, False)]
+)
+def test_the_rotation_direction_shows_in_the_pixels(size, num_frames, flip):
+    """A model-free estimate (rotation matching of consecutive frames) tells clockwise from
+    anticlockwise; a horizontal flip turns one into the other, as the ``swap`` flip mode
+    assumes."""
+    with _one_thread():
+        accuracy = rotation_direction_accuracy(40, num_frames=num_frames, size=size, flip=flip)
+    assert accuracy >= 0.95

@@ -62,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {'top-1':<16} {result['top1']:6.2f} %")
     print(f"  {'top-5':<16} {result['top5']:6.2f} %")
     print(f"  {'mean-class':<16} {result['mean_class']:6.2f} %")
+    if result.get("pair_accuracy") is not None:
+        print(f"  {'pair accuracy':<16} {result['pair_accuracy']:6.2f} %")
+        for pair, value in result["per_pair"].items():
+            shown = "     -" if value is None else f"{value:6.2f} %"
+            print(f"    {shown}  {pair}")
     for key, path in result["files"].items():
         print(f"  {key:<16} {path}")
     return 0

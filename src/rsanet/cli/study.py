@@ -1,4 +1,4 @@
-"""``rsanet study CONFIG [--output DIR] [--smoke] [--resume] [--report-only]``."""
+"""``rsanet study CONFIG [--output DIR] [--records DIR] [--smoke] [--resume] [--report-only]``."""
 
 from __future__ import annotations
 
@@ -13,15 +13,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Train and measure every run of a study YAML (see configs/study_synthmotion.yaml): "
             "the transforms at equal placement and budget, the nine RSA kernel/context "
-            "combinations, the ablations, several seeds; then the reversal test and the "
-            "kernel pictures. Writes DIR/runs/<variant>/seed<k>/, DIR/results.json (after "
-            "every run), DIR/figures/*.png, DIR/results.md and, outside smoke mode, the "
-            "study's page (docs/results.md)."
+            "combinations, the ablations, several seeds, untrained networks as negative "
+            "controls; then the reversal test, the direction indices and the kernel "
+            "pictures. Writes DIR/runs/<variant>/seed<k>/, one JSON record per run in the "
+            "records folder (the study's 'records', docs/results/records for the committed "
+            "study; DIR/records in smoke mode), DIR/figures/*.png, DIR/results.md and, "
+            "outside smoke mode, the study's page (docs/results.md). --report-only writes "
+            "the page from the records alone."
         ),
     )
     parser.add_argument("config", metavar="CONFIG", help="study YAML file")
     parser.add_argument(
         "--output", "-o", metavar="DIR", help="study folder (default: runs/<config name>[_smoke])"
+    )
+    parser.add_argument(
+        "--records",
+        metavar="DIR",
+        help="records folder (default: the study's 'records'; DIR/records in smoke mode)",
     )
     parser.add_argument(
         "--smoke",
@@ -34,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue the study in DIR: skip finished runs, resume the interrupted one",
     )
     parser.add_argument(
-        "--report-only", action="store_true", help="only rewrite the report from DIR/results.json"
+        "--report-only",
+        action="store_true",
+        help="only write the report (page and pictures) from the records",
     )
     parser.add_argument(
         "--page",
@@ -55,19 +65,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rsanet.cli import CLIError
-    from rsanet.study import load_study, run_study, write_report
+    from rsanet.study import load_study, records_folder, run_study, write_report
 
     study = load_study(args.config, smoke=args.smoke, overrides=args.overrides)
     name = Path(args.config).stem + ("_smoke" if args.smoke else "")
     output = Path(args.output) if args.output else Path("runs") / name
+    records = Path(args.records) if args.records else records_folder(study, output)
     page = args.page or (None if args.smoke else study.config.page)
     if args.report_only:
-        if not (output / "results.json").is_file():
-            raise CLIError(f"no results to report: {output / 'results.json'} does not exist")
-        for path in write_report(output, page=page):
-            print(f"wrote {path}")
-        return 0
-    run_study(study, output, resume=args.resume, report=False)
-    for path in write_report(output, page=page):
+        if not (records / "study.json").is_file():
+            raise CLIError(
+                f"no records to report: {records / 'study.json'} does not exist (pass the "
+                "folder the study wrote its records to with --records DIR)"
+            )
+    else:
+        run_study(study, output, records=records, resume=args.resume, report=False)
+    for path in write_report(records, output, page=page):
         print(f"wrote {path}")
     return 0

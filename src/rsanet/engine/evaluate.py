@@ -107,6 +107,29 @@ def write_predictions(path: Path, scores: torch.Tensor, labels: torch.Tensor,
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
+def pair_metrics(confusion: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
+    """For classes in pairs of temporal opposites (2k, 2k + 1; SynthMotion): the % of
+    videos predicted in the right pair (``pair_accuracy``) and, per pair, top-1 on its
+    videos (``per_pair``, "class 2k / class 2k + 1" -> %, None without videos). A network
+    blind to the order of frames reaches at most 50 % on a pair.
+
+    ``confusion``: (classes, classes) counts, true class down, prediction across."""
+    counts = confusion.double()
+    pairs = counts.shape[0] // 2
+    by_pair = counts[: 2 * pairs, : 2 * pairs].reshape(pairs, 2, pairs, 2).sum((1, 3))
+    total = float(counts.sum())
+    per_pair = {}
+    for k in range(pairs):
+        videos = float(counts[2 * k : 2 * k + 2].sum())
+        right = float(counts[2 * k, 2 * k] + counts[2 * k + 1, 2 * k + 1])
+        name = f"{classes[2 * k]} / {classes[2 * k + 1]}"
+        per_pair[name] = 100.0 * right / videos if videos else None
+    return {
+        "pair_accuracy": 100.0 * float(by_pair.diagonal().sum()) / total if total else None,
+        "per_pair": per_pair,
+    }
+
+
 def plot_confusion(path: Path, confusion: torch.Tensor, classes: Sequence[str],
                    title: str = "") -> Path:
     """A row-normalised confusion matrix (true class down, predicted across) as a PNG."""
@@ -158,7 +181,8 @@ def evaluate(
     ``config``'s data with ``clips`` x ``crops`` views per video (default: ``eval.*``).
 
     Returns ``top1``, ``top5``, ``mean_class`` (FineGym's metric), ``per_class``
-    (class name -> accuracy %, None without samples), ``num_samples``, ``num_classes``,
+    (class name -> accuracy %, None without samples), on SynthMotion ``pair_accuracy`` and
+    ``per_pair`` (:func:`pair_metrics`), ``num_samples``, ``num_classes``,
     ``checkpoints``, ``clips``, ``crops`` and ``files`` (the paths written to
     ``output_dir``, by default ``eval/`` beside the first checkpoint).
     """
@@ -217,6 +241,9 @@ def evaluate(
     metrics = meter.compute()
     per_class = dict(zip(classes, metrics.pop("per_class"), strict=True))
     metrics.pop("loss")
+
+    if config.data.format == "synthmotion":
+        metrics.update(pair_metrics(meter.confusion, classes))
 
     output = Path(output_dir) if output_dir is not None else Path(checkpoints[0]).parent / "eval"
     output.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,15 @@ class VariantConfig:
     label: str | None = None
     #: "baseline" or "rsa" (the nine kernel/context combinations)
     group: str = "baseline"
+    #: ``KEY=VALUE`` run settings of this family (its budget, schedule or learning rate),
+    #: applied over the study's; its ablations inherit them
+    set: list[str] = field(default_factory=list)
+    #: the network cannot see the order of frames (TSN): its identical answers to a clip
+    #: and the clip reversed are reported as "by construction", not as a finding
+    order_blind: bool = False
+    #: what the page says of this family's budget (why it got the epochs it got, or why it
+    #: does not learn within the study's budget)
+    note: str = ""
 
 
 @dataclass
@@ -57,7 +66,7 @@ class AblationConfig:
     label: str = ""
     #: what the variant itself uses for this option (a point of the curve, e.g. "dk")
     default_label: str = "default"
-    #: seeds of each value (default: the study's first seed)
+    #: seeds of each value (default: the study's seeds, so every value has a spread)
     seeds: list[int] | None = None
     #: the paper's table to compare with (a key of :data:`rsanet.study.paper.ABLATIONS`)
     paper_table: str | None = None
@@ -72,6 +81,16 @@ class KernelPictureConfig:
     #: SynthMotion validation video (its class shows in the picture's title)
     video: int = 2
     head: int = 0
+
+
+@dataclass
+class ControlsConfig:
+    """Negative controls: networks measured exactly as initialised, without training."""
+
+    #: variants whose untrained networks are measured (with the study's seeds)
+    untrained: list[str] = field(default_factory=list)
+    #: validation clips per class that the direction indices are computed on
+    analysis_clips_per_class: int = 4
 
 
 @dataclass
@@ -107,6 +126,10 @@ class StudyConfig:
     #: where the report's page and pictures go (relative to the working directory);
     #: None: only into the study's output folder
     page: str | None = None
+    #: folder of the raw records the page is written from (relative to the working
+    #: directory); None: ``DIR/records`` of the study's output folder
+    records: str | None = None
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
     #: folder of the study file, for resolving ``base``
     root: str = "."
@@ -121,7 +144,7 @@ class RunSpec:
     seed: int
     model: str
     options: dict[str, Any]
-    #: "comparison" or the ablation's name
+    #: "comparison", "untrained" (a negative control, not trained) or the ablation's name
     part: str = "comparison"
     #: the ablated option's value (ablation runs)
     value: Any = None
@@ -171,6 +194,9 @@ class Study:
                     raise ConfigError(f"smoke.ablations: no ablation {name!r}")
         if c.kernels.variant and c.kernels.variant not in c.variants:
             raise ConfigError(f"kernels.variant: no variant {c.kernels.variant!r}")
+        for name in c.controls.untrained:
+            if name not in c.variants:
+                raise ConfigError(f"controls.untrained: no variant {name!r}")
         self.base_config()  # fails early on a bad base
 
     def base_config(self) -> Config:
@@ -232,12 +258,27 @@ class Study:
                 runs.append(
                     RunSpec(f"{name}/seed{seed}", name, seed, v.model, copy.deepcopy(v.options))
                 )
+        for name in self.config.controls.untrained:
+            if name not in self.variant_names:
+                continue
+            v = self.config.variants[name]
+            for seed in self.seeds:
+                runs.append(
+                    RunSpec(
+                        f"untrained_{name}/seed{seed}",
+                        name,
+                        seed,
+                        v.model,
+                        copy.deepcopy(v.options),
+                        part="untrained",
+                    )
+                )
         for ablation_name, a in self.ablations().items():
             v = self.config.variants[a.variant]
             for value in a.values:
                 options = copy.deepcopy(v.options)
                 _set_dotted(options, a.key, value)
-                for seed in a.seeds or self.seeds[:1]:
+                for seed in a.seeds or self.seeds:
                     key = f"{ablation_name}_{value_name(value)}/seed{seed}"
                     runs.append(
                         RunSpec(
@@ -249,6 +290,10 @@ class Study:
     def run_config(self, run: RunSpec) -> Config:
         """The run configuration of ``run``."""
         values = dataclasses.asdict(self.base_config())
+        family = list(self.config.variants[run.variant].set)
+        if family:  # the smoke settings still shrink every family
+            apply_overrides(values, family + (list(self.config.smoke.set) if self.smoke else []))
+            values = dataclasses.asdict(config_from_dict(values))
         values["model"]["name"] = run.model
         values["model"]["options"] = copy.deepcopy(run.options)
         values["train"]["seed"] = run.seed

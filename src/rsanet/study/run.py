@@ -5,13 +5,16 @@ Layout of the output folder ``DIR``:
 * ``DIR/study.yaml``: the study's settings as run (smoke mode included);
 * ``DIR/runs/<variant>/seed<k>/``: each run's folder (``config.yaml``, ``last.pt``,
   ``metrics.jsonl``, ``train.log``);
-* ``DIR/results.json``: one record per finished run, rewritten atomically after each;
+* the records (:mod:`rsanet.study.records`): one JSON file per finished run, written
+  atomically as it finishes, in the study's ``records`` folder (``DIR/records`` unless the
+  study names one, e.g. ``docs/results/records`` to be committed);
 * ``DIR/figures/``: the report's pictures; ``DIR/results.md``: the report.
 
 Resuming (``resume=True``) skips runs that have a record, continues a run interrupted
 mid-way from its ``last.pt`` (exactly, as ``rsanet train --resume``) and starts the rest.
 With ``workers > 1`` runs train at once in separate processes (spawned), each with
-``threads_per_worker`` threads.
+``threads_per_worker`` threads. The untrained negative controls are measured, not
+trained.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import platform
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,14 @@ import yaml
 from rsanet.atomic import atomic_write_text
 from rsanet.engine.config import Config, ConfigError, config_from_dict, config_to_dict
 from rsanet.study.config import RunSpec, Study
-
-RESULTS_VERSION = 1
+from rsanet.study.records import (
+    RECORDS_VERSION,
+    read_records,
+    read_study,
+    run_keys,
+    write_record,
+    write_study,
+)
 
 
 def machine() -> dict[str, Any]:
@@ -59,19 +67,12 @@ def machine() -> dict[str, Any]:
     }
 
 
-def read_results(output: str | Path) -> dict[str, Any]:
-    """``DIR/results.json`` (an empty record set if there is none yet)."""
-    path = Path(output) / "results.json"
-    if not path.is_file():
-        return {"version": RESULTS_VERSION, "runs": {}}
-    return json.loads(path.read_text())
-
-
-def write_results(output: str | Path, results: dict[str, Any]) -> Path:
-    """Write ``DIR/results.json`` atomically."""
-    return atomic_write_text(
-        Path(output) / "results.json", json.dumps(results, indent=1, sort_keys=False) + "\n"
-    )
+def records_folder(study: Study, output: str | Path) -> Path:
+    """Where ``study`` keeps its records: its ``records`` folder, or ``DIR/records`` (always
+    in smoke mode, so a smoke run never touches committed records)."""
+    if study.config.records and not study.smoke:
+        return Path(study.config.records)
+    return Path(output) / "records"
 
 
 def _history(run_dir: Path) -> list[dict[str, Any]]:
@@ -88,36 +89,61 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def train_and_measure(
-    spec: dict[str, Any], config_dict: dict[str, Any], run_dir: str
+    spec: dict[str, Any], config_dict: dict[str, Any], run_dir: str, analysis_per_class: int = 4
 ) -> dict[str, Any]:
-    """Train (or finish) one run and measure it; the record for ``results.json``.
+    """Train (or finish) one run and measure it; the run's record. An ``untrained`` run is
+    measured as initialised.
 
     Runs in a worker process: arguments and result are plain data.
     """
     import torch
 
-    from rsanet.engine.trainer import train
-    from rsanet.study.measure import measure_run
+    from rsanet.study.measure import measure_model, measure_run, untrained_model
+    from rsanet.study.records import source_revision
 
     config = config_from_dict(config_dict)
     if config.train.num_threads:
         torch.set_num_threads(config.train.num_threads)
+    common = {
+        **spec,
+        "model": config.model.name,
+        "revision": source_revision(),
+        "schedule": {
+            "epochs": config.train.epochs,
+            "lr": config.optim.lr,
+            "batch_size": config.train.batch_size,
+        },
+        "threads": config.train.num_threads or torch.get_num_threads(),
+    }
+    if spec["part"] == "untrained":
+        began = time.perf_counter()
+        from rsanet.data import SYNTHMOTION_CLASSES
+
+        model = untrained_model(config, len(SYNTHMOTION_CLASSES))
+        metrics = measure_model(config, model, analysis_per_class=analysis_per_class)
+        return {
+            **common,
+            "metrics": metrics,
+            "epochs": 0,
+            "train_wall_s": 0.0,
+            "measure_wall_s": time.perf_counter() - began,
+        }
+    from rsanet.engine.trainer import train
+
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     resume = (folder / "last.pt").is_file()
     with (folder / "train.log").open("a") as log, contextlib.redirect_stdout(log):
         result = train(config, folder, resume=True if resume else None, overwrite=not resume)
         began = time.perf_counter()
-        metrics = measure_run(config, folder / "last.pt")
+        metrics = measure_run(config, folder / "last.pt", analysis_per_class=analysis_per_class)
         measure_s = time.perf_counter() - began
     history = _history(folder)
     last = history[-1] if history else {}
     return {
-        **spec,
-        "model": config.model.name,
+        **common,
         "metrics": metrics,
         "val_top1_by_epoch": [h.get("val_top1") for h in history],
-        "best_val_top1": result.get("best_top1"),
         "train_top1": last.get("train_top1"),
         "clips_per_s": last.get("clips_per_s"),
         "epochs": result.get("epochs_completed"),
@@ -125,8 +151,6 @@ def train_and_measure(
         "train_wall_s": result.get("elapsed_s"),
         "measure_wall_s": measure_s,
         "resumed": resume,
-        "threads": config.train.num_threads or torch.get_num_threads(),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
 
@@ -136,6 +160,8 @@ def _spec_dict(run: RunSpec, study: Study) -> dict[str, Any]:
         "variant": run.variant,
         "label": study.label(run.variant),
         "group": study.config.variants[run.variant].group,
+        "order_blind": study.config.variants[run.variant].order_blind,
+        "note": study.config.variants[run.variant].note,
         "part": run.part,
         "value": run.value,
         "seed": run.seed,
@@ -143,13 +169,14 @@ def _spec_dict(run: RunSpec, study: Study) -> dict[str, Any]:
     }
 
 
-def _check_output(output: Path, study: Study, resume: bool) -> None:
-    saved = output / "study.yaml"
-    if (output / "results.json").exists() and not resume:
+def _check_output(records: Path, study: Study, resume: bool, output: Path) -> None:
+    done = run_keys(records)
+    if done and not resume:
         raise ConfigError(
-            f"{output} already holds a study (results.json): continue it with "
-            "--resume, or choose another --output"
+            f"{records} already holds the records of {len(done)} runs: continue the study "
+            "with --resume, or write new records elsewhere with --records DIR"
         )
+    saved = output / "study.yaml"
     if resume and saved.is_file():
         before = yaml.safe_load(saved.read_text()) or {}
         if before.get("smoke") != study.smoke:
@@ -182,63 +209,80 @@ def run_study(
     study: Study,
     output: str | Path,
     *,
+    records: str | Path | None = None,
     resume: bool = False,
     report: bool = True,
     echo: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Train and measure every run of ``study`` into ``output``, draw the kernel pictures,
-    and (``report``) write the report. Returns the content of ``results.json``."""
+    """Train and measure every run of ``study`` into ``output``, record each run in the
+    records folder (``records``, default :func:`records_folder`), keep the kernel-picture
+    data, and (``report``) write the report. Returns what :func:`read_records` reads."""
     output = Path(output)
-    _check_output(output, study, resume)
+    records = Path(records) if records is not None else records_folder(study, output)
+    _check_output(records, study, resume, output)
     output.mkdir(parents=True, exist_ok=True)
     _save_settings(output, study)
     say = echo or (lambda _text: None)
-    results = read_results(output)
-    results.update(
-        {
-            "name": study.config.name,
-            "smoke": study.smoke,
-            "machine": machine(),
-            "workers": study.workers,
-            "seeds": study.seeds,
-            "base": config_to_dict(study.base_config()),
-            "variants": study.variant_names,
-            "ablations": {n: dataclasses.asdict(a) for n, a in study.ablations().items()},
-            "reference_variant": study.config.kernels.variant or None,
-        }
-    )
-    started = time.perf_counter()
-    wall_before = float(results.get("study_wall_s", 0.0))
-
+    before = read_study(records)
     runs = study.runs()
-    results["planned"] = [run.key for run in runs]
-    pending = [run for run in runs if run.key not in results["runs"]]
+    settings: dict[str, Any] = {
+        "version": RECORDS_VERSION,
+        "name": study.config.name,
+        "smoke": study.smoke,
+        "machine": machine(),
+        "workers": study.workers,
+        "seeds": study.seeds,
+        "base": config_to_dict(study.base_config()),
+        "variants": study.variant_names,
+        "families": {
+            name: list(study.config.variants[name].set)
+            for name in study.variant_names
+            if study.config.variants[name].set
+        },
+        "ablations": {n: dataclasses.asdict(a) for n, a in study.ablations().items()},
+        "reference_variant": study.config.kernels.variant or None,
+        "analysis_clips_per_class": study.config.controls.analysis_clips_per_class,
+        "planned": [run.key for run in runs],
+        "study_wall_s": float(before.get("study_wall_s", 0.0)) if resume else 0.0,
+        "kernels": before.get("kernels") if resume else None,
+    }
+    write_study(records, settings)
+    started = time.perf_counter()
+    wall_before = settings["study_wall_s"]
+    done = run_keys(records)
+    pending = [run for run in runs if run.key not in done]
     say(
         f"rsanet study: {study.config.name}{' (smoke)' if study.smoke else ''}: {len(runs)} "
-        f"runs, {len(runs) - len(pending)} done, {study.workers} at a time -> {output}"
+        f"runs, {len(runs) - len(pending)} done, {study.workers} at a time -> {output} "
+        f"(records in {records})"
     )
+    finished = len(runs) - len(pending)
 
     def finish(record: dict[str, Any]) -> None:
-        results["runs"][record["key"]] = record
-        results["study_wall_s"] = wall_before + time.perf_counter() - started
-        write_results(output, results)
-        say(_line(len(results["runs"]), len(runs), record))
+        nonlocal finished
+        write_record(records, record)
+        finished += 1
+        settings["study_wall_s"] = wall_before + time.perf_counter() - started
+        write_study(records, settings)
+        say(_line(finished, len(runs), record))
 
+    per_class = study.config.controls.analysis_clips_per_class
     jobs = [
         (
             _spec_dict(run, study),
             config_to_dict(study.run_config(run)),
             str(output / "runs" / run.key),
+            per_class,
         )
         for run in _schedule(pending, study.seeds)
     ]
 
-    def failed(key: str, error: BaseException) -> None:
-        results.setdefault("failed", {})[key] = f"{type(error).__name__}: {error}"
-        write_results(output, results)
-        say(f"rsanet study: {key} failed: {error} (recorded; the study goes on)")
+    failures: dict[str, str] = {}
 
-    results.pop("failed", None)
+    def failed(key: str, error: BaseException) -> None:
+        failures[key] = f"{type(error).__name__}: {error}"
+        say(f"rsanet study: {key} failed: {error} (the study goes on; --resume retries it)")
+
     if study.workers == 1:
         for job in jobs:
             try:
@@ -261,16 +305,16 @@ def run_study(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    results["kernels"] = _kernels(study, output, results)
-    results["study_wall_s"] = wall_before + time.perf_counter() - started
-    results["completed"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_results(output, results)
+    if settings["kernels"] is None:
+        settings["kernels"] = _kernels(study, output, run_keys(records))
+    settings["study_wall_s"] = wall_before + time.perf_counter() - started
+    write_study(records, settings)
     if report:
         from rsanet.study.report import write_report
 
-        for path in write_report(output, page=None if study.smoke else study.config.page):
+        for path in write_report(records, output, page=None if study.smoke else study.config.page):
             say(f"wrote {path}")
-    return results
+    return read_records(records)
 
 
 def _schedule(runs: list[RunSpec], seeds: list[int]) -> list[RunSpec]:
@@ -284,8 +328,8 @@ def _schedule(runs: list[RunSpec], seeds: list[int]) -> list[RunSpec]:
     return sorted(runs, key=rank)
 
 
-def _kernels(study: Study, output: Path, results: dict[str, Any]) -> dict[str, Any] | None:
-    """Kernel pictures of the configured RSA run, if it finished."""
+def _kernels(study: Study, output: Path, done: set[str]) -> dict[str, Any] | None:
+    """The kernel-picture data of the configured RSA run, if it finished."""
     from rsanet.study.measure import kernel_pictures
 
     k = study.config.kernels
@@ -298,12 +342,10 @@ def _kernels(study: Study, output: Path, results: dict[str, Any]) -> dict[str, A
         return None
     seed = k.seed if k.seed in study.seeds else study.seeds[0]
     key = f"{variant}/seed{seed}"
-    if key not in results["runs"]:
-        return None
     run_dir = output / "runs" / key
+    if key not in done or not (run_dir / "last.pt").is_file():
+        return None
     config: Config = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
-    summary = kernel_pictures(
-        config, run_dir / "last.pt", output / "figures" / "kernels", video=k.video, head=k.head
-    )
+    summary = kernel_pictures(config, run_dir / "last.pt", video=k.video, head=k.head)
     summary["run"] = key
     return summary
