@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's GPU checks in one short run on a CUDA machine with PyTorch and Triton installed
+# The GPU checks in one short run on a CUDA machine with PyTorch and Triton installed
 # (the project's `device` machine: about 5 minutes, most of it Triton compiling and the
 # network benchmark). Run from anywhere; results go to $OUT (default: ./cuda-results).
 #   1. the Triton kernels' numerics, compiled, against PyTorch's operators and the reference;

@@ -5,7 +5,7 @@
 
 Shapes are those of RSANet-R50's RSA layers: stages 1-4 (64, 128, 256, 512 channels at
 8 x 56^2, 28^2, 14^2, 7^2), nh 8, 5x7x7, basic+relational kernel and context, float32,
-batch 1 (``--batch``); issue 7's targets name stages 3-4. The
+batch 1 (``--batch``); the speed targets name stages 3-4. The
 baseline re-states the authors' computation with the same parameters
 (:func:`rsanet.layers.rsa_official_order.rsa_official_order`); "ratio" is baseline time /
 our time (higher is better), "memory ratio" our peak / baseline peak (lower is better).
