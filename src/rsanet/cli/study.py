@@ -80,6 +80,6 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         run_study(study, output, records=records, resume=args.resume, report=False)
-    for path in write_report(records, output, page=page):
+    for path in write_report(records, output, page=page, notes=study.notes()):
         print(f"wrote {path}")
     return 0

@@ -378,18 +378,21 @@ def ablation_points(results: dict[str, Any], name: str) -> list[AblationPoint]:
         if record["part"] == name:
             by_value.setdefault(value_name(record["value"]), []).append(record)
             seeds.add(record["seed"])
-    points = [
-        AblationPoint(v, _group(f"{name}={v}", rs), False, paper.get(v))
-        for v, rs in by_value.items()
-    ]
+    label = spec.get("label") or name
+
+    def point(value: str, records: list[dict[str, Any]], is_default: bool) -> AblationPoint:
+        group = _group(f"{name}={value}", records)
+        group.label = f"{label} {value}"
+        return AblationPoint(value, group, is_default, paper.get(value))
+
+    points = [point(v, rs, False) for v, rs in by_value.items()]
     base = [
         r
         for r in results["runs"].values()
         if r["part"] == "comparison" and r["variant"] == spec.get("variant") and r["seed"] in seeds
     ]
     if base:
-        label = spec.get("default_label") or "default"
-        points.append(AblationPoint(label, _group(f"{name}={label}", base), True, paper.get(label)))
+        points.append(point(spec.get("default_label") or "default", base, True))
     order = [value_name(v) for v in spec.get("values", [])]
     points.sort(key=lambda p: order.index(p.value) if p.value in order else len(order))
     return points

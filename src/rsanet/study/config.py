@@ -246,6 +246,10 @@ class Study:
             out[name] = ablation
         return out
 
+    def notes(self) -> dict[str, str]:
+        """What the study file says of each family's budget (variant -> text)."""
+        return {n: v.note for n, v in self.config.variants.items() if v.note}
+
     def label(self, variant: str) -> str:
         return self.config.variants[variant].label or variant
 

@@ -110,10 +110,15 @@ def _setup(results: dict[str, Any], summaries: dict[str, c.Group]) -> str:
 
 
 def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.2f}"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _learning(summaries: dict[str, c.Group], untrained: dict[str, c.Group], classes: int) -> str:
+def _learning(
+    summaries: dict[str, c.Group],
+    untrained: dict[str, c.Group],
+    classes: int,
+    notes: dict[str, str],
+) -> str:
     rows = []
     for prefix, table in (("", summaries), ("untrained ", untrained)):
         for g in table.values():
@@ -134,8 +139,14 @@ def _learning(summaries: dict[str, c.Group], untrained: dict[str, c.Group], clas
         ["network", "pair accuracy % per seed (binomial p against chance)", "top-1 %", "learned"],
         rows,
     )
-    claims = c.learning_claims(summaries, untrained, classes) + c.ceiling_claims(summaries, classes)
-    return table + "\n\n" + _claims(claims)
+    text = table + "\n\n" + _claims(c.learning_claims(summaries, untrained, classes))
+    ceilings = c.ceiling_notes(summaries)
+    if ceilings:
+        text += "\n\n" + "\n".join(ceilings)
+    budgets = [f"- {g.label}: {notes[g.name]}" for g in summaries.values() if notes.get(g.name)]
+    if budgets:
+        text += "\n\nBudgets:\n\n" + "\n".join(budgets)
+    return text
 
 
 def _swapped(g: c.Group) -> str:
@@ -223,7 +234,7 @@ def _combinations(summaries: dict[str, c.Group], classes: int) -> str:
 
 def _ablations(results: dict[str, Any], classes: int) -> str:
     parts = []
-    for name, spec in results.get("ablations", {}).items():
+    for name, spec in _by_table(results):
         points = c.ablation_points(results, name)
         if not points:
             continue
@@ -253,6 +264,12 @@ def _ablations(results: dict[str, Any], classes: int) -> str:
             "",
         ]
     return "\n".join(parts).strip() or "No ablation runs."
+
+
+def _by_table(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The ablations in the order of the paper's tables (4b, 4c, 4d)."""
+    ablations = results.get("ablations", {})
+    return sorted(ablations.items(), key=lambda item: (item[1].get("paper_table") or "", item[0]))
 
 
 def _reversal(
@@ -305,7 +322,7 @@ def _all_verdicts(
         + c.combination_claims(summaries, classes)
         + [
             claim
-            for name, spec in results.get("ablations", {}).items()
+            for name, spec in _by_table(results)
             for claim in c.ablation_claims(
                 spec.get("label") or name, c.ablation_points(results, name), classes
             )
@@ -328,9 +345,15 @@ def _all_verdicts(
     return text
 
 
-def render_markdown(results: dict[str, Any], images: dict[str, str], records: str) -> str:
+def render_markdown(
+    results: dict[str, Any],
+    images: dict[str, str],
+    records: str,
+    notes: dict[str, str] | None = None,
+) -> str:
     """The page's text; ``images`` maps picture names to their paths relative to the page,
-    ``records`` is the records folder as the page names it."""
+    ``records`` is the records folder as the page names it, ``notes`` what the study file
+    says of a family's budget (variant -> text)."""
     summaries = c.groups(results)
     untrained = c.groups(results, "untrained")
     classes = c.num_classes(results)
@@ -355,7 +378,7 @@ def render_markdown(results: dict[str, Any], images: dict[str, str], records: st
         chance_top1=f"{100 / classes:.1f}",
         pairs=classes // c.PAIR_SIZE,
         pair_table=_pairs(results, summaries),
-        learning=_learning(summaries, untrained, classes),
+        learning=_learning(summaries, untrained, classes, notes or {}),
         comparison=comparison,
         combinations=combinations,
         ablations=ablations,
@@ -396,18 +419,25 @@ def write_figures(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 
 
 def write_report(
-    records: str | Path, output: str | Path, *, page: str | Path | None = None
+    records: str | Path,
+    output: str | Path,
+    *,
+    page: str | Path | None = None,
+    notes: dict[str, str] | None = None,
 ) -> list[Path]:
     """Write ``output/results.md`` and ``output/figures/*.png`` from the records in
     ``records``; with ``page``, also that page with its pictures copied to a folder named
-    after it (``docs/results.md`` -> ``docs/results/``). Returns the pages written."""
+    after it (``docs/results.md`` -> ``docs/results/``). ``notes``: the study file's words
+    on each family's budget (:meth:`rsanet.study.Study.notes`). Returns the pages written."""
     records, output = Path(records), Path(output)
     results = read_records(records)
     figures = write_figures(results, output / "figures")
     written = []
     local = {name: os.path.relpath(path, output) for name, path in figures.items()}
     written.append(
-        _write(output / "results.md", render_markdown(results, local, _posix(records, output)))
+        _write(
+            output / "results.md", render_markdown(results, local, _posix(records, output), notes)
+        )
     )
     if page is not None:
         page = Path(page)
@@ -418,7 +448,9 @@ def write_report(
             target = assets / f"{name}.png"
             shutil.copyfile(path, target)
             copied[name] = f"{assets.name}/{target.name}"
-        written.append(_write(page, render_markdown(results, copied, _posix(records, page.parent))))
+        written.append(
+            _write(page, render_markdown(results, copied, _posix(records, page.parent), notes))
+        )
     return written
 
 

@@ -161,7 +161,6 @@ def _spec_dict(run: RunSpec, study: Study) -> dict[str, Any]:
         "label": study.label(run.variant),
         "group": study.config.variants[run.variant].group,
         "order_blind": study.config.variants[run.variant].order_blind,
-        "note": study.config.variants[run.variant].note,
         "part": run.part,
         "value": run.value,
         "seed": run.seed,
@@ -312,7 +311,8 @@ def run_study(
     if report:
         from rsanet.study.report import write_report
 
-        for path in write_report(records, output, page=None if study.smoke else study.config.page):
+        page = None if study.smoke else study.config.page
+        for path in write_report(records, output, page=page, notes=study.notes()):
             say(f"wrote {path}")
     return read_records(records)
 
