@@ -135,10 +135,16 @@ def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically."""
+    """``torch.save(obj)`` to ``path`` atomically. The object is serialised in memory
+    first: torch's zip writer turns a full disk into an unrelated error ("unexpected
+    pos"), while a plain write reports it as :class:`DiskFullError`."""
+    import io
+
     import torch
 
-    return atomic_write(path, lambda handle: torch.save(obj, handle), "wb")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda handle: handle.write(buffer.getbuffer()), "wb")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -18,8 +18,13 @@ TINY: dict[str, Any] = {
         "train_options": {"num_videos": 28},
         "val_options": {"num_videos": 14},
     },
-    "optim": {"name": "adamw", "lr": 0.002, "weight_decay": 0.01, "warmup_epochs": 1,
-              "label_smoothing": 0.1},
+    "optim": {
+        "name": "adamw",
+        "lr": 0.002,
+        "weight_decay": 0.01,
+        "warmup_epochs": 1,
+        "label_smoothing": 0.1,
+    },
     "train": {"epochs": 2, "batch_size": 7, "num_threads": 1},
     "eval": {"batch_size": 7},
     "log": {"progress": "never", "tensorboard": False},
@@ -57,3 +62,45 @@ def tiny_yaml(tmp_path: Path, tiny_config):
         return path
 
     return write
+
+
+class FullDisk:
+    """While ``full`` is set, every write through :mod:`rsanet.atomic` stores half its
+    bytes and then fails with ENOSPC, as on a disk that fills up mid-write."""
+
+    def __init__(self) -> None:
+        self.full = False
+        self.failures = 0
+
+
+@pytest.fixture
+def full_disk(monkeypatch) -> FullDisk:
+    """A :class:`FullDisk` switch over the file handles that atomic writes open."""
+    import errno
+    import os
+
+    disk = FullDisk()
+    real_fdopen = os.fdopen
+
+    class Handle:
+        def __init__(self, handle: Any) -> None:
+            self._handle = handle
+
+        def write(self, data: Any) -> int:
+            if disk.full:
+                self._handle.write(data[: len(data) // 2])
+                disk.failures += 1
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self._handle.write(data)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._handle, name)
+
+        def __enter__(self) -> Handle:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._handle.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: Handle(real_fdopen(*a, **k)))
+    return disk

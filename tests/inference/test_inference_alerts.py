@@ -12,7 +12,9 @@ from inference_helpers import CLASSES
 from rsanet.inference import (
     AlertEngine,
     AlertRule,
+    Backoff,
     EventLog,
+    NonFiniteScoresError,
     RulesError,
     WebhookSink,
     WindowResult,
@@ -134,12 +136,25 @@ def test_event_log_and_webhook(tmp_path, http_server):
 
 def test_webhook_failures_are_counted_not_fatal(closed_port):
     engine = AlertEngine([AlertRule("fighting", 0.5)], CLASSES)
-    hook = WebhookSink(f"http://127.0.0.1:{closed_port}/alerts", timeout=1)
+    hook = WebhookSink(
+        f"http://127.0.0.1:{closed_port}/alerts",
+        timeout=1,
+        retries=1,
+        backoff=Backoff(initial=0.01),
+    )
     hook.write(fire(engine, [0.9])[0])
     hook.close()
-    assert (hook.sent, hook.failed) == (0, 1)
+    assert (hook.sent, hook.failed, hook.retried, hook.lost) == (0, 1, 1, 1)
     with pytest.raises(ValueError, match="must start with http"):
         WebhookSink("ftp://127.0.0.1/alerts")
+
+
+def test_non_finite_scores_are_an_error_never_an_alert():
+    engine = AlertEngine([AlertRule("fighting", 0.5, cooldown=0)], CLASSES)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(NonFiniteScoresError, match="not a number the rules can compare"):
+            engine.update(window(0, 2.0, bad))
+    assert engine.fired == 0
 
 
 def test_cli_rules_events_and_webhook(cli, fighting_checkpoint, bikes, tmp_path, http_server):
@@ -182,6 +197,16 @@ def test_cli_rules_events_and_webhook(cli, fighting_checkpoint, bikes, tmp_path,
     logged = [json.loads(x) for x in events.read_text().splitlines()]
     assert logged == alerts
     assert [json.loads(body) for body in server.server.posts] == alerts
+    summary = lines[-1]
+    assert summary["type"] == "summary" and summary["alerts"] == 2 and summary["error"] is None
+    assert summary["delivery"]["events"] == {
+        "path": str(events),
+        "written": 2,
+        "failed": 0,
+        "lost": 0,
+    }
+    assert summary["delivery"]["webhook"]["sent"] == 2
+    assert summary["delivery"]["webhook"]["lost"] == 0
 
 
 def test_cli_rules_naming_unknown_classes(cli, checkpoint, bikes, tmp_path):

@@ -178,3 +178,123 @@ def test_r50_parity(tmp_path, fmt):
     assert predictor.scores(torch.randint(0, 255, (8, 80, 80, 3), dtype=torch.uint8).numpy())[
         0
     ].sum() == pytest.approx(1.0)
+
+
+# -- faults: an output that is the input, a full disk, leftovers, absurd options ----------
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Every atomic write stores half its bytes, then fails with ENOSPC (a full disk)."""
+    import errno
+    import os
+
+    real_fdopen = os.fdopen
+    failures = []
+
+    class Handle:
+        def __init__(self, handle):
+            self._handle = handle
+
+        def write(self, data):
+            self._handle.write(data[: len(data) // 2])
+            failures.append(len(data))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self._handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._handle.close()
+
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: Handle(real_fdopen(*a, **k)))
+    return failures
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("rsanet export: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_refuses_to_overwrite_its_checkpoint(cli, tmp_path, checkpoint, fmt):
+    """``--out`` naming the checkpoint itself, by another spelling or through a link: exit
+    2 before anything is written, the checkpoint intact."""
+    source = tmp_path / "ck.pt"
+    source.write_bytes(checkpoint.read_bytes())
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.pt").symlink_to(source)
+    for out in (source, tmp_path / "sub" / ".." / "ck.pt", tmp_path / "link.pt"):
+        result = cli("export", source, "--format", fmt, "--out", out)
+        assert result.code == 2 and "would destroy the input" in one_error_line(result.err)
+        assert source.read_bytes() == checkpoint.read_bytes()
+    result = cli("export", source, "--format", fmt, "--out", tmp_path / "sub")
+    assert result.code == 2 and "is a folder" in one_error_line(result.err)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_on_a_full_disk_keeps_the_previous_file(cli, tmp_path, checkpoint, full_disk, fmt):
+    """One line and exit 1; the previous export is intact and no partial file is left
+    (TorchScript used to abort the process and leave half a file)."""
+    out = tmp_path / f"model.{fmt}"
+    out.write_bytes(b"the previous export")
+    result = cli(
+        "export",
+        checkpoint,
+        "--format",
+        fmt,
+        "--frames",
+        8,
+        "--size",
+        32,
+        "--no-check",
+        "--out",
+        out,
+    )
+    assert result.code == 1 and full_disk
+    assert "no space left on the device while writing" in one_error_line(result.err)
+    assert out.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_export_removes_the_temporaries_of_a_killed_export(cli, tmp_path, checkpoint):
+    out = tmp_path / "model.pt"
+    leftover = tmp_path / ".model.pt.x1y2.tmp"
+    leftover.write_bytes(b"half an export")
+    result = cli(
+        "export",
+        checkpoint,
+        "--format",
+        "torchscript",
+        "--frames",
+        8,
+        "--size",
+        32,
+        "--no-check",
+        "--out",
+        out,
+    )
+    assert result.code == 0 and out.is_file() and not leftover.exists()
+    assert TorchScriptBackend(out).metadata["size"] == 32
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--unfold-mb", "inf"], "--unfold-mb must be a positive number of MiB, got inf"),
+        (["--unfold-mb", "nan"], "--unfold-mb must be a positive number of MiB, got nan"),
+        (["--tolerance", "nan"], "--tolerance must be a finite number >= 0, got nan"),
+        (["--tolerance", "-1"], "--tolerance must be a finite number >= 0, got -1.0"),
+        (["--frames", "99999999999999999999"], "lower the frames or the size"),
+        (["--size", "100000"], "a clip (1, 3, 8, 100000, 100000) takes"),
+    ],
+)
+def test_absurd_export_options_are_one_line(cli, tmp_path, checkpoint, options, message):
+    out = tmp_path / "model.pt"
+    result = cli("export", checkpoint, "--format", "torchscript", *options, "--out", out)
+    assert result.code == 2 and message in one_error_line(result.err)
+    assert not out.exists()

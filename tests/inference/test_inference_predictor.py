@@ -163,7 +163,7 @@ def test_cli_file_folder_and_windows(cli, checkpoint, bikes, tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("text", "is not a PyTorch checkpoint file"),
+        ("text", "is a text file, not a PyTorch checkpoint"),
         ("foreign", "not an rsanet checkpoint"),
         ("missing", "no checkpoint file"),
     ],
@@ -200,10 +200,9 @@ def test_cli_bad_sources(cli, checkpoint, tmp_path, bikes, closed_port, silent_p
         assert result.err.count("\n") == 1 and message in result.err, (args, result.err)
 
 
-def test_cli_usage_errors(cli, checkpoint, bikes, tmp_path):
+def test_cli_usage_errors(cli, checkpoint, bikes, tmp_path, capsys):
     cases = [
         (("--backend", "onnxruntime"), "needs --onnx"),
-        (("--window-seconds", 0), "--window-seconds must be positive"),
         (("--events", tmp_path / "e.jsonl"), "need --rules"),
     ]
     for args, message in cases:
@@ -211,3 +210,6 @@ def test_cli_usage_errors(cli, checkpoint, bikes, tmp_path):
         assert result.code == 2 and message in result.err, (args, result.err)
     result = cli("predict", tmp_path, "--checkpoint", checkpoint, "--live")
     assert result.code == 2 and "a folder gets clip-level predictions" in result.err
+    with pytest.raises(SystemExit):  # values are checked as the arguments are parsed
+        cli("predict", bikes, "--checkpoint", checkpoint, "--window-seconds", 0)
+    assert "--window-seconds: must be a positive, finite number" in capsys.readouterr().err

@@ -268,3 +268,152 @@ def test_reader_times_continue_across_reconnections():
     assert [f.index for f in frames] == list(range(10))
     assert reader.reconnects == 1 and "gave up" in reader.error
     assert frames[5].time >= frames[4].time
+
+
+def test_backoff_is_capped_at_any_attempt_count():
+    backoff = Backoff(initial=0.5)
+    assert [backoff.delay(n) for n in (1, 2, 3, 7, 8)] == [0.5, 1, 2, 30, 30]
+    for attempt in (1075, 10**6, 10**300):  # 0.5 * 2**1074 overflows a float
+        assert backoff.delay(attempt) == 30
+    assert Backoff(initial=40).delay(10**9) == 40  # the cap is never below the first delay
+    assert Backoff(initial=0.2, factor=1).delay(10**9) == 0.2
+    for bad in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="backoff initial must be positive"):
+            Backoff(initial=bad)
+
+
+class BrokenBackoff(Backoff):
+    """A backoff whose computation fails: the reader's own code breaking."""
+
+    def delay(self, attempt: int) -> float:
+        raise OverflowError("(34, 'Numerical result out of range')")
+
+
+def test_a_dead_reader_ends_the_run_with_an_error(model):
+    image = np.zeros((40, 40, 3), np.uint8)
+
+    def opener():
+        for i in range(30):
+            yield Frame(time=i / 25, image=image, duration=0.04)
+        raise ConnectionResetError("camera reset the connection")
+
+    predictor = Predictor(TorchBackend(model), CLASSES, num_frames=8, size=32, smoothing=1)
+    outages = []
+    analysis = LiveAnalysis(
+        predictor,
+        opener,
+        window=0.8,
+        stride=0.4,
+        source="cam",
+        buffer_seconds=10,
+        backoff=BrokenBackoff(),
+        on_outage=outages.append,
+    )
+    results = list(analysis)  # ends: the reader is gone, nothing more will come
+    summary = analysis.summary()
+    assert results and not analysis.reader.is_alive() and analysis.reader.crashed
+    assert summary.error.startswith("the stream reader stopped: OverflowError")
+    assert [o.state for o in outages] == ["lost", "gave_up"]
+
+
+def test_cli_a_dead_reader_exits_non_zero(cli, checkpoint, http_server, tmp_path, monkeypatch):
+    ts = encode(tmp_path / "cam.ts", moving_square(50), container="mpegts").read_bytes()
+    server = http_server([ts[: len(ts) // 2 // 188 * 188], None])
+    monkeypatch.setattr(Backoff, "delay", BrokenBackoff.delay)
+    result = cli(
+        "predict",
+        f"{server.url}/cam.ts",
+        "--checkpoint",
+        checkpoint,
+        "--size",
+        32,
+        "--json",
+        "--window-seconds",
+        0.8,
+        "--buffer-seconds",
+        60,
+    )
+    summary = json.loads(result.out.splitlines()[-1])
+    assert result.code == 1
+    assert summary["type"] == "summary" and "stream reader stopped" in summary["error"]
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--reconnect-delay", "0"),
+        ("--reconnect-delay", "-1"),
+        ("--reconnect-delay", "nan"),
+        ("--reconnect-delay", "inf"),
+        ("--timeout", "0"),
+        ("--window-seconds", "inf"),
+        ("--window-seconds", "1e12"),
+        ("--stride-seconds", "-0.5"),
+        ("--buffer-seconds", "nan"),
+        ("--webhook-timeout", "0"),
+        ("--flush-timeout", "inf"),
+        ("--size", "1000000"),
+        ("--top-k", "inf"),
+        ("--max-reconnects", "-1"),
+    ],
+)
+def test_zero_negative_non_finite_and_absurd_values_are_refused(
+    cli, checkpoint, small_clip, capsys, option, value
+):
+    import rsanet.cli
+
+    with pytest.raises(SystemExit) as exit_:
+        rsanet.cli.main(
+            ["predict", str(small_clip), "--checkpoint", str(checkpoint), option, value]
+        )
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert f"argument {option}:" in err and "Traceback" not in err
+
+
+def test_sigterm_is_handled_like_ctrl_c(checkpoint, bikes, tmp_path):
+    """A supervisor's SIGTERM: the run stops, the annotated video is finished, the event log
+    and the summary are written, exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rsanet
+
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": {"fighting": 0.0}}))  # every window fires
+    out, events = tmp_path / "annotated.mp4", tmp_path / "events.jsonl"
+    argv = [
+        "predict", str(bikes), "--checkpoint", str(checkpoint), "--size", "32", "--live",
+        "--json", "--window-seconds", "0.4", "--stride-seconds", "0.4", "--rules", str(rules),
+        "--events", str(events), "--annotate", str(out),
+    ]  # fmt: skip
+    code = (
+        f"import sys, rsanet.cli as c; c.COMMAND_MODULES = ['predict']; sys.exit(c.main({argv!r}))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(rsanet.__file__).parents[1]), OMP_NUM_THREADS="1")
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    try:
+        first = process.stdout.readline()  # the first window: the run is under way
+        assert json.loads(first)["type"] == "window"
+        process.send_signal(signal.SIGTERM)
+        rest, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = [json.loads(first)] + [json.loads(x) for x in rest.decode().splitlines()]
+    summary = lines[-1]
+    assert process.returncode == 0, err.decode()
+    assert summary["type"] == "summary" and summary["interrupted"] is True
+    assert summary["signal"] == "SIGTERM" and summary["error"] is None
+    assert summary["frames"] < 250  # stopped before the end of the 10 s replay
+    alerts = [x for x in lines if x["type"] == "alert"]
+    logged = [json.loads(x) for x in events.read_text().splitlines()]
+    assert alerts and logged == alerts and summary["delivery"]["events"]["written"] == len(alerts)
+    with av.open(str(out)) as container:  # finished properly, and put in place
+        assert sum(1 for _ in container.decode(video=0)) > 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -2,6 +2,7 @@
 
 import fractions
 import os
+import random
 
 import pytest
 import torch
@@ -252,3 +253,45 @@ def test_unsafe_checkpoint_files_are_refused_with_a_hint(tmp_path):
     torch.save({"model": "tsn_tiny", "extra": fractions.Fraction(1, 3)}, path)
     with pytest.raises(ValueError, match=r"torch\.load\(path, weights_only=False\)"):
         read_checkpoint(path)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit, to make an export
+def test_files_that_are_not_checkpoints_say_what_they_are(tmp_path):
+    """Random bytes, an empty file, a video, text, a truncated checkpoint, a TorchScript
+    export: NotACheckpointError saying what the file is; the advice to load with
+    weights_only=False is kept for real checkpoints holding foreign objects."""
+    from rsanet.models.weights import NotACheckpointError
+
+    model = create_model("tsn_tiny", num_classes=2)
+    good = save_checkpoint(tmp_path / "good.pt", model).read_bytes()
+    files = {
+        "random.pt": (random.Random(1).randbytes(4096), "is not a PyTorch checkpoint (its"),
+        "empty.pt": (b"", "is empty (0 bytes)"),
+        "clip.mp4": (b"\x00\x00\x00\x20ftypisom" + os.urandom(512), "is an MP4/MOV video"),
+        "notes.pt": (b"lr: 0.1\nepochs: 3\n", "is a text file"),
+        "cut.pt": (good[: len(good) // 2], "is truncated or damaged"),
+    }
+    for name, (data, message) in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(NotACheckpointError) as error:
+            read_checkpoint(path)
+        assert str(error.value).startswith(f"{path} {message}"), name
+        assert "weights_only" not in str(error.value)
+
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(scripted))
+    with pytest.raises(NotACheckpointError, match="is a TorchScript export"):
+        read_checkpoint(scripted)
+
+    legacy = tmp_path / "legacy.pt"  # torch's pre-zip format is still a checkpoint
+    torch.save({"a": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_checkpoint(legacy)["a"], torch.ones(2))
+
+
+def test_only_foreign_objects_get_the_weights_only_advice(tmp_path):
+    path = tmp_path / "odd.pt"
+    torch.save({"model": "tsn_tiny", "extra": fractions.Fraction(1, 3)}, path)
+    with pytest.raises(ValueError, match=r"\(e\.g\. fractions\.Fraction\)") as error:
+        read_checkpoint(path)
+    assert "weights_only=False" in str(error.value)

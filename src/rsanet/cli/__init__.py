@@ -14,12 +14,35 @@ import sys
 from rsanet import __version__
 
 #: modules of rsanet.cli, in the order their commands are listed by --help
-COMMAND_MODULES = ["demo", "train", "eval", "profile", "data", "predict", "export", "visualize",
-                   "study"]
+COMMAND_MODULES = [
+    "demo",
+    "train",
+    "eval",
+    "profile",
+    "data",
+    "predict",
+    "export",
+    "visualize",
+    "study",
+]
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+def add_overrides_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE ...`` (repeatable) into ``args.overrides``: configuration keys
+    overridden on the command line, as every command that reads a configuration takes."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help=help,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"rsanet {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a folder that cannot be written, a lost device
+        from rsanet.atomic import DiskFullError
+        from rsanet.cli._faults import RUN_FAILED
+
+        where = f": {error.filename}" if error.filename else ""
+        print(f"rsanet {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
+        # a full disk stops work under way (1); any other OSError refused an input (2)
+        return RUN_FAILED if isinstance(error, DiskFullError) else 2
     except KeyboardInterrupt:
         print(f"rsanet {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -24,8 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "check",
         help="decode every sample once and report the bad ones",
         description="Decode every sample of a split once (in parallel, progress bar on "
-        "stderr) and print each bad sample (path: reason) and a summary. Exit code 0 when "
-        "all samples are good, 1 when some are bad.",
+        "stderr) and print each bad sample (path: reason) and a summary. A row leading "
+        "outside the data root is a bad sample unless --allow-outside-root. Exit code 0 "
+        "when all samples are good, 1 when some are bad, 2 when the files cannot be used "
+        "(one line on stderr).",
     )
     check.add_argument(
         "annotations",
@@ -61,6 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--json",
         action="store_true",
         help='print one JSON object {"total", "ok", "bad": [{"path", "reason"}]}',
+    )
+    check.add_argument(
+        "--out",
+        metavar="PATH",
+        help="also write the JSON report to PATH (atomically; never over an input or a sample)",
+    )
+    check.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="accept rows whose path leads outside the data root (absolute paths elsewhere, "
+        "'..'); by default they are bad samples",
     )
     check.set_defaults(func=run_check)
 
@@ -111,17 +124,25 @@ def run_check(args: argparse.Namespace) -> int:
     root = args.root
     if args.format == "folder":
         root = root or args.annotations
-    report = check_dataset(
-        args.format,
-        args.annotations,
-        root,
-        split=args.split,
-        workers=args.workers,
-        progress=True,
-        min_frames=args.min_frames,
-        backend=args.backend,
-        **options,
-    )
+    try:
+        report = check_dataset(
+            args.format,
+            args.annotations,
+            root,
+            split=args.split,
+            workers=args.workers,
+            progress=True,
+            min_frames=args.min_frames,
+            backend=args.backend,
+            out=args.out,
+            allow_outside_root=args.allow_outside_root,
+            **options,
+        )
+    except OSError as error:
+        if isinstance(error, FileNotFoundError) and not error.filename:
+            raise  # already one line naming the path
+        where = f"cannot write the report {args.out}: " if args.out else ""
+        raise CLIError(f"{where}{error}") from None
     print(json.dumps(report.to_dict()) if args.json else report.summary())
     return 1 if report.bad else 0
 
@@ -138,17 +159,25 @@ def run_synth(args: argparse.Namespace) -> int:
         raise CLIError(f"--frames must be >= 2, got {args.frames}")
     if args.size < 16 or (args.format == "mp4" and args.size % 2):
         raise CLIError(f"--size must be >= 16 (and even for mp4), got {args.size}")
-    paths = write_synthmotion(
-        args.out,
-        args.videos,
-        num_val_videos=args.val_videos,
-        num_frames=args.frames,
-        size=args.size,
-        format=args.format,
-        seed=args.seed,
-        workers=args.workers,
-        progress=True,
-    )
+    try:
+        paths = write_synthmotion(
+            args.out,
+            args.videos,
+            num_val_videos=args.val_videos,
+            num_frames=args.frames,
+            size=args.size,
+            format=args.format,
+            seed=args.seed,
+            workers=args.workers,
+            progress=True,
+        )
+    except OSError as error:
+        if isinstance(error, FileNotFoundError) and not error.filename:
+            raise
+        raise CLIError(
+            f"cannot write SynthMotion to {args.out}: {error} (files already complete are "
+            "intact; fix the cause and run the same command again)"
+        ) from None
     print(f"wrote SynthMotion to {args.out}: {paths['train']}, {paths['val']}, {paths['classes']}")
     print(f"read it with: build_dataset('list', '{paths['train']}', '{args.out}')")
     return 0

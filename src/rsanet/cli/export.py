@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rsanet.inference.predictor import Classifier
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,20 +44,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the arguments (exit 2), then export; a full disk, exhausted memory or an
+    unwritable --out is one line and exit 1, a failed parity check exit 1."""
+    import math
+    from pathlib import Path
+
+    from rsanet.atomic import refuse_overwrite
     from rsanet.cli import CLIError
-    from rsanet.inference import export_model, load_classifier
+    from rsanet.cli._faults import guarded
+    from rsanet.inference import load_classifier
 
     if args.frames is not None and args.frames < 1:
         raise CLIError(f"--frames must be a positive integer, got {args.frames}")
     if args.size is not None and args.size < 1:
         raise CLIError(f"--size must be a positive integer, got {args.size}")
-    if not args.unfold_mb > 0:
-        raise CLIError(f"--unfold-mb must be positive, got {args.unfold_mb}")
+    if not (math.isfinite(args.unfold_mb) and args.unfold_mb > 0):
+        raise CLIError(f"--unfold-mb must be a positive number of MiB, got {args.unfold_mb}")
+    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        raise CLIError(
+            f"--tolerance must be a finite number >= 0, got {args.tolerance} (--no-check "
+            "skips the parity check)"
+        )
+    if Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out!r} is a folder: give the file to write")
+    refuse_overwrite(args.out, [args.checkpoint], what="--out file")
     classifier = load_classifier(args.checkpoint)
+    return guarded(
+        "export",
+        lambda: _export(args, classifier),
+        memory_hint="lower --frames or --size",
+    )
+
+
+def _export(args: argparse.Namespace, classifier: Classifier) -> int:
+    """Export the loaded checkpoint and check its parity; 1 when the check fails."""
+    from rsanet.inference import export_model
+
     frames = args.frames or classifier.num_frames
     size = args.size or classifier.input_size or 224
     print(
-        f"exporting {classifier.name} for clips (1, 3, {frames}, {args.size}, {args.size}) "
+        f"exporting {classifier.name} for clips (1, 3, {frames}, {size}, {size}) "
         f"to {args.out} ({args.format}) ...",
         flush=True,
     )

@@ -4,11 +4,56 @@ long videos and live streams, alerts and annotated videos (see ``docs/deploy.md`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 WINDOW_SECONDS = 2.0
+#: upper bounds of the time options: beyond them a window's frames would not fit in memory
+#: (a window holds up to 120 frames per second) or a wait would never end in practice
+MAX_WINDOW_SECONDS = 300.0
+MAX_WAIT_SECONDS = 3600.0
+
+
+def _seconds(maximum: float) -> Callable[[str], float]:
+    """An argparse type: a positive, finite number of seconds, at most ``maximum``."""
+
+    def seconds(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive, finite number of seconds, got {text!r}"
+            )
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum:g} s, got {text!r}")
+        return value
+
+    return seconds
+
+
+def _count(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum]."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be between {minimum} and {maximum}, got {text!r}"
+            )
+        return value
+
+    return count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,24 +75,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the checkpoint with PyTorch (default) or an exported ONNX file",
     )
     parser.add_argument("--onnx", metavar="FILE", help="the ONNX file for --backend onnxruntime")
-    parser.add_argument("--top-k", type=int, default=5, help="labels per prediction (5)")
-    parser.add_argument("--size", type=int, help="crop side (default: checkpoint's, else 224)")
+    parser.add_argument(
+        "--top-k", type=_count(1, 1000), default=5, help="labels per prediction (5)"
+    )
+    parser.add_argument(
+        "--size", type=_count(8, 2048), help="crop side (default: checkpoint's, else 224)"
+    )
     parser.add_argument(
         "--window-seconds",
-        type=float,
+        type=_seconds(MAX_WINDOW_SECONDS),
         metavar="S",
         help=f"sliding windows of S seconds (default {WINDOW_SECONDS:g} for "
         "streams; files get one clip-level prediction without it)",
     )
     parser.add_argument(
         "--stride-seconds",
-        type=float,
+        type=_seconds(MAX_WINDOW_SECONDS),
         metavar="S",
         help="a window every S seconds (default: half the window)",
     )
     parser.add_argument(
         "--smoothing",
-        type=int,
+        type=_count(1, 1000),
         default=3,
         metavar="N",
         help="average the scores of the last N windows (3; 1: none)",
@@ -63,8 +112,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one JSON line per window (or file) and a final summary line",
     )
     parser.add_argument("--rules", metavar="FILE", help="alert rules (YAML or JSON)")
-    parser.add_argument("--events", metavar="OUT.jsonl", help="append alert events to this file")
-    parser.add_argument("--webhook", metavar="URL", help="POST each alert event as JSON to URL")
+    parser.add_argument(
+        "--events",
+        metavar="OUT.jsonl",
+        help="append alert events to this file (the durable record: each line is synced "
+        "to disk before the alert is printed or sent)",
+    )
+    parser.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="POST each alert event as JSON to URL (user:password@ or token@ in the URL "
+        "become an Authorization header: Basic, or Bearer for a token)",
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        type=_seconds(300.0),
+        default=5.0,
+        metavar="S",
+        help="seconds one webhook POST may take (5)",
+    )
+    parser.add_argument(
+        "--webhook-retries",
+        type=_count(0, 100),
+        default=5,
+        metavar="N",
+        help="retries of a failed webhook POST, 0.5 s apart doubling up to 30 s (5)",
+    )
+    parser.add_argument(
+        "--flush-timeout",
+        type=_seconds(MAX_WAIT_SECONDS),
+        default=10.0,
+        metavar="S",
+        help="at exit, wait up to S seconds for pending webhook deliveries (10)",
+    )
     parser.add_argument(
         "--annotate",
         metavar="OUT.mp4",
@@ -72,31 +152,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--buffer-seconds",
-        type=float,
+        type=_seconds(MAX_WINDOW_SECONDS),
         metavar="S",
         help="stream time buffered before frames are dropped (default: window)",
     )
     parser.add_argument(
         "--max-reconnects",
-        type=int,
+        type=_count(0, 10**9),
         metavar="N",
         help="give up after N failed reconnections in a row (default: never)",
     )
     parser.add_argument(
         "--reconnect-delay",
-        type=float,
+        type=_seconds(MAX_WAIT_SECONDS),
         default=0.5,
         metavar="S",
-        help="first reconnection delay, doubled per attempt up to 30 s (0.5)",
+        help="first reconnection delay, doubled per attempt up to 30 s or S (0.5)",
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds(MAX_WAIT_SECONDS),
         default=5.0,
         metavar="S",
         help="a network read waiting longer is a stall (5; opening: 2x)",
     )
-    parser.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime threads")
+    parser.add_argument("--threads", type=_count(1, 1024), help="PyTorch / ONNX Runtime threads")
     parser.set_defaults(func=run)
 
 
@@ -104,18 +184,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    """Combinations of options (each value was checked by its argparse type)."""
     from rsanet.cli import CLIError
 
-    for name in ("top_k", "size", "smoothing", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise CLIError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    for name in ("window_seconds", "stride_seconds", "buffer_seconds", "timeout"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
-    if args.max_reconnects is not None and args.max_reconnects < 0:
-        raise CLIError(f"--max-reconnects must be >= 0, got {args.max_reconnects}")
     if args.backend == "onnxruntime" and not args.onnx:
         raise CLIError("--backend onnxruntime needs --onnx FILE (see rsanet export)")
     if args.onnx and args.backend != "onnxruntime":
@@ -167,19 +238,25 @@ def build_predictor(args: argparse.Namespace):
 
 
 class Output:
-    """Prints results as text or JSON lines (stdout), notices on stderr."""
+    """Prints results as text or JSON lines (stdout), notices on stderr. Every URL is
+    redacted and no JSON line holds NaN (``allow_nan=False``: a non-finite number is an
+    error, never printed)."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
 
     def emit(self, record: dict[str, Any], text: str, *, stream=None) -> None:
+        from rsanet.inference.redact import redact_record, redact_text
+
         if self.as_json:
-            print(json.dumps(record), flush=True)
+            print(json.dumps(redact_record(record), allow_nan=False), flush=True)
         else:
-            print(text, file=stream or sys.stdout, flush=True)
+            print(redact_text(text), file=stream or sys.stdout, flush=True)
 
     def notice(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        from rsanet.inference.redact import redact_text
+
+        print(redact_text(text), file=sys.stderr, flush=True)
 
 
 def _top_text(top) -> str:
@@ -238,113 +315,217 @@ def _predict_clip(args, predictor, spec, out: Output) -> int:
     return 0
 
 
-class _Sinks:
-    """Alerts, event log, webhook and annotated video of one windowed run."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: stop the run, then write the summary and flush the outputs."""
 
-    HOLD_SECONDS = 3.0  # how long an alert stays drawn on the annotated video
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
 
-    def __init__(self, args, predictor, out: Output) -> None:
-        from rsanet.inference import AlertEngine, Annotator, EventLog, WebhookSink, load_rules
 
-        self.out = out
-        self.engine = self.log = self.webhook = self.annotator = None
-        self.alert_label: str | None = None
-        self.alert_until = -1.0
-        self.segment = 0
+class _StopSignals:
+    """SIGTERM handled like SIGINT (raises :class:`Interrupted`), except inside
+    :meth:`critical` sections (an alert half-delivered) where the stop waits for the section
+    to end, and after :meth:`defer` (while outputs are flushed) where it is only recorded.
+    Handlers are installed in the main thread only and restored on leaving the block."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._depth = 0
+        self._pending = False
+        self._deferred = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: object) -> None:
+        self.received = self.received or signal.Signals(number).name
+        if self._deferred or self._depth:
+            self._pending = True
+            return
+        raise Interrupted(self.received)
+
+    @contextlib.contextmanager
+    def critical(self) -> Iterator[None]:
+        self._depth += 1
         try:
-            if args.rules:
-                self.engine = AlertEngine(load_rules(args.rules), predictor.classes)
-            if args.events:
-                self.log = EventLog(args.events)
-            if args.webhook:
-                self.webhook = WebhookSink(args.webhook)
-            if args.annotate:
-                self.annotator = Annotator(args.annotate)
-        except BaseException:
-            self.close()
-            raise
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._pending and not self._deferred:
+                self._pending = False
+                raise Interrupted(self.received or "SIGINT")
 
-    def on_frame(self, frame, latest) -> None:
-        if self.annotator is None:
-            return
-        label = score = None
-        if latest is not None and latest.segment == frame.segment:
-            label, score = latest.top[0]
-        alert = self.alert_label if frame.time <= self.alert_until else None
-        image = frame.display if frame.display is not None else frame.image
-        self.annotator.write(image, frame.time, label, score, alert=alert)
+    def defer(self) -> None:
+        self._deferred = True
 
-    def on_result(self, result) -> None:
-        if self.engine is None:
-            return
-        if result.segment != self.segment:  # after an outage conditions start afresh
-            self.segment = result.segment
-            self.engine.reset()
-        for event in self.engine.update(result):
-            self.out.emit(event.to_dict(), event.describe())
-            self.alert_label, self.alert_until = event.label, event.time + self.HOLD_SECONDS
-            for sink in (self.log, self.webhook):
-                if sink is not None:
-                    sink.write(event)
 
-    def close(self) -> None:
-        for sink in (self.annotator, self.log, self.webhook):
-            if sink is not None:
-                sink.close()
+def _one_line(error: BaseException | str) -> str:
+    """An error (or a reason) as one redacted line."""
+    from rsanet.inference.redact import redact_text
+
+    text = " ".join(str(error).split())
+    return redact_text(text or type(error).__name__)
 
 
 def _predict_windows(args, predictor, spec, out: Output) -> int:
+    from dataclasses import replace
+
     from rsanet.cli import CLIError
-    from rsanet.inference import Backoff, LiveAnalysis, decode_frames, pyav_opener
+    from rsanet.inference import (
+        AlertSinks,
+        Backoff,
+        LiveAnalysis,
+        SourceError,
+        decode_frames,
+        pyav_opener,
+    )
 
     window = args.window_seconds or WINDOW_SECONDS
     stride = args.stride_seconds or window / 2
-    sinks = _Sinks(args, predictor, out)
+    sinks = AlertSinks.open(
+        classes=predictor.classes,
+        rules=args.rules,
+        events=args.events,
+        webhook=args.webhook,
+        annotate=args.annotate,
+        webhook_options={
+            "timeout": args.webhook_timeout,
+            "retries": args.webhook_retries,
+            "flush_timeout": args.flush_timeout,
+        },
+        emit=out.emit,
+        warn=lambda text: out.notice(f"rsanet predict: warning: {text}"),
+    )
+    stop = _StopSignals()
+
+    def on_frame(frame, latest) -> None:
+        with stop.critical():
+            sinks.on_frame(frame, latest)
+
     live = spec.is_live or args.live
     timeout = (2 * args.timeout, args.timeout)
-    if live:
-        opener = pyav_opener(
-            spec, short_side=predictor.short_side, keep_display=bool(args.annotate), timeout=timeout
-        )
-        analysis = LiveAnalysis(
-            predictor,
-            opener,
-            window=window,
-            stride=stride,
-            source=str(spec),
-            buffer_seconds=args.buffer_seconds,
-            reconnect=spec.is_live,
-            backoff=Backoff(initial=args.reconnect_delay),
-            max_reconnects=args.max_reconnects,
-            on_frame=sinks.on_frame,
-            on_outage=lambda outage: out.emit(
-                outage.to_dict(), outage.describe(), stream=sys.stderr
-            ),
-        )
-    else:
-        frames = decode_frames(
-            spec, short_side=predictor.short_side, keep_display=bool(args.annotate)
-        )
-        analysis = predictor.analyse(
-            frames, window=window, stride=stride, source=str(spec), on_frame=sinks.on_frame
-        )
     try:
-        for result in analysis:
-            out.emit(result.to_dict(), _window_text(result))
-            sinks.on_result(result)
-    except KeyboardInterrupt:
-        analysis.interrupted = True
-    finally:
-        analysis.close()
+        if live:
+            opener = pyav_opener(
+                spec,
+                short_side=predictor.short_side,
+                keep_display=bool(args.annotate),
+                timeout=timeout,
+            )
+            analysis = LiveAnalysis(
+                predictor,
+                opener,
+                window=window,
+                stride=stride,
+                source=str(spec),
+                buffer_seconds=args.buffer_seconds,
+                reconnect=spec.is_live,
+                backoff=Backoff(
+                    initial=args.reconnect_delay, maximum=max(30.0, args.reconnect_delay)
+                ),
+                max_reconnects=args.max_reconnects,
+                on_frame=on_frame,
+                on_outage=lambda outage: out.emit(
+                    outage.to_dict(), outage.describe(), stream=sys.stderr
+                ),
+            )
+        else:
+            frames = decode_frames(
+                spec, short_side=predictor.short_side, keep_display=bool(args.annotate)
+            )
+            analysis = predictor.analyse(
+                frames, window=window, stride=stride, source=str(spec), on_frame=on_frame
+            )
+    except BaseException:
         sinks.close()
-    summary = analysis.summary()
+        raise
+    failure: Exception | None = None
+    with stop:
+        try:
+            for result in analysis:
+                with stop.critical():  # a window and its alerts are delivered whole
+                    out.emit(result.to_dict(), _window_text(result))
+                    sinks.on_result(result)
+        except KeyboardInterrupt as interrupt:
+            analysis.interrupted = True
+            stop.received = stop.received or getattr(interrupt, "name", "SIGINT")
+        except Exception as error:  # the run ends, but never without its summary
+            failure = error
+        finally:
+            stop.defer()  # a second signal must not cut the flushing short
+            analysis.close()
+            sinks.close()
+    summary = replace(
+        analysis.summary(),
+        signal=stop.received if analysis.interrupted else None,
+        alerts=sinks.fired,
+        delivery=sinks.delivery(),
+    )
+    if isinstance(failure, SourceError) and summary.frames == 0:
+        raise failure  # nothing was read: a plain error (wrong URL, camera off)
+    errors = [summary.error] if summary.error else []
+    if failure is not None:
+        errors.append(_one_line(failure))
+    errors += sinks.failures
+    if errors:
+        summary = replace(summary, error="; ".join(errors))
     out.emit(summary.to_dict(), summary.describe())
-    if summary.windows == 0 and summary.frames == 0 and not summary.interrupted:
+    if failure is not None and not isinstance(failure, ValueError | OSError):
+        raise failure  # a bug: its traceback, after the summary
+    if not (summary.windows or summary.frames or summary.interrupted or summary.error):
         raise CLIError(f"{spec}: no frame could be read")
-    return 1 if summary.error else 0
+    return 1 if summary.error or summary.lost_alerts else 0
+
+
+def _check_outputs(args: argparse.Namespace, spec) -> None:
+    """Before anything is read or written: an output must not be an input nor the other
+    output, must be writable, and an annotated video needs a known container."""
+    from pathlib import Path
+
+    from rsanet.atomic import refuse_overwrite, remove_stale_temporaries
+    from rsanet.inference.annotate import container_format
+    from rsanet.inference.sinks import check_writable
+
+    inputs = [args.checkpoint, args.onnx, args.rules]
+    if spec.kind == "file":
+        inputs.append(spec.target)
+    if args.annotate:
+        refuse_overwrite(args.annotate, [*inputs, args.events], what="--annotate output")
+        container_format(args.annotate)
+        check_writable(args.annotate, "--annotate")
+        remove_stale_temporaries(Path(args.annotate))  # left by a killed run
+    if args.events:
+        refuse_overwrite(args.events, inputs, what="--events log")
+        check_writable(args.events, "--events")
 
 
 def run(args: argparse.Namespace) -> int:
+    """``rsanet predict``: every error is one line with no secret in it (exit 2)."""
+    from rsanet.cli import CLIError
+
+    try:
+        return _run(args)
+    except (CLIError, ValueError, FileNotFoundError) as error:
+        raise CLIError(_one_line(error)) from None
+    except OSError as error:  # a full disk, an unwritable output: one line, not a traceback
+        reason = error.strerror or str(error)
+        if error.filename is not None and str(error.filename) not in reason:
+            reason = f"{error.filename}: {reason}"
+        raise CLIError(_one_line(reason)) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     from rsanet.cli import CLIError
     from rsanet.inference import parse_source
 
@@ -359,6 +540,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.live and spec.kind != "file":
         raise CLIError(f"--live replays a file; {spec} is a {spec.kind}")
+    _check_outputs(args, spec)
     if args.threads:
         import torch
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsanet.cli import add_overrides_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -51,14 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="write the report page here too (default: the study's 'page'; none in smoke mode)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="override run configuration keys of every run, e.g. train.epochs=1",
+    add_overrides_option(
+        parser, help="override run configuration keys of every run, e.g. train.epochs=1"
     )
     parser.set_defaults(func=run)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rsanet.cli import add_overrides_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,19 +21,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("config", metavar="CONFIG", help="YAML configuration file")
-    parser.add_argument(
-        "--set", dest="overrides", metavar="KEY=VALUE", nargs="+", action="extend",
-        default=[], help="override configuration keys, e.g. --set optim.lr=0.01 "
-                         "data.num_frames=16",
+    add_overrides_option(
+        parser, help="override configuration keys, e.g. --set optim.lr=0.01 data.num_frames=16"
     )
-    parser.add_argument("--output", "-o", metavar="DIR",
-                        help="run folder (default: runs/<config name>)")
     parser.add_argument(
-        "--resume", nargs="?", const=True, default=None, metavar="PATH",
+        "--output", "-o", metavar="DIR", help="run folder (default: runs/<config name>)"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
         help="continue the run: from DIR/last.pt, or from the checkpoint PATH",
     )
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh in a DIR that already holds a run")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="start afresh in a DIR that already holds a run"
+    )
     parser.set_defaults(func=run)
 
 
@@ -40,19 +46,23 @@ def default_output(config_path: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
+    """Check the configuration and the run folder (exit 2), then train; a loss or weights
+    turning NaN/infinite, a full disk or exhausted memory is one line and exit 1, with
+    ``last.pt`` the last good state."""
     from rsanet.cli import CLIError
+    from rsanet.cli._faults import guarded
     from rsanet.engine.config import load_config
-    from rsanet.engine.trainer import NonFiniteLossError, train
+    from rsanet.engine.trainer import train
 
     config = load_config(args.config, args.overrides)
     output = Path(args.output) if args.output else default_output(args.config)
     if args.resume is not None and args.overwrite:
         raise CLIError("--resume and --overwrite exclude each other")
-    try:
-        train(config, output, resume=args.resume, overwrite=args.overwrite)
-    except NonFiniteLossError as error:
-        print(f"rsanet train: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+    def body() -> int:
+        train(config, output, resume=args.resume, overwrite=args.overwrite, inputs=[args.config])
+        return 0
+
+    return guarded(
+        "train", body, memory_hint="lower train.batch_size, data.size or data.num_frames"
+    )

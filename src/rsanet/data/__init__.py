@@ -32,6 +32,7 @@ from rsanet.data.annotations import (
     read_something_v1_labels,
     read_something_v2,
     read_something_v2_labels,
+    sample_path,
     something_v2_label_name,
 )
 from rsanet.data.check import CheckReport, check_dataset, check_source
@@ -151,6 +152,7 @@ __all__ = [
     "render_video",
     "replacement_index",
     "resolve_flip_pairs",
+    "sample_path",
     "something_v2_label_name",
     "write_synthmotion",
     "write_video",

@@ -24,6 +24,12 @@ format                    files (as downloaded)
                           or videos, relative to ROOT); class names from ``classes.txt``
 ``folder``                ``ROOT/<class name>/<video or frame folder>``
 ========================  ==================================================================
+
+Data stays inside its root: a row whose path, joined to ROOT and normalised, is not inside
+ROOT (an absolute path elsewhere, or one climbing out with ``..``) is a malformed row
+("outside the data root"), unless ``allow_outside_root=True``. The rule is lexical, on what
+the row says; symbolic links inside ROOT are followed (a root of links to another disk is
+common), and the normalised path is the one read, so ``link/..`` cannot climb out either.
 """
 
 from __future__ import annotations
@@ -103,6 +109,8 @@ class Annotations:
     classes: list[str]
     bad: list[BadSample] = field(default_factory=list)
     source: str = ""
+    #: the class-name file read ("" when there is none)
+    labels_source: str = ""
 
     @property
     def total_rows(self) -> int:
@@ -112,26 +120,57 @@ class Annotations:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _read_lines(path: str | Path) -> list[str]:
+def read_text(path: str | Path) -> str:
+    """The text of an annotation or class-name file. A file that is missing, unreadable,
+    binary (a video, an archive, UTF-16) or not UTF-8 is one error naming it, never a
+    traceback or a silently empty data set."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} not found (check the path)")
-    with open(path, encoding="utf-8-sig") as handle:
-        return handle.read().splitlines()
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(8192)  # a video given by mistake is not read whole
+            if b"\x00" not in data:
+                data += handle.read()
+    except OSError as error:
+        raise AnnotationError(
+            str(path), f"cannot be read: {error.strerror or error} (check its permissions)"
+        ) from None
+    if b"\x00" in data:
+        raise AnnotationError(
+            str(path),
+            "a binary file (a video, an archive or UTF-16 text?), not a UTF-8 text "
+            "annotation file; pass the annotation file itself, saved as UTF-8",
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise AnnotationError(
+            f"{path}:{line}",
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            "save the file as UTF-8, or check that the path names the annotation file",
+        ) from None
+
+
+def _read_lines(path: str | Path) -> list[str]:
+    """The lines of a text file, numbered as editors number them (only ``\\n``, ``\\r\\n``
+    and ``\\r`` end a line)."""
+    return re.split(r"\r\n|\r|\n", read_text(path))
 
 
 def _read_json(path: str | Path) -> object:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file {path} not found (check the path)")
-    with open(path, encoding="utf-8-sig") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as error:
-            raise AnnotationError(
-                f"{path}:{error.lineno}",
-                f"invalid JSON: {error.msg} at column {error.colno} (re-download the file)",
-            ) from None
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise AnnotationError(
+            f"{path}:{error.lineno}",
+            f"invalid JSON: {error.msg} at column {error.colno} (re-download the file)",
+        ) from None
+    except RecursionError:
+        raise AnnotationError(str(path), "invalid JSON: nested too deeply") from None
 
 
 def _find_labels(fmt: str, annotations: Path, root: Path | None, labels: str | None) -> Path:
@@ -175,8 +214,42 @@ def _int_field(value: object) -> int | None:
     return None
 
 
-def _media(root: Path, name: str, ext: str | None) -> str:
-    return str(root / (name + (f".{ext.lstrip('.')}" if ext else "")))
+def check_allow_outside_root(value: object) -> bool:
+    """``value`` if it is a bool; a string such as ``"false"`` is refused, not taken as
+    true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"allow_outside_root must be true or false, got {value!r}")
+    return value
+
+
+def sample_path(
+    root: str | Path, name: str, where: str, *, allow_outside_root: bool = False
+) -> str | BadSample:
+    """The path of the sample a row names (``name`` relative to ``root``), or a
+    :class:`BadSample` at ``where`` when it leads outside ``root`` (an absolute path
+    elsewhere, or ``..`` climbing out) and ``allow_outside_root`` is false.
+
+    The test is lexical and the normalised path is returned, so the file read is the one
+    checked; symbolic links inside ``root`` are followed."""
+    if allow_outside_root:
+        return str(Path(root) / name)
+    path = os.path.normpath(os.path.join(root, name))
+    base, full = os.path.abspath(root), os.path.abspath(path)
+    if os.path.commonpath([base, full]) != base:
+        return BadSample(
+            where,
+            f"outside the data root: {name!r} leads to {full}, not into {base} (an absolute "
+            "path or one climbing out with '..'); fix the row or the root, or allow it "
+            "explicitly with allow_outside_root=True (--allow-outside-root)",
+        )
+    return path
+
+
+def _media(
+    root: Path, name: str, ext: str | None, where: str, allow_outside_root: bool
+) -> str | BadSample:
+    name += f".{ext.lstrip('.')}" if ext else ""
+    return sample_path(root, name, where, allow_outside_root=allow_outside_root)
 
 
 # -- Something-Something ------------------------------------------------------------------
@@ -199,9 +272,10 @@ def read_something_v1(
     *,
     labels: str | Path,
     class_order: str = "sorted",
+    allow_outside_root: bool = False,
 ) -> Annotations:
     """``something-something-v1-{train,validation}.csv`` rows ``<id>;<label name>``; the
-    frames of each video in ``ROOT/<id>/``."""
+    frames of each video in ``ROOT/<id>/`` (an id may hold spaces; it ends at the ``;``)."""
     annotations, root = Path(annotations), Path(root)
     classes = read_something_v1_labels(labels, class_order)
     index = _class_index(classes, Path(labels))
@@ -217,8 +291,12 @@ def read_something_v1(
         elif name not in index:
             bad.append(BadSample(where, f"label {name!r} is not a class of {labels}"))
         else:
-            records.append(VideoRecord(str(root / video_id), index[name], source=where))
-    return Annotations(records, classes, bad, str(annotations))
+            path = sample_path(root, video_id, where, allow_outside_root=allow_outside_root)
+            if isinstance(path, BadSample):
+                bad.append(path)
+            else:
+                records.append(VideoRecord(path, index[name], source=where))
+    return Annotations(records, classes, bad, str(annotations), str(labels))
 
 
 def something_v2_label_name(template: str) -> str:
@@ -249,6 +327,7 @@ def read_something_v2(
     *,
     labels: str | Path,
     video_ext: str = "webm",
+    allow_outside_root: bool = False,
 ) -> Annotations:
     """``something-something-v2-{train,validation}.json``: a list of ``{"id", "template",
     ...}``; the label is the template without brackets; videos ``ROOT/<id>.webm``."""
@@ -273,9 +352,12 @@ def read_something_v2(
         if name not in index:
             bad.append(BadSample(where, f"template {template!r} is not a class of {labels}"))
             continue
-        path = _media(root, str(entry["id"]).strip(), video_ext)
+        path = _media(root, str(entry["id"]).strip(), video_ext, where, allow_outside_root)
+        if isinstance(path, BadSample):
+            bad.append(path)
+            continue
         records.append(VideoRecord(path, index[name], source=where))
-    return Annotations(records, classes, bad, str(annotations))
+    return Annotations(records, classes, bad, str(annotations), str(labels))
 
 
 # -- Diving-48 ----------------------------------------------------------------------------
@@ -304,6 +386,7 @@ def read_diving48(
     *,
     labels: str | Path,
     video_ext: str = "mp4",
+    allow_outside_root: bool = False,
 ) -> Annotations:
     """``Diving48_V2_{train,test}.json``: ``{"vid_name", "label", "start_frame",
     "end_frame"}`` objects; videos ``ROOT/<vid_name>.mp4``, frames ``[start, end)`` used."""
@@ -339,9 +422,12 @@ def read_diving48(
                 )
             )
         else:
-            path = _media(root, entry["vid_name"], video_ext)
-            records.append(VideoRecord(path, label, None, start, end, source=where))
-    return Annotations(records, classes, bad, str(annotations))
+            path = _media(root, entry["vid_name"], video_ext, where, allow_outside_root)
+            if isinstance(path, BadSample):
+                bad.append(path)
+            else:
+                records.append(VideoRecord(path, label, None, start, end, source=where))
+    return Annotations(records, classes, bad, str(annotations), str(labels))
 
 
 # -- FineGym ------------------------------------------------------------------------------
@@ -373,8 +459,10 @@ def read_finegym(
     *,
     labels: str | Path,
     video_ext: str = "mp4",
+    allow_outside_root: bool = False,
 ) -> Annotations:
-    """Gym99 / Gym288 element lists ``<clip_id> <label>``; clips ``ROOT/<clip_id>.mp4``."""
+    """Gym99 / Gym288 element lists ``<clip_id> <label>``; clips ``ROOT/<clip_id>.mp4``.
+    The label is the last field, so a clip id may hold spaces."""
     annotations, root = Path(annotations), Path(root)
     classes = read_finegym_categories(labels)
     records, bad = [], []
@@ -382,7 +470,7 @@ def read_finegym(
         if not line.strip():
             continue
         where = f"{annotations}:{number}"
-        fields = line.split()
+        fields = line.strip().rsplit(None, 1)
         label = _int_field(fields[1]) if len(fields) == 2 else None
         if len(fields) != 2:
             bad.append(BadSample(where, f"expected '<clip_id> <label>', got {line!r}"))
@@ -391,8 +479,12 @@ def read_finegym(
                 BadSample(where, f"label {fields[1]!r} is not a class id 0..{len(classes) - 1}")
             )
         else:
-            records.append(VideoRecord(_media(root, fields[0], video_ext), label, source=where))
-    return Annotations(records, classes, bad, str(annotations))
+            path = _media(root, fields[0], video_ext, where, allow_outside_root)
+            if isinstance(path, BadSample):
+                bad.append(path)
+            else:
+                records.append(VideoRecord(path, label, source=where))
+    return Annotations(records, classes, bad, str(annotations), str(labels))
 
 
 # -- TSN list and class folders -----------------------------------------------------------
@@ -407,11 +499,15 @@ def read_class_names(path: str | Path) -> list[str]:
 
 
 def read_list(
-    annotations: str | Path, root: str | Path, *, labels: str | Path | None = None
+    annotations: str | Path,
+    root: str | Path,
+    *,
+    labels: str | Path | None = None,
+    allow_outside_root: bool = False,
 ) -> Annotations:
     """TSN/TSM/RSA list: ``path num_frames label`` per line, ``path`` a frame folder or a
-    video relative to ``root``. Names from ``labels`` (one per line) if given, else
-    ``str(id)``."""
+    video relative to ``root``; the last two fields are the numbers, so ``path`` may hold
+    spaces. Names from ``labels`` (one per line) if given, else ``str(id)``."""
     annotations, root = Path(annotations), Path(root)
     classes = read_class_names(labels) if labels is not None else None
     records, bad = [], []
@@ -419,7 +515,7 @@ def read_list(
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         where = f"{annotations}:{number}"
-        fields = line.split()
+        fields = line.strip().rsplit(None, 2)
         if len(fields) != 3:
             bad.append(
                 BadSample(where, f"expected 3 fields 'path num_frames label', got {len(fields)}")
@@ -432,11 +528,17 @@ def read_list(
             limit = f" 0..{len(classes) - 1}" if classes is not None else ""
             bad.append(BadSample(where, f"label {fields[2]!r} is not a class id{limit}"))
         else:
-            records.append(VideoRecord(str(root / fields[0]), label, num_frames, source=where))
+            path = sample_path(root, fields[0], where, allow_outside_root=allow_outside_root)
+            if isinstance(path, BadSample):
+                bad.append(path)
+            else:
+                records.append(VideoRecord(path, label, num_frames, source=where))
     if classes is None:
         count = max((record.label for record in records), default=-1) + 1
         classes = [str(i) for i in range(count)]
-    return Annotations(records, classes, bad, str(annotations))
+    return Annotations(
+        records, classes, bad, str(annotations), "" if labels is None else str(labels)
+    )
 
 
 def _is_media(entry: os.DirEntry) -> bool:
@@ -447,22 +549,32 @@ def _is_media(entry: os.DirEntry) -> bool:
     return os.path.splitext(entry.name)[1].lower() in VIDEO_EXTENSIONS
 
 
+def _list_folder(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as error:
+        raise AnnotationError(
+            str(folder), f"cannot be listed: {error.strerror or error} (check its permissions)"
+        ) from None
+
+
 def read_folder(root: str | Path) -> Annotations:
-    """``ROOT/<class name>/<video file or frame folder>``; classes sorted by name."""
+    """``ROOT/<class name>/<video file or frame folder>``; classes sorted by name. Every
+    path is a folder entry, so none can lead outside ROOT (links are followed)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"folder {root} not found (expected ROOT/<class>/<videos>)")
     classes = sorted(
         entry.name
-        for entry in os.scandir(root)
+        for entry in _list_folder(root)
         if entry.is_dir() and not entry.name.startswith(".")
     )
     if not classes:
         raise AnnotationError(str(root), "no class folders (expected ROOT/<class>/<videos>)")
     records = []
     for label, name in enumerate(classes):
-        with os.scandir(root / name) as entries:
-            media = sorted(entry.name for entry in entries if _is_media(entry))
+        media = sorted(entry.name for entry in _list_folder(root / name) if _is_media(entry))
         records += [
             VideoRecord(str(root / name / item), label, source=str(root / name / item))
             for item in media
@@ -493,6 +605,7 @@ def read_annotations(
     policy: str = "skip",
     labels: str | Path | None = None,
     quiet: bool = False,
+    allow_outside_root: bool = False,
     **options,
 ) -> Annotations:
     """Read one split of a benchmark.
@@ -504,8 +617,13 @@ def read_annotations(
     dropped (``policy="skip"``), or the first raises :class:`AnnotationError` (``"raise"``).
     ``options``: ``video_ext`` (something-v2, diving48, finegym), ``class_order``
     (something-v1).
+
+    A row that leads outside ``root`` is malformed ("outside the data root") unless
+    ``allow_outside_root`` (see :func:`sample_path`). A file without a single row is an
+    :class:`AnnotationError`, not an empty data set.
     """
     check_policy(policy)
+    check_allow_outside_root(allow_outside_root)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     annotations, root, labels = (
@@ -545,14 +663,29 @@ def read_annotations(
                 labels = path.parent / LABEL_FILES["list"]
             if options:
                 raise TypeError(f"list: unexpected options {sorted(options)}")
-            result = read_list(path, root_path, labels=labels)
+            result = read_list(
+                path, root_path, labels=labels, allow_outside_root=allow_outside_root
+            )
         else:
             label_file = _find_labels(
                 format, path, root_path, None if labels is None else str(labels)
             )
-            result = readers[format](path, root_path, labels=label_file, **options)
+            result = readers[format](
+                path,
+                root_path,
+                labels=label_file,
+                allow_outside_root=allow_outside_root,
+                **options,
+            )
     else:
         raise ValueError(f"unknown annotation format {format!r}; one of {', '.join(FILE_FORMATS)}")
+    if not result.total_rows:
+        raise AnnotationError(
+            result.source,
+            "no videos or frame folders in the class folders"
+            if format == "folder"
+            else "no annotation rows (an empty file, or only comments); check the path",
+        )
     report_bad_rows(result.bad, policy, quiet=quiet)
     return result
 

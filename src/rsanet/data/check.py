@@ -3,17 +3,21 @@
 Each video is decoded whole (each frame of a frame folder opened and decoded), so that a
 run that starts after a clean check meets no bad sample. The report counts the annotation
 rows (``total``), the samples that decoded (``ok``) and lists every problem with its path
-(or ``file:line``) and reason.
+(or ``file:line``) and reason. A JSON report written to a file is written atomically, and
+never over one of the files it is about.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rsanet.data.annotations import read_annotations
+from rsanet.atomic import atomic_write_text, refuse_overwrite, remove_stale_temporaries
+from rsanet.data.annotations import VideoRecord, read_annotations
 from rsanet.data.decoding import FrameFolder, decode_all, open_video
 from rsanet.data.errors import BadSample, BadSampleError
 
@@ -37,6 +41,34 @@ class CheckReport:
             lines.append(f"... and {len(self.bad) - limit} more (use --json for all)")
         lines.append(f"checked {self.total} samples: {self.ok} ok, {len(self.bad)} bad")
         return "\n".join(lines)
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON to ``path`` atomically (a temporary file renamed
+        over it: a crash or a full disk leaves the previous report intact)."""
+        remove_stale_temporaries(path)
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def check_report_path(
+    out: str | Path, inputs: Iterable[str | Path | None], records: Iterable[VideoRecord] = ()
+) -> None:
+    """Refuse (``ValueError``) a report path that is a folder, one of ``inputs`` (the
+    annotation and label files), a sample, or a file inside a frame folder of a sample."""
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise ValueError(
+            f"the report path {out} is a folder; give a file name such as {out / 'check.json'}"
+        )
+    refuse_overwrite(out, inputs, what="report")
+    spellings = {os.path.abspath(out), str(out.resolve())}
+    folders = {os.path.dirname(name) for name in spellings}
+    for record in records:
+        sample = os.path.abspath(record.path)
+        if sample in spellings or sample in folders:
+            raise ValueError(
+                f"the report {str(out)!r} would overwrite the sample {record.path!r} "
+                f"({record.source}) or a frame in it; choose another path"
+            )
 
 
 def check_source(
@@ -102,15 +134,24 @@ def check_dataset(
     progress: bool = True,
     min_frames: int = 8,
     backend: str = "pyav",
+    out: str | Path | None = None,
     **options,
 ) -> CheckReport:
     """Read the annotations (malformed rows are reported, not raised) and decode every
     sample, in ``workers`` processes (default: all cores; 0 or 1: in this process), with a
     progress bar on stderr. ``min_frames``: fewer usable frames is "too short".
-    ``options`` go to :func:`~rsanet.data.annotations.read_annotations` (``labels``, ...)."""
+    ``options`` go to :func:`~rsanet.data.annotations.read_annotations` (``labels``,
+    ``allow_outside_root``, ...). ``out``: also write the JSON report there, atomically; a
+    path that is an input or a sample is refused before anything is decoded."""
+    if out is not None:
+        check_report_path(out, [annotations, options.get("labels")])
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise FileNotFoundError(f"data root {root} is not a folder (check the path)")
     result = read_annotations(
         format, annotations, root, split=split, policy="skip", quiet=True, **options
     )
+    if out is not None:
+        check_report_path(out, [result.source, result.labels_source or None], result.records)
     jobs = [
         (r.path, backend, min_frames, r.num_frames, r.start_frame, r.end_frame)
         for r in result.records
@@ -138,6 +179,9 @@ def check_dataset(
             if problem is not None:
                 found.append(problem)
     bar.close()
-    return CheckReport(
+    report = CheckReport(
         total=result.total_rows, ok=len(jobs) - len(found), bad=list(result.bad) + found
     )
+    if out is not None:
+        report.write_json(Path(out).expanduser())
+    return report

@@ -8,6 +8,7 @@ for multi-clip testing; label an int; ``.classes`` names the labels.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -167,12 +168,12 @@ _LOADING_OPTIONS = {
 }
 #: annotation-reader options by format
 _READER_OPTIONS = {
-    "something-v1": {"labels", "class_order"},
-    "something-v2": {"labels", "video_ext"},
-    "diving48": {"labels", "video_ext"},
-    "finegym": {"labels", "video_ext"},
-    "list": {"labels"},
-    "folder": set(),
+    "something-v1": {"labels", "class_order", "allow_outside_root"},
+    "something-v2": {"labels", "video_ext", "allow_outside_root"},
+    "diving48": {"labels", "video_ext", "allow_outside_root"},
+    "finegym": {"labels", "video_ext", "allow_outside_root"},
+    "list": {"labels", "allow_outside_root"},
+    "folder": {"allow_outside_root"},
 }
 _SYNTH_OPTIONS = {"num_videos", "flip_pairs", "flip_prob"}
 #: SynthMotion videos per split when ``num_videos`` is not given (1000 / 100 per class)
@@ -205,9 +206,10 @@ def build_dataset(
     uses segment centres / centred clips and a centre crop, or ``num_clips`` uniformly
     spaced clips x ``num_crops`` (1 or 3) crops stacked as (K * crops, 3, T, size, size).
 
-    ``format_options``: ``labels`` (class-name file), ``video_ext``, ``class_order``
-    (something-v1: ``sorted`` ids as TSN/TSM/RSA, or ``file``), ``backend`` (``pyav``,
-    ``decord``, ``torchcodec``, ``auto``), ``frame_template`` (e.g. ``"{:05d}.jpg"``),
+    ``format_options``: ``labels`` (class-name file), ``allow_outside_root`` (accept rows
+    that lead outside ``root``; by default they are malformed rows), ``video_ext``,
+    ``class_order`` (something-v1: ``sorted`` ids as TSN/TSM/RSA, or ``file``), ``backend``
+    (``pyav``, ``decord``, ``torchcodec``, ``auto``), ``frame_template`` (e.g. ``"{:05d}.jpg"``),
     ``min_frames`` (default ``num_frames``: shorter videos are bad samples), ``stride``
     (dense sampling), ``decode_threads``, ``flip_prob`` (0.5), ``flip_pairs`` (extra pairs of
     class names a flip swaps), ``scales``, ``resize``, ``max_attempts``; synthmotion:
@@ -254,9 +256,18 @@ def build_dataset(
             f"{format}: unknown options {sorted(unknown)}; accepted: {sorted(accepted)}"
         )
     reader_options = {k: v for k, v in format_options.items() if k in _READER_OPTIONS[format]}
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"data root {root} is not a folder (check root=, --root or data.root)"
+        )
     result = read_annotations(
         format, annotations, root, split=split, policy=bad_sample_policy, **reader_options
     )
+    if not result.records:
+        raise ValueError(
+            f"no samples: all {len(result.bad)} rows of {result.source} are malformed, "
+            f"the first: {result.bad[0]}"
+        )
     sampler = build_sampler(
         sampling, num_frames, train=train, num_clips=num_clips, stride=format_options.get("stride")
     )

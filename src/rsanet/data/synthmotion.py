@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from rsanet.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from rsanet.data.transforms import Compose, Normalize
 
 #: class names by id; classes 2k and 2k + 1 are temporal opposites
@@ -362,16 +365,29 @@ class SynthMotion(Dataset):
 # -- writing to disk ----------------------------------------------------------------------
 
 
+#: FFmpeg muxer of a video file extension (the temporary name of an atomic write hides it)
+_MUXERS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".webm": "webm",
+    ".avi": "avi",
+}
+
+
 def write_video(
     path: str | Path, frames: np.ndarray, *, fps: int = 12, crf: int = 18, codec: str = "libx264"
 ) -> None:
-    """Encode frames (T, H, W, 3) uint8 (even H and W) as an H.264 mp4 with PyAV."""
+    """Encode frames (T, H, W, 3) uint8 (even H and W) as an H.264 mp4 with PyAV, atomically
+    (a temporary file renamed over ``path``: never a half-written video)."""
     import av
 
     height, width = frames.shape[1:3]
     if height % 2 or width % 2:
         raise ValueError(f"mp4 (yuv420p) needs an even frame size, got {height}x{width}")
-    with av.open(str(path), "w") as container:
+    muxer = _MUXERS.get(Path(path).suffix.lower(), "mp4")
+    with atomic_path(path) as tmp, av.open(str(tmp), "w", format=muxer) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
@@ -384,12 +400,57 @@ def write_video(
 def write_frames(
     folder: str | Path, frames: np.ndarray, *, template: str = "{:05d}.jpg", quality: int = 90
 ) -> None:
-    """Save frames (T, H, W, 3) uint8 as ``folder/00001.jpg ...``."""
+    """Save frames (T, H, W, 3) uint8 as ``folder/00001.jpg ...``, atomically as a folder:
+    written into a temporary folder beside it, then renamed to ``folder`` (a killed write
+    leaves the previous folder, or none, never a folder with frames missing)."""
     from PIL import Image
 
-    os.makedirs(folder, exist_ok=True)
-    for number, frame in enumerate(frames, start=1):
-        Image.fromarray(frame).save(os.path.join(folder, template.format(number)), quality=quality)
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for number, frame in enumerate(frames, start=1):
+            Image.fromarray(frame).save(tmp / template.format(number), quality=quality)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp creates 0700
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder)
+        elif folder.exists() or folder.is_symlink():
+            folder.unlink()
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Delete the temporary files and folders (``.*.tmp``) a killed write left in one of
+    the folders SynthMotion writes."""
+    for leftover in folder.glob(".*.tmp"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+
+
+def _refuse_foreign_lists(out: Path) -> None:
+    """Refuse to write into ``out`` when it is a file, or holds the list files of another
+    data set (a ``classes.txt`` that is not SynthMotion's, or lists without one)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; SynthMotion is written into a folder (choose another)")
+    classes, lists = out / "classes.txt", [out / "train.txt", out / "val.txt"]
+    expected = ("\n".join(SYNTHMOTION_CLASSES) + "\n").encode()
+    if classes.is_file():
+        foreign = classes.read_bytes() != expected
+    else:
+        foreign = any(path.exists() for path in lists)
+    if foreign:
+        raise ValueError(
+            f"{out} holds the list files of another data set (its classes.txt is not "
+            "SynthMotion's): writing train.txt/val.txt there would replace them; choose a "
+            "new or empty folder"
+        )
 
 
 def _write_one(job: tuple) -> str:
@@ -420,7 +481,10 @@ def write_synthmotion(
     """Write SynthMotion to ``out`` for the ``list`` format: ``videos/<split>/N.mp4`` (or
     ``frames/<split>/N/00001.jpg``), ``train.txt`` / ``val.txt`` (``path num_frames label``)
     and ``classes.txt``. ``num_val_videos`` defaults to ``max(1, num_videos // 4)``.
-    ``workers`` > 0 renders in that many processes. Returns the paths of the three files."""
+    ``workers`` > 0 renders in that many processes. Returns the paths of the three files.
+
+    Every file is written atomically, the list files last, and temporaries of a killed run
+    are swept away; ``out`` must not be a file nor hold another data set's list files."""
     if format not in ("mp4", "frames"):
         raise ValueError(f"format must be 'mp4' or 'frames', got {format!r}")
     if num_videos < 1:
@@ -428,15 +492,16 @@ def write_synthmotion(
     if format == "mp4" and size % 2:
         raise ValueError(f"mp4 needs an even --size, got {size}")
     out = Path(out)
+    _refuse_foreign_lists(out)
     num_val = max(1, num_videos // 4) if num_val_videos is None else num_val_videos
     jobs = {
         split: [(str(out), split, i, seed, num_frames, size, format) for i in range(count)]
         for split, count in (("train", num_videos), ("val", num_val))
     }
     for split in jobs:
-        (out / ("videos" if format == "mp4" else "frames") / split).mkdir(
-            parents=True, exist_ok=True
-        )
+        folder = out / ("videos" if format == "mp4" else "frames") / split
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_temporaries(folder)
     all_jobs = jobs["train"] + jobs["val"]
     bar = None
     if progress:
@@ -461,7 +526,12 @@ def write_synthmotion(
     if bar is not None:
         bar.close()
     paths = {"train": out / "train.txt", "val": out / "val.txt", "classes": out / "classes.txt"}
-    paths["train"].write_text("\n".join(lines[:num_videos]) + "\n")
-    paths["val"].write_text("\n".join(lines[num_videos:]) + "\n")
-    paths["classes"].write_text("\n".join(SYNTHMOTION_CLASSES) + "\n")
+    texts = {
+        "classes": "\n".join(SYNTHMOTION_CLASSES) + "\n",  # first: it marks OUT as SynthMotion's
+        "train": "\n".join(lines[:num_videos]) + "\n",
+        "val": "\n".join(lines[num_videos:]) + "\n",
+    }
+    for name, text in texts.items():  # after every video: a list never names a missing one
+        remove_stale_temporaries(paths[name])
+        atomic_write_text(paths[name], text)
     return paths

@@ -8,7 +8,11 @@
 """
 
 from rsanet.atomic import atomic_save
-from rsanet.engine.checkpoint import read_training_checkpoint
+from rsanet.engine.checkpoint import (
+    NonFiniteError,
+    NonFiniteStateError,
+    read_training_checkpoint,
+)
 from rsanet.engine.config import (
     Config,
     ConfigError,
@@ -32,7 +36,7 @@ from rsanet.engine.ema import ModelEMA
 
 # importing the submodule rsanet.engine.evaluate binds the package attribute ``evaluate``
 # to the module; this from-import then rebinds it to the function
-from rsanet.engine.evaluate import evaluate, plot_confusion, predict
+from rsanet.engine.evaluate import NonFiniteLogitsError, evaluate, plot_confusion, predict
 from rsanet.engine.metrics import ClassificationMeter, topk_correct
 from rsanet.engine.optim import (
     WarmupCosine,
@@ -53,7 +57,10 @@ __all__ = [
     "LogConfig",
     "ModelConfig",
     "ModelEMA",
+    "NonFiniteError",
+    "NonFiniteLogitsError",
     "NonFiniteLossError",
+    "NonFiniteStateError",
     "OptimConfig",
     "TrainConfig",
     "WarmupCosine",

@@ -8,15 +8,16 @@ and Python generator states), ``sampler``, ``best_top1``, ``classes``, ``config`
 ``metrics``. Everything is tensors and plain Python values, so ``torch.load(...,
 weights_only=True)`` reads it.
 
-Files are written atomically (:mod:`rsanet.atomic`: a temporary file in the same folder,
-flushed to disk, then renamed over the target): a crash leaves the previous checkpoint
-intact.
+Files are serialised in memory, then written atomically (:mod:`rsanet.atomic`: a temporary
+file in the same folder, flushed to disk, then renamed over the target): a crash or a full
+disk (:class:`rsanet.atomic.DiskFullError`) leaves the previous checkpoint intact. A state
+holding NaN or infinite numbers is never written (:class:`NonFiniteStateError`).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,44 @@ import torch
 
 #: the training-state entries of a checkpoint (besides the model's)
 TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "ema", "epoch", "step", "rng", "sampler")
+#: how many non-finite tensors a message names
+_SHOWN = 3
+
+
+class NonFiniteError(RuntimeError):
+    """A number that training or testing depends on became NaN or infinite: an error,
+    never a result (the message names where, and the last good checkpoint)."""
+
+
+class NonFiniteStateError(NonFiniteError):
+    """Weights or BatchNorm statistics hold NaN or infinite values."""
+
+
+# -- finiteness ---------------------------------------------------------------------------
+
+
+def nonfinite_entries(state: Mapping[str, Any]) -> list[str]:
+    """The names of the floating-point tensors of ``state`` (a state dict) that hold NaN
+    or infinite values; one fused check, names only computed when something is wrong."""
+    tensors = [
+        (k, v)
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()
+    ]
+    if not tensors:
+        return []
+    with torch.no_grad():
+        finite = torch.stack([torch.isfinite(v).all() for _, v in tensors])
+        if bool(finite.all()):
+            return []
+        return [k for (k, _), ok in zip(tensors, finite.tolist(), strict=True) if not ok]
+
+
+def describe_nonfinite(names: Iterable[str]) -> str:
+    """``"layer1.0.bn1.running_var, fc.weight (and 3 more)"``."""
+    names = list(names)
+    shown = ", ".join(names[:_SHOWN])
+    return shown + (f" (and {len(names) - _SHOWN} more)" if len(names) > _SHOWN else "")
 
 
 # -- random number generators -------------------------------------------------------------
@@ -37,8 +76,13 @@ def rng_state() -> dict[str, Any]:
     version, internal, gauss_next = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": int(version), "internal": list(internal), "gauss": gauss_next},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -50,8 +94,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     """Restore the generators saved by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -69,16 +114,27 @@ def seed_everything(seed: int) -> None:
 
 
 def save_training_checkpoint(path: str | Path, model: torch.nn.Module, **state: Any) -> Path:
-    """Write ``model`` (in the rsanet checkpoint format) and the training ``state`` entries
-    atomically; returns the path."""
-    from rsanet.models import save_checkpoint
+    """Write ``model`` (in the rsanet checkpoint format of
+    :func:`rsanet.models.save_checkpoint`) and the training ``state`` entries atomically;
+    returns the path. Raises :class:`NonFiniteStateError` (writing nothing) when the
+    weights, BatchNorm statistics or EMA weights hold NaN or infinite values, and
+    :class:`rsanet.atomic.DiskFullError` on a full disk (the previous file intact)."""
+    from rsanet.models.weights import save_checkpoint
 
+    weights = {k: v.detach() for k, v in model.state_dict().items()}
+    bad = nonfinite_entries(weights)
+    bad += [f"ema.{k}" for k in nonfinite_entries(state.get("ema") or {})]
+    if bad:
+        raise NonFiniteStateError(
+            f"not saving {path}: the model holds NaN or infinite values in "
+            f"{describe_nonfinite(bad)}"
+        )
     return save_checkpoint(path, model, **state)
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint written by :func:`save_training_checkpoint`; ValueError when
-    the file holds only a model (nothing to resume)."""
+    the file holds only a model (nothing to resume) or NaN / infinite weights."""
     from rsanet.models import read_checkpoint
 
     checkpoint = read_checkpoint(path)
@@ -88,5 +144,14 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} holds no training state (missing {', '.join(missing)}): it can be "
             "evaluated or used as initialisation (model.pretrained is for ImageNet ResNets), "
             "not resumed"
+        )
+    state = checkpoint.get("state_dict")
+    bad = nonfinite_entries(state) if isinstance(state, Mapping) else []
+    ema = checkpoint.get("ema")
+    bad += [f"ema.{k}" for k in (nonfinite_entries(ema) if isinstance(ema, Mapping) else [])]
+    if bad:
+        raise ValueError(
+            f"{path} holds NaN or infinite values ({describe_nonfinite(bad)}): it is not a "
+            "state to resume from; resume from an earlier checkpoint or start afresh"
         )
     return checkpoint

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,16 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration that cannot be used: the message names the key and the fix."""
+
+
+class _NotFinite(ConfigError):
+    """A float key given NaN or an infinity (reported as is, not as a type mismatch)."""
+
+
+#: the most intra-op threads or loader workers per process that a configuration may ask for
+MAX_WORKERS = 1024
+#: the largest clip (3 x data.num_frames x data.size², float32) a run accepts, in bytes
+MAX_CLIP_BYTES = 2**31
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -211,6 +222,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
                 continue
             try:
                 return _coerce(value, arg, key)
+            except _NotFinite:
+                raise
             except ConfigError as error:
                 errors.append(error)
         raise ConfigError(f"{key}: expected {_type_name(hint)}, got {_describe(value)}")
@@ -221,13 +234,18 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise _NotFinite(f"{key} must be a finite number, got {number}")
+            return number
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -261,8 +279,9 @@ def _check_choice(f: dataclasses.Field, value: Any, key: str) -> None:
 def dataclass_from_dict(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     """An instance of the dataclass ``cls`` from a mapping, every key and type checked."""
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'configuration'}: expected a mapping, "
-                          f"got {_describe(values)}")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'configuration'}: expected a mapping, got {_describe(values)}"
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _hints(cls)
     kwargs = {}
@@ -298,8 +317,14 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if values is None:
-        return {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML text file (it is not UTF-8 text)") from None
+    if values is None or values == {}:
+        # not the defaults: they would start a full training run nobody asked for
+        raise ConfigError(
+            f"{path} is empty: a configuration names at least the model and the data "
+            "(start from one of configs/, e.g. configs/synthmotion_rsanet.yaml)"
+        )
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
     return values
@@ -343,8 +368,10 @@ def _set_path(values: dict[str, Any], key: str, value: Any, raw: str) -> None:
         hint = hints[part]
         if last:
             if dataclasses.is_dataclass(hint):
-                raise ConfigError(f"{here} is a section: set one of its keys, e.g. "
-                                  f"{here}.{dataclasses.fields(hint)[0].name}=...")
+                raise ConfigError(
+                    f"{here} is a section: set one of its keys, e.g. "
+                    f"{here}.{dataclasses.fields(hint)[0].name}=..."
+                )
             if (hint is str or hint == (str | None)) and value is not None:
                 # a string field keeps the text as typed: "001" stays "001", not 1
                 value = value if isinstance(value, str) else raw.strip()
@@ -371,7 +398,8 @@ def apply_overrides(values: dict[str, Any], overrides: Iterable[str]) -> dict[st
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Read the YAML file ``path`` (None: the defaults), apply ``--set`` style overrides
+    """Read the YAML file ``path`` (None: the defaults; an empty file is a ConfigError),
+    apply ``--set`` style overrides
     (``["optim.lr=0.01", "data.num_frames=16"]``), type-check and validate."""
     values = _read_yaml(path) if path is not None else {}
     apply_overrides(values, overrides)
@@ -405,44 +433,79 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: Config) -> None:
     """Range checks across fields; raises ConfigError naming the key."""
-    m, d, o, t, e, lg = (config.model, config.data, config.optim, config.train, config.eval,
-                         config.log)
+    m, d, o, t, e, lg = (
+        config.model,
+        config.data,
+        config.optim,
+        config.train,
+        config.eval,
+        config.log,
+    )
     _require(bool(m.name), "model.name must name a model (see rsanet.models.list_models())")
-    _require(m.num_classes is None or m.num_classes >= 1,
-             f"model.num_classes must be >= 1 or null, got {m.num_classes}")
+    _require(
+        m.num_classes is None or m.num_classes >= 1,
+        f"model.num_classes must be >= 1 or null, got {m.num_classes}",
+    )
     for key in ("drop_rate", "drop_path_rate"):
         rate = getattr(m, key)
         _require(rate is None or 0.0 <= rate < 1.0, f"model.{key} must be in [0, 1), got {rate}")
     _require(d.num_frames >= 1, f"data.num_frames must be >= 1, got {d.num_frames}")
     _require(d.size >= 1, f"data.size must be >= 1, got {d.size}")
-    _require(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
+    clip_bytes = 4 * 3 * d.num_frames * d.size**2
+    _require(
+        clip_bytes <= MAX_CLIP_BYTES,
+        f"one clip of data.num_frames={d.num_frames} frames of data.size={d.size} pixels "
+        f"takes {clip_bytes / 2**30:.3g} GiB (at most {MAX_CLIP_BYTES / 2**30:g} GiB): lower "
+        "data.num_frames or data.size",
+    )
+    _require(
+        0 <= d.num_workers <= MAX_WORKERS,
+        f"data.num_workers must be in 0..{MAX_WORKERS}, got {d.num_workers}",
+    )
     _require(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     _require(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
     _require(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
-    _require(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
-             f"optim.betas must be two numbers in [0, 1), got {o.betas}")
-    _require(0 <= o.label_smoothing < 1,
-             f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}")
-    _require(o.clip_grad_norm is None or o.clip_grad_norm > 0,
-             f"optim.clip_grad_norm must be > 0 or null, got {o.clip_grad_norm}")
+    _require(
+        len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas),
+        f"optim.betas must be two numbers in [0, 1), got {o.betas}",
+    )
+    _require(
+        0 <= o.label_smoothing < 1,
+        f"optim.label_smoothing must be in [0, 1), got {o.label_smoothing}",
+    )
+    _require(
+        o.clip_grad_norm is None or o.clip_grad_norm > 0,
+        f"optim.clip_grad_norm must be > 0 or null, got {o.clip_grad_norm}",
+    )
     _require(o.warmup_epochs >= 0, f"optim.warmup_epochs must be >= 0, got {o.warmup_epochs}")
     _require(o.min_lr >= 0, f"optim.min_lr must be >= 0, got {o.min_lr}")
+    _require(o.min_lr <= o.lr, f"optim.min_lr ({o.min_lr}) exceeds optim.lr ({o.lr})")
     _require(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
-    _require(o.warmup_epochs <= t.epochs,
-             f"optim.warmup_epochs ({o.warmup_epochs}) exceeds train.epochs ({t.epochs})")
+    _require(
+        o.warmup_epochs <= t.epochs,
+        f"optim.warmup_epochs ({o.warmup_epochs}) exceeds train.epochs ({t.epochs})",
+    )
     _require(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
-    _require(t.grad_accum_steps >= 1,
-             f"train.grad_accum_steps must be >= 1, got {t.grad_accum_steps}")
-    _require(t.batch_size % t.grad_accum_steps == 0,
-             f"train.batch_size ({t.batch_size}) must be a multiple of train.grad_accum_steps "
-             f"({t.grad_accum_steps})")
+    _require(
+        t.grad_accum_steps >= 1, f"train.grad_accum_steps must be >= 1, got {t.grad_accum_steps}"
+    )
+    _require(
+        t.batch_size % t.grad_accum_steps == 0,
+        f"train.batch_size ({t.batch_size}) must be a multiple of train.grad_accum_steps "
+        f"({t.grad_accum_steps})",
+    )
     _require(t.eval_every >= 1, f"train.eval_every must be >= 1, got {t.eval_every}")
     _require(0 < t.ema_decay < 1, f"train.ema_decay must be in (0, 1), got {t.ema_decay}")
-    _require(t.stop_after_epochs is None or 1 <= t.stop_after_epochs <= t.epochs,
-             f"train.stop_after_epochs must be in 1..train.epochs ({t.epochs}) or null, "
-             f"got {t.stop_after_epochs}")
-    _require(t.num_threads is None or t.num_threads >= 1,
-             f"train.num_threads must be >= 1 or null, got {t.num_threads}")
+    _require(
+        t.stop_after_epochs is None or 1 <= t.stop_after_epochs <= t.epochs,
+        f"train.stop_after_epochs must be in 1..train.epochs ({t.epochs}) or null, "
+        f"got {t.stop_after_epochs}",
+    )
+    _require(
+        t.num_threads is None or 1 <= t.num_threads <= MAX_WORKERS,
+        f"train.num_threads must be in 1..{MAX_WORKERS} or null, got {t.num_threads}",
+    )
+    _require(-(2**63) <= t.seed < 2**63, f"train.seed must fit in 64 bits, got {t.seed}")
     _require(e.num_clips >= 1, f"eval.num_clips must be >= 1, got {e.num_clips}")
     _require(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
     _require(lg.every_steps >= 0, f"log.every_steps must be >= 0, got {lg.every_steps}")

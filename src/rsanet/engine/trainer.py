@@ -11,17 +11,26 @@ augmentation, dropout and stochastic depth are functions of ``(seed, epoch, rank
 checkpoint holds the optimiser, schedule, scaler, EMA, step and RNG states. On CPU, a run
 stopped after an epoch (``train.stop_after_epochs`` or a kill) and resumed ends with weights
 bit-identical to an uninterrupted run.
+
+Faults: outputs never overwrite the run's inputs (checked before anything is written);
+every file is replaced atomically, and a full disk stops the run with
+:class:`rsanet.atomic.DiskFullError`, the previous checkpoint intact; temporaries left by a
+killed save are removed when a run starts or resumes in the folder. A loss, weight or
+BatchNorm statistic that becomes NaN or infinite stops the run at that step
+(:class:`NonFiniteError`), and no checkpoint holding one is ever written, so ``last.pt`` is
+always the last good state.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +38,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsanet.atomic import (
+    DiskFullError,
+    atomic_write_text,
+    refuse_overwrite,
+    remove_stale_temporaries,
+)
 from rsanet.engine.checkpoint import (
+    NonFiniteError,
+    NonFiniteStateError,
+    describe_nonfinite,
+    nonfinite_entries,
     read_training_checkpoint,
     rng_state,
     save_training_checkpoint,
@@ -64,11 +83,20 @@ from rsanet.engine.metrics import ClassificationMeter
 from rsanet.engine.optim import build_loss, build_optimizer, build_scheduler
 
 #: configuration keys that may change between a run and its resumption without a warning
-RESUME_FREE_KEYS = ("train.stop_after_epochs", "train.num_threads", "data.num_workers",
-                    "log.", "eval.")
+RESUME_FREE_KEYS = (
+    "train.stop_after_epochs",
+    "train.num_threads",
+    "data.num_workers",
+    "log.",
+    "eval.",
+)
 
 
-class NonFiniteLossError(RuntimeError):
+#: the files a run writes in its folder (besides tensorboard/)
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl")
+
+
+class NonFiniteLossError(NonFiniteError):
     """The loss became NaN or infinite; the message names the step and the checkpoint
     that holds the last good state."""
 
@@ -132,7 +160,8 @@ def check_model(config: Config, *, resuming: bool = False) -> None:
         raise FileNotFoundError(
             f"model.pretrained: no such file: {pretrained!r} (an ImageNet ResNet checkpoint "
             "in torchvision's layout, or a ViT/DeiT one in timm's for the video transformers; "
-            "set its path, or null to train from scratch)")
+            "set its path, or null to train from scratch)"
+        )
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -148,8 +177,11 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``key: old -> new`` for every setting that differs (free keys aside)."""
     a, b = _flatten(old), _flatten(new)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and not k.startswith(RESUME_FREE_KEYS)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k) and not k.startswith(RESUME_FREE_KEYS)
+    ]
 
 
 def format_duration(seconds: float) -> str:
@@ -165,8 +197,22 @@ def _show_progress(mode: str, env: DistEnv) -> bool:
     return mode == "always" or sys.stderr.isatty()
 
 
+def _anywhere(flag: bool, env: DistEnv) -> bool:
+    """Whether ``flag`` is set on any process (every process gets the same answer)."""
+    if not env.is_distributed:
+        return flag
+    return bool(all_reduce_sum(torch.tensor([float(flag)], device=env.device), env) > 0)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _finite_or_null(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with NaN and infinite numbers as None: JSON holds no NaN."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
+    }
 
 
 class _Writers:
@@ -180,13 +226,17 @@ class _Writers:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                warnings.warn("tensorboard is not installed: metrics go to metrics.jsonl "
-                              "only (pip install tensorboard)", stacklevel=2)
+                warnings.warn(
+                    "tensorboard is not installed: metrics go to metrics.jsonl "
+                    "only (pip install tensorboard)",
+                    stacklevel=2,
+                )
             else:
                 self.tb = SummaryWriter(str(output / "tensorboard"))
 
     def truncate_after(self, epoch: int, step: int) -> None:
-        """Drop lines written after the checkpoint that a run resumes from."""
+        """Drop lines written after the checkpoint that a run resumes from (atomically;
+        a line half-written when the disk filled up is dropped too)."""
         if not self.enabled or not self.path.exists():
             return
         kept = []
@@ -197,13 +247,22 @@ class _Writers:
                 continue
             if record.get("epoch", 0) <= epoch and record.get("step", 0) <= step:
                 kept.append(line)
-        self.path.write_text("".join(f"{line}\n" for line in kept))
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
 
     def write(self, record: dict[str, Any], scalars: Mapping[str, float], step: int) -> None:
         if not self.enabled:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(_finite_or_null(record), allow_nan=False) + "\n")
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise DiskFullError(
+                error.errno,
+                f"no space left on the device while appending to {str(self.path)!r} (the "
+                "checkpoints are intact): free some space, then continue with --resume",
+            ) from error
         if self.tb is not None:
             for tag, value in scalars.items():
                 if value is not None and math.isfinite(value):
@@ -227,26 +286,39 @@ def train(
     resume: str | Path | bool | None = None,
     *,
     overwrite: bool = False,
+    inputs: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Train ``config`` into ``output_dir``.
 
     ``resume``: True continues from ``output_dir/last.pt``, a path from that checkpoint.
     A fresh run refuses an ``output_dir`` that already holds ``last.pt`` unless
-    ``overwrite``. Returns ``best_top1``, ``best_epoch``, ``epochs_completed``, ``steps``,
+    ``overwrite``. No file the run writes may be one of its inputs (``model.pretrained``,
+    the annotation files, ``inputs``, the YAML file ``config`` when it is a path, which may
+    only be the run's own ``config.yaml``): OverwriteError before anything is written.
+    Returns ``best_top1``, ``best_epoch``, ``epochs_completed``, ``steps``,
     ``last`` (the last epoch's metrics), ``wall_time_s`` (this call), ``elapsed_s`` (all
     calls of the run), ``stopped_early`` and the checkpoint paths.
     """
+    if isinstance(config, (str, Path)):
+        inputs = [config, *inputs]
     config = as_config(config)
     env = init_distributed(config.train.device)
     try:
-        return _Run(config, Path(output_dir), env, resume, overwrite).run()
+        return _Run(config, Path(output_dir), env, resume, overwrite, inputs).run()
     finally:
         cleanup(env)
 
 
 class _Run:
-    def __init__(self, config: Config, output: Path, env: DistEnv,
-                 resume: str | Path | bool | None, overwrite: bool) -> None:
+    def __init__(
+        self,
+        config: Config,
+        output: Path,
+        env: DistEnv,
+        resume: str | Path | bool | None,
+        overwrite: bool,
+        inputs: Sequence[str | Path] = (),
+    ) -> None:
         self.config, self.output, self.env = config, output, env
         self.started = time.perf_counter()
         t = config.train
@@ -256,6 +328,7 @@ class _Run:
         if env.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed clip shapes: pick the fastest kernels
         self.resume_path = self._resume_path(resume, overwrite)
+        self._check_outputs(inputs)
         check_model(config, resuming=self.resume_path is not None)
         check_data_paths(config.data)
         micro_batch_size(t.batch_size, env.world_size, t.grad_accum_steps)
@@ -269,8 +342,9 @@ class _Run:
         last = self.output / "last.pt"
         if resume is True or resume == "":
             if not last.is_file():
-                raise FileNotFoundError(f"nothing to resume: {last} does not exist (start the "
-                                        "run without --resume)")
+                raise FileNotFoundError(
+                    f"nothing to resume: {last} does not exist (start the run without --resume)"
+                )
             return last
         if resume:
             path = Path(resume)
@@ -284,6 +358,31 @@ class _Run:
             )
         return None
 
+    def _check_outputs(self, inputs: Sequence[str | Path]) -> None:
+        """Refuse a run whose files (:data:`RUN_FILES`) would overwrite one of its inputs.
+        The configuration file may be the run's own ``config.yaml`` (it is rewritten with
+        the resolved configuration) and the checkpoint resumed from its ``last.pt`` or
+        ``best.pt`` (the checkpoints a run replaces as it goes)."""
+        d = self.config.data
+        pretrained = None if self.resume_path is not None else self.config.model.pretrained
+        read = [
+            ("model.pretrained", pretrained),
+            ("data.annotations", d.annotations),
+            ("data.train_annotations", d.train_annotations),
+            ("data.val_annotations", d.val_annotations),
+        ]
+        for name in RUN_FILES:
+            output = self.output / name
+            for what, source in read:
+                if source is not None:
+                    refuse_overwrite(
+                        output, [Path(source).expanduser()], what=f"run file (for {what})"
+                    )
+            if name != "config.yaml":
+                refuse_overwrite(output, inputs, what="run file")
+            if name in ("config.yaml", "metrics.jsonl"):
+                refuse_overwrite(output, [self.resume_path], what="run file")
+
     def _check_resumable(self, checkpoint: Mapping[str, Any]) -> None:
         name = checkpoint.get("model")
         if name != self.config.model.name:
@@ -296,13 +395,18 @@ class _Run:
         if isinstance(old, Mapping) and self.env.is_main:
             changes = config_differences(old, config_to_dict(self.config))
             if changes:
-                print("rsanet train: warning: resuming with a configuration that differs from "
-                      "the checkpoint's: " + "; ".join(changes), file=sys.stderr)
+                print(
+                    "rsanet train: warning: resuming with a configuration that differs from "
+                    "the checkpoint's: " + "; ".join(changes),
+                    file=sys.stderr,
+                )
         saved_world = checkpoint.get("world_size")
         if saved_world and saved_world != self.env.world_size and self.env.is_main:
-            print(f"rsanet train: warning: the run used {saved_world} processes, now "
-                  f"{self.env.world_size}: the data order differs from an uninterrupted run",
-                  file=sys.stderr)
+            print(
+                f"rsanet train: warning: the run used {saved_world} processes, now "
+                f"{self.env.world_size}: the data order differs from an uninterrupted run",
+                file=sys.stderr,
+            )
 
     def _build(self) -> None:
         c, env = self.config, self.env
@@ -315,21 +419,25 @@ class _Run:
         if not num_classes:
             raise ConfigError("model.num_classes is not set and the dataset names no classes")
         if self.classes and num_classes != len(self.classes):
-            raise ConfigError(f"model.num_classes is {num_classes} but the dataset has "
-                              f"{len(self.classes)} classes")
+            raise ConfigError(
+                f"model.num_classes is {num_classes} but the dataset has "
+                f"{len(self.classes)} classes"
+            )
         self.num_classes = num_classes
 
         micro = micro_batch_size(t.batch_size, env.world_size, t.grad_accum_steps)
         self.train_loader, self.sampler = build_train_loader(
-            self.train_set, batch_size=micro, num_workers=c.data.num_workers, seed=t.seed,
-            env=env)
-        self.val_loader = build_eval_loader(self.val_set, batch_size=c.eval.batch_size,
-                                            num_workers=c.data.num_workers, env=env)
+            self.train_set, batch_size=micro, num_workers=c.data.num_workers, seed=t.seed, env=env
+        )
+        self.val_loader = build_eval_loader(
+            self.val_set, batch_size=c.eval.batch_size, num_workers=c.data.num_workers, env=env
+        )
         self.steps_per_epoch = len(self.train_loader) // t.grad_accum_steps
         if self.steps_per_epoch < 1:
             raise ConfigError(
                 f"one optimiser step needs {t.grad_accum_steps} batches of {micro} clips per "
-                f"process; the training set has {len(self.train_set)} samples")
+                f"process; the training set has {len(self.train_set)} samples"
+            )
 
         from rsanet.models import check_state_dict_fits, create_model
 
@@ -341,20 +449,28 @@ class _Run:
         pretrained = None
         if c.model.pretrained and self.checkpoint is None:
             pretrained = str(Path(c.model.pretrained).expanduser())
-        model = create_model(c.model.name, num_classes=num_classes,
-                             num_frames=c.data.num_frames, pretrained=pretrained, **overrides)
+        model = create_model(
+            c.model.name,
+            num_classes=num_classes,
+            num_frames=c.data.num_frames,
+            pretrained=pretrained,
+            **overrides,
+        )
         if self.checkpoint is not None:
-            check_state_dict_fits(model, self.checkpoint["state_dict"],
-                                  what=f"checkpoint {self.resume_path}")
+            check_state_dict_fits(
+                model, self.checkpoint["state_dict"], what=f"checkpoint {self.resume_path}"
+            )
         model.to(env.device)
         self.model = model
         self.ddp = model
         if env.is_distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
-                model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+                model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+            )
         self.optimizer = build_optimizer(model, c.optim)
-        self.scheduler = build_scheduler(self.optimizer, c.optim, epochs=t.epochs,
-                                         steps_per_epoch=self.steps_per_epoch)
+        self.scheduler = build_scheduler(
+            self.optimizer, c.optim, epochs=t.epochs, steps_per_epoch=self.steps_per_epoch
+        )
         self.scaler = torch.amp.GradScaler(env.device.type, enabled=self.precision.needs_scaler)
         self.ema = ModelEMA(model, t.ema_decay) if t.ema else None
         self.criterion = build_loss(c.optim)
@@ -389,17 +505,31 @@ class _Run:
     # -- checkpoints ------------------------------------------------------------------------
 
     def _save(self, path: Path, metrics: Mapping[str, Any]) -> None:
+        try:
+            self._write_checkpoint(path, metrics)
+        except DiskFullError as error:
+            raise DiskFullError(
+                error.errno, f"{error.strerror}; then continue the run with --resume"
+            ) from error
+
+    def _write_checkpoint(self, path: Path, metrics: Mapping[str, Any]) -> None:
         save_training_checkpoint(
-            path, self.model,
+            path,
+            self.model,
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
             ema=self.ema.state_dict() if self.ema is not None else None,
-            epoch=self.epoch, step=self.step, rng=rng_state(),
+            epoch=self.epoch,
+            step=self.step,
+            rng=rng_state(),
             sampler=self.sampler.state_dict(),
             best_top1=None if self.best_top1 == -math.inf else self.best_top1,
-            best_epoch=self.best_epoch, elapsed_s=self.elapsed + self._wall(),
-            classes=self.classes, config=config_to_dict(self.config), metrics=dict(metrics),
+            best_epoch=self.best_epoch,
+            elapsed_s=self.elapsed + self._wall(),
+            classes=self.classes,
+            config=config_to_dict(self.config),
+            metrics=dict(metrics),
             world_size=self.env.world_size,
         )
 
@@ -412,15 +542,19 @@ class _Run:
         c, env = self.config, self.env
         accum = c.train.grad_accum_steps
         self.ddp.train()
-        start_epoch(self.train_loader, self.sampler, seed=c.train.seed, epoch=self.epoch,
-                    env=env)
+        start_epoch(self.train_loader, self.sampler, seed=c.train.seed, epoch=self.epoch, env=env)
         params = [p for p in self.model.parameters() if p.requires_grad]
         bar = None
         if _show_progress(c.log.progress, env):
             from tqdm import tqdm
 
-            bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/"
-                       f"{c.train.epochs}", unit="step", dynamic_ncols=True, leave=False)
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                desc=f"epoch {self.epoch + 1}/{c.train.epochs}",
+                unit="step",
+                dynamic_ncols=True,
+                leave=False,
+            )
         batches = iter(self.train_loader)
         began = time.perf_counter()
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips (all ranks)
@@ -432,8 +566,11 @@ class _Run:
                 clips, labels = next(batches)
                 clips = clips.to(env.device, non_blocking=True)
                 labels = labels.to(env.device, non_blocking=True)
-                sync = (self.ddp.no_sync() if env.is_distributed and micro < accum - 1
-                        else contextlib.nullcontext())
+                sync = (
+                    self.ddp.no_sync()
+                    if env.is_distributed and micro < accum - 1
+                    else contextlib.nullcontext()
+                )
                 with sync:
                     with self.precision.autocast():
                         logits = self.ddp(clips)
@@ -454,36 +591,78 @@ class _Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            bad = nonfinite_entries(self.model.state_dict())
+            if _anywhere(bool(bad), env):  # e.g. a BatchNorm variance overflowed
+                raise NonFiniteStateError(
+                    self._nonfinite_state_message(bad or ["the weights of another process"], index)
+                )
             if self.ema is not None:
                 self.ema.update(self.model)
             self.step += 1
             lr = self.optimizer.param_groups[0]["lr"]
             every = c.log.every_steps
             if every and self.step % every == 0:
-                writers.write({"event": "step", "epoch": self.epoch + 1, "step": self.step,
-                               "loss": mean_loss, "lr": lr},
-                              {"train/loss_step": mean_loss, "train/lr": lr}, self.step)
+                writers.write(
+                    {
+                        "event": "step",
+                        "epoch": self.epoch + 1,
+                        "step": self.step,
+                        "loss": mean_loss,
+                        "lr": lr,
+                    },
+                    {"train/loss_step": mean_loss, "train/lr": lr},
+                    self.step,
+                )
             if bar is not None:
                 rate = float(totals[2]) / max(time.perf_counter() - began, 1e-9)
-                bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}",
-                                clips_s=f"{rate:.1f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}", refresh=False
+                )
                 bar.update()
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - began
         clips = float(totals[2])
-        return {"loss": float(totals[0]) / clips, "top1": 100.0 * float(totals[1]) / clips,
-                "samples": int(clips), "time_s": seconds,
-                "clips_per_s": clips / max(seconds, 1e-9),
-                "lr": self.optimizer.param_groups[0]["lr"]}
+        return {
+            "loss": float(totals[0]) / clips,
+            "top1": 100.0 * float(totals[1]) / clips,
+            "samples": int(clips),
+            "time_s": seconds,
+            "clips_per_s": clips / max(seconds, 1e-9),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+
+    def _last_good(self) -> str:
+        last = self.output / "last.pt"
+        return (
+            f"the last good checkpoint is {last} (epoch {self.epoch})"
+            if self.epoch > 0 and last.exists()
+            else "no checkpoint was written yet"
+        )
+
+    def _last_good_before_validation(self) -> str:
+        last = self.output / "last.pt"
+        return (
+            f"the last good checkpoint is {last} (epoch {self.epoch - 1})"
+            if self.epoch > 1 and last.exists()
+            else "no checkpoint was written yet"
+        )
 
     def _nonfinite_message(self, value: float, index: int) -> str:
-        last = self.output / "last.pt"
-        kept = (f"the last good checkpoint is {last} (epoch {self.epoch})"
-                if self.epoch > 0 and last.exists() else "no checkpoint was written yet")
-        return (f"loss is {value} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
-                f"{index + 1} of {self.steps_per_epoch}): training stopped; {kept}. Lower "
-                "optim.lr, set optim.clip_grad_norm, or use train.precision=fp32")
+        return (
+            f"loss is {value} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
+            f"{index + 1} of {self.steps_per_epoch}): training stopped; "
+            f"{self._last_good()}. Lower optim.lr, set optim.clip_grad_norm, or use "
+            "train.precision=fp32"
+        )
+
+    def _nonfinite_state_message(self, names: list[str], index: int) -> str:
+        return (
+            f"the weights became NaN or infinite at step {self.step + 1} (epoch "
+            f"{self.epoch + 1}, batch {index + 1} of {self.steps_per_epoch}) in "
+            f"{describe_nonfinite(names)}: training stopped, nothing saved; "
+            f"{self._last_good()}. Lower optim.lr or set optim.clip_grad_norm"
+        )
 
     @torch.no_grad()
     def _validate(self) -> dict[str, Any]:
@@ -493,6 +672,7 @@ class _Run:
         model.eval()
         meter = ClassificationMeter(self.num_classes)
         loss_fn = nn.CrossEntropyLoss(reduction="sum")
+        nonfinite = False
         for clips, labels in self.val_loader:
             clips, labels = clips.to(env.device), labels.to(env.device)
             with self.precision.autocast():
@@ -500,12 +680,23 @@ class _Run:
                     n, views = clips.shape[:2]
                     logits = model(clips.flatten(0, 1)).float().view(n, views, -1)
                     scores = logits.softmax(-1).mean(1)
-                    loss = nn.functional.nll_loss(scores.clamp_min(1e-12).log(), labels,
-                                                  reduction="sum")
+                    loss = nn.functional.nll_loss(
+                        scores.clamp_min(1e-12).log(), labels, reduction="sum"
+                    )
                 else:
                     scores = model(clips).float()
                     loss = loss_fn(scores, labels)
+            if not bool(torch.isfinite(scores).all()):
+                nonfinite = True
+                continue
             meter.update(scores, labels, float(loss))
+        if _anywhere(nonfinite, env):
+            raise NonFiniteError(
+                f"validation after epoch {self.epoch}: the network's outputs are NaN or "
+                f"infinite (its weights are finite): training stopped, nothing saved for "
+                f"this epoch; {self._last_good_before_validation()}. Lower optim.lr or use "
+                "train.precision=fp32"
+            )
         meter.all_reduce(env)
         result = meter.compute()
         result.pop("per_class")
@@ -518,6 +709,15 @@ class _Run:
         self._build()
         if env.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
+            removed = [
+                p for name in RUN_FILES for p in remove_stale_temporaries(self.output / name)
+            ]
+            if removed:
+                print(
+                    f"rsanet train: removed {len(removed)} temporary file(s) left in "
+                    f"{self.output} by an interrupted save",
+                    file=sys.stderr,
+                )
             save_config(c, self.output / "config.yaml")
         writers = _Writers(self.output, env.is_main, c.log.tensorboard)
         if self.checkpoint is not None:
@@ -526,28 +726,41 @@ class _Run:
             writers.path.unlink()  # --overwrite: a fresh metrics file
         if env.is_main:
             params = sum(p.numel() for p in self.model.parameters())
-            print(f"rsanet train: {c.model.name} ({params / 1e6:.2f}M parameters) on "
-                  f"{c.data.format} ({len(self.train_set)} train / {len(self.val_set)} val, "
-                  f"{self.num_classes} classes), {env.world_size} process(es) on "
-                  f"{env.device.type}, {self.precision.name}, {self.steps_per_epoch} steps "
-                  f"per epoch" + (f", resuming after epoch {self.epoch}"
-                                  if self.checkpoint is not None else ""), flush=True)
+            print(
+                f"rsanet train: {c.model.name} ({params / 1e6:.2f}M parameters) on "
+                f"{c.data.format} ({len(self.train_set)} train / {len(self.val_set)} val, "
+                f"{self.num_classes} classes), {env.world_size} process(es) on "
+                f"{env.device.type}, {self.precision.name}, {self.steps_per_epoch} steps "
+                f"per epoch"
+                + (f", resuming after epoch {self.epoch}" if self.checkpoint is not None else ""),
+                flush=True,
+            )
         stop = c.train.stop_after_epochs
         last: dict[str, Any] = {}
         try:
             while self.epoch < c.train.epochs and (stop is None or self.epoch < stop):
                 train_metrics = self._train_epoch(writers)
                 self.epoch += 1
-                record = {"event": "epoch", "epoch": self.epoch, "step": self.step,
-                          "lr": train_metrics["lr"], "train_loss": train_metrics["loss"],
-                          "train_top1": train_metrics["top1"],
-                          "train_samples": train_metrics["samples"],
-                          "epoch_time_s": train_metrics["time_s"],
-                          "clips_per_s": train_metrics["clips_per_s"]}
+                record = {
+                    "event": "epoch",
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "lr": train_metrics["lr"],
+                    "train_loss": train_metrics["loss"],
+                    "train_top1": train_metrics["top1"],
+                    "train_samples": train_metrics["samples"],
+                    "epoch_time_s": train_metrics["time_s"],
+                    "clips_per_s": train_metrics["clips_per_s"],
+                }
                 if self.epoch % c.train.eval_every == 0 or self.epoch == c.train.epochs:
                     val = self._validate()
-                    record.update({f"val_{k}": v for k, v in val.items()
-                                   if k in ("top1", "top5", "mean_class", "loss", "num_samples")})
+                    record.update(
+                        {
+                            f"val_{k}": v
+                            for k, v in val.items()
+                            if k in ("top1", "top5", "mean_class", "loss", "num_samples")
+                        }
+                    )
                     if val["top1"] > self.best_top1:
                         self.best_top1, self.best_epoch = val["top1"], self.epoch
                         if env.is_main:
@@ -555,8 +768,11 @@ class _Run:
                 record["elapsed_s"] = self.elapsed + self._wall()
                 if env.is_main:
                     self._save(self.output / "last.pt", record)
-                    scalars = {f"{k.replace('_', '/', 1)}": v for k, v in record.items()
-                               if k.startswith(("train_", "val_")) and isinstance(v, float)}
+                    scalars = {
+                        f"{k.replace('_', '/', 1)}": v
+                        for k, v in record.items()
+                        if k.startswith(("train_", "val_")) and isinstance(v, float)
+                    }
                     scalars["train/lr_epoch"] = record["lr"]
                     writers.write(record, scalars, self.epoch)
                     writers.flush()
@@ -586,20 +802,34 @@ class _Run:
         return result
 
     def _epoch_line(self, r: Mapping[str, Any]) -> str:
-        line = (f"epoch {r['epoch']}/{self.config.train.epochs}: train loss "
-                f"{r['train_loss']:.4f} top-1 {r['train_top1']:.1f}%")
+        line = (
+            f"epoch {r['epoch']}/{self.config.train.epochs}: train loss "
+            f"{r['train_loss']:.4f} top-1 {r['train_top1']:.1f}%"
+        )
         if "val_top1" in r:
-            line += (f" | val top-1 {r['val_top1']:.2f}% top-5 {r['val_top5']:.2f}% "
-                     f"mean-class {r['val_mean_class']:.2f}%")
-        return line + (f" | lr {r['lr']:.3g} | {format_duration(r['epoch_time_s'])}, "
-                       f"{r['clips_per_s']:.1f} clips/s")
+            line += (
+                f" | val top-1 {r['val_top1']:.2f}% top-5 {r['val_top5']:.2f}% "
+                f"mean-class {r['val_mean_class']:.2f}%"
+            )
+        return line + (
+            f" | lr {r['lr']:.3g} | {format_duration(r['epoch_time_s'])}, "
+            f"{r['clips_per_s']:.1f} clips/s"
+        )
 
     def _summary_line(self, r: Mapping[str, Any]) -> str:
-        best = ("no validation yet" if r["best_top1"] is None
-                else f"best val top-1 {r['best_top1']:.2f}% (epoch {r['best_epoch']})")
-        state = (f"stopped after epoch {r['epochs_completed']} of {self.config.train.epochs} "
-                 "(continue with --resume)" if r["stopped_early"]
-                 else f"{r['epochs_completed']} epochs")
-        return (f"rsanet train: {best}; {state}, {r['steps']} steps; wall time "
-                f"{format_duration(r['wall_time_s'])} (run total "
-                f"{format_duration(r['elapsed_s'])}); {self.output}")
+        best = (
+            "no validation yet"
+            if r["best_top1"] is None
+            else f"best val top-1 {r['best_top1']:.2f}% (epoch {r['best_epoch']})"
+        )
+        state = (
+            f"stopped after epoch {r['epochs_completed']} of {self.config.train.epochs} "
+            "(continue with --resume)"
+            if r["stopped_early"]
+            else f"{r['epochs_completed']} epochs"
+        )
+        return (
+            f"rsanet train: {best}; {state}, {r['steps']} steps; wall time "
+            f"{format_duration(r['wall_time_s'])} (run total "
+            f"{format_duration(r['elapsed_s'])}); {self.output}"
+        )

@@ -17,9 +17,7 @@ from rsanet.inference.alerts import (
     AlertEngine,
     AlertEvent,
     AlertRule,
-    EventLog,
     RulesError,
-    WebhookSink,
     load_rules,
     parse_rules,
 )
@@ -37,13 +35,16 @@ from rsanet.inference.predictor import (
     Backend,
     CheckpointError,
     Classifier,
+    NonFiniteScoresError,
     Predictor,
     TorchBackend,
     WindowAnalysis,
     load_classifier,
     top_k,
 )
+from rsanet.inference.redact import redact_text, redact_url
 from rsanet.inference.results import ClipPrediction, Outage, RunSummary, WindowResult
+from rsanet.inference.sinks import AlertSinks, EventLog, WebhookSink
 from rsanet.inference.smoothing import ScoreSmoother
 from rsanet.inference.sources import (
     Frame,
@@ -61,6 +62,7 @@ __all__ = [
     "AlertEngine",
     "AlertEvent",
     "AlertRule",
+    "AlertSinks",
     "Annotator",
     "Backend",
     "Backoff",
@@ -72,6 +74,7 @@ __all__ = [
     "Frame",
     "FrameRing",
     "LiveAnalysis",
+    "NonFiniteScoresError",
     "OnnxRuntimeBackend",
     "Outage",
     "Predictor",
@@ -97,6 +100,8 @@ __all__ = [
     "load_rules",
     "parse_rules",
     "parse_source",
+    "redact_text",
+    "redact_url",
     "pyav_opener",
     "top_k",
     "tsn_pick",

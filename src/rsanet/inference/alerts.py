@@ -1,5 +1,5 @@
-"""Alerts: rules turn window scores into events, written to a JSON-lines log and optionally
-POSTed to a webhook.
+"""Alerts: rules turn window scores into events (delivered to a JSON-lines log and a webhook
+by :mod:`rsanet.inference.sinks`).
 
 A rules file (YAML or JSON) maps class names to a score threshold, a minimum duration and a
 cooldown::
@@ -13,6 +13,8 @@ cooldown::
 fires when the class's smoothed score has been at or above ``threshold`` in consecutive
 windows whose ends span at least ``min_duration`` seconds, and not within ``cooldown``
 seconds of its last event; a score that stays high fires again once the cooldown is over.
+A score that is not finite (NaN, inf) is an error (:class:`NonFiniteScoresError`), never an
+alert.
 """
 
 from __future__ import annotations
@@ -20,20 +22,14 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import json
-import logging
 import math
-import queue
-import threading
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsanet.inference.predictor import NonFiniteScoresError
 from rsanet.inference.results import WindowResult
-
-logger = logging.getLogger("rsanet.inference")
 
 RULE_KEYS = ("threshold", "min_duration", "cooldown")
 DEFAULTS = {"threshold": 0.5, "min_duration": 0.0, "cooldown": 60.0}
@@ -209,6 +205,12 @@ class AlertEngine:
         events = []
         for number, rule in enumerate(self.rules):
             score = result.score_of(self._index[rule.label])
+            if not math.isfinite(score):
+                raise NonFiniteScoresError(
+                    f"window {result.index} ({result.start:.2f}-{result.end:.2f} s) of "
+                    f"{result.source or 'the source'}: the score of {rule.label!r} is "
+                    f"{score}, not a number the rules can compare; no alert is raised from it"
+                )
             if score < rule.threshold:
                 self._since[number] = None
                 self._peak.pop(number, None)
@@ -237,74 +239,3 @@ class AlertEngine:
                 )
             )
         return events
-
-
-class EventLog:
-    """Events appended to a JSON-lines file, one flushed line per event."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
-        self.written = 0
-
-    def write(self, event: AlertEvent) -> None:
-        self._file.write(json.dumps(event.to_dict()) + "\n")
-        self._file.flush()
-        self.written += 1
-
-    def close(self) -> None:
-        self._file.close()
-
-
-class WebhookSink:
-    """POSTs each event as JSON to ``url`` from a background thread, so a slow receiver never
-    holds up the analysis: at most ``max_pending`` events wait (more are dropped and
-    counted); failures are logged, counted in ``failed``, and never fatal."""
-
-    def __init__(self, url: str, *, timeout: float = 2.0, max_pending: int = 64) -> None:
-        if not url.lower().startswith(("http://", "https://")):
-            raise ValueError(f"webhook URL must start with http:// or https://, got {url!r}")
-        self.url, self.timeout = url, timeout
-        self._queue: queue.Queue[dict | None] = queue.Queue(maxsize=max_pending)
-        self.sent = self.failed = self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="rsanet-webhook", daemon=True)
-        self._thread.start()
-
-    def write(self, event: AlertEvent) -> None:
-        try:
-            self._queue.put_nowait(event.to_dict())
-        except queue.Full:
-            self.dropped += 1
-
-    def _post(self, payload: dict) -> None:
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps(payload).encode("utf-8"),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            response.read()
-
-    def _run(self) -> None:
-        while True:
-            payload = self._queue.get()
-            try:
-                if payload is None:
-                    return
-                self._post(payload)
-                self.sent += 1
-            except (urllib.error.URLError, OSError, ValueError) as error:
-                self.failed += 1
-                logger.warning("webhook %s failed: %s", self.url, error)
-            finally:
-                self._queue.task_done()
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Send what is pending (waiting up to ``timeout`` seconds), then stop."""
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self._thread.join(timeout)

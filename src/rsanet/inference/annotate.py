@@ -1,22 +1,54 @@
 """``--annotate OUT.mp4``: the video with the current label and score drawn on each frame
 (Pillow ``ImageDraw``), encoded with PyAV (H.264, timestamps kept, so frames dropped from a
-live stream leave the timing intact)."""
+live stream leave the timing intact).
+
+The video is written to a temporary file beside ``OUT`` and renamed over it when finished
+(:func:`rsanet.atomic.atomic_path`): an interrupted or failed run never leaves a half-written
+video, and a previous ``OUT`` stays intact until the new one is complete."""
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from rsanet.atomic import atomic_path
+
 #: timestamps of the written video, in milliseconds
 TIME_BASE = Fraction(1, 1000)
+#: FFmpeg muxer of each supported output extension (the temporary name has none)
+CONTAINERS = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "matroska",
+    ".avi": "avi",
+    ".ts": "mpegts",
+}
+
+
+def container_format(path: str | Path) -> str:
+    """The FFmpeg muxer for ``path``'s extension; ValueError naming the supported ones."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in CONTAINERS:
+        raise ValueError(
+            f"cannot write an annotated video to {str(path)!r}: unsupported extension "
+            f"{suffix or '(none)'!r}; use one of {', '.join(CONTAINERS)}"
+        )
+    return CONTAINERS[suffix]
+
+
+class _Aborted(Exception):
+    """Thrown into the atomic write to discard the temporary video."""
 
 
 class Annotator:
     """Writes annotated frames to ``path`` (mp4/mkv/...); frames (H, W, 3) uint8 RGB, at
     most ``max_width`` wide (larger frames are scaled down). Open on the first frame, so the
-    output has the source's size; :meth:`close` finishes the file."""
+    output has the source's size; :meth:`close` finishes the file and puts it in place,
+    :meth:`abort` discards it."""
 
     def __init__(
         self,
@@ -27,7 +59,9 @@ class Annotator:
         max_width: int | None = 1280,
     ) -> None:
         self.path = Path(path)
+        self.format = container_format(self.path)
         self.codec, self.crf, self.max_width = codec, crf, max_width
+        self._atomic: contextlib.ExitStack | None = None
         self._container = None
         self._stream = None
         self._size: tuple[int, int] | None = None
@@ -38,12 +72,17 @@ class Annotator:
     def _open(self, width: int, height: int) -> None:
         import av
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.max_width and width > self.max_width:
             height = round(height * self.max_width / width)
             width = self.max_width
         width, height = width - width % 2, height - height % 2  # yuv420p needs even sides
-        self._container = av.open(str(self.path), "w")
+        self._atomic = contextlib.ExitStack()
+        temporary = self._atomic.enter_context(atomic_path(self.path))
+        try:
+            self._container = av.open(str(temporary), "w", format=self.format)
+        except BaseException:
+            self.abort()
+            raise
         stream = self._container.add_stream(self.codec, rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = TIME_BASE
@@ -128,11 +167,30 @@ class Annotator:
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and finish the file (a no-op when no frame was written)."""
+        """Flush the encoder, finish the file and rename it to ``path`` (a no-op when no
+        frame was written). On a failure the temporary file is removed and the error
+        raised (:class:`rsanet.atomic.DiskFullError` for a full disk)."""
         if self._container is None:
             return
         try:
             self._container.mux(self._stream.encode())
-        finally:
             self._container.close()
-            self._container = None
+        except BaseException:
+            self.abort()
+            raise
+        self._container = None
+        atomic, self._atomic = self._atomic, None
+        if atomic is not None:
+            atomic.close()  # fsync, then os.replace over ``path``
+
+    def abort(self) -> None:
+        """Discard the video being written (the temporary file); ``path`` is untouched."""
+        container, self._container = self._container, None
+        if container is not None:
+            with contextlib.suppress(Exception):
+                container.close()
+        atomic, self._atomic = self._atomic, None
+        if atomic is not None:
+            error = _Aborted()
+            with contextlib.suppress(_Aborted):
+                atomic.__exit__(_Aborted, error, None)

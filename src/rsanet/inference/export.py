@@ -6,12 +6,18 @@ and return logits (N, K). RSA and local self-attention export as plain operators
 neighbourhood gather becomes one shifted slice per neighbour, processed a few frames at a time
 (``unfold_mb`` bounds the memory of one chunk; larger chunks make smaller graphs). The class
 names and the model name are stored in the file (ONNX metadata, TorchScript extra file).
+
+Files are serialised in memory and written atomically (:mod:`rsanet.atomic`): a failed or
+interrupted export, or a full disk, leaves the previous file at the path intact and no
+partial file; temporaries left beside it by a killed export are removed by the next one.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -22,12 +28,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from rsanet.atomic import atomic_write, remove_stale_temporaries
+
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17
 #: ONNX metadata key / TorchScript extra file holding the export's description
 METADATA_KEY = "rsanet"
 TORCHSCRIPT_EXTRA = "rsanet.json"
 INPUT_NAME, OUTPUT_NAME = "clip", "logits"
+#: the largest example clip an export accepts, in bytes (float32): far above any real input
+MAX_CLIP_BYTES = 2**31
 
 
 @dataclass
@@ -62,6 +72,8 @@ def example_clip(frames: int, size: int, *, batch: int = 1, seed: int = 0) -> to
 def _prepared(model: nn.Module, unfold_mb: float | None) -> nn.Module:
     """An evaluation-mode copy of ``model`` whose attention layers unfold ``unfold_mb`` MiB of
     neighbourhoods per chunk (fewer, larger chunks: a smaller exported graph)."""
+    if unfold_mb is not None and not (math.isfinite(unfold_mb) and unfold_mb >= 0):
+        raise ValueError(f"unfold_mb must be a finite number of MiB >= 0, got {unfold_mb}")
     model = copy.deepcopy(model).eval()
     if unfold_mb:
         for module in model.modules():
@@ -71,9 +83,17 @@ def _prepared(model: nn.Module, unfold_mb: float | None) -> nn.Module:
 
 
 def _check_shape(frames: int, size: int, batch: int) -> None:
+    """Positive integers, and an example clip of at most :data:`MAX_CLIP_BYTES`."""
     for name, value in (("frames", frames), ("size", size), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    clip_bytes = 4 * batch * 3 * frames * size * size
+    if clip_bytes > MAX_CLIP_BYTES:
+        raise ValueError(
+            f"a clip ({batch}, 3, {frames}, {size}, {size}) takes {clip_bytes / 2**30:.3g} GiB, "
+            f"more than the {MAX_CLIP_BYTES / 2**30:g} GiB an export accepts: lower the frames "
+            "or the size"
+        )
 
 
 def export_onnx(
@@ -87,31 +107,32 @@ def export_onnx(
     unfold_mb: float | None = 64,
 ) -> Path:
     """Export ``model`` to ONNX (opset 17, TorchScript-based exporter) for clips
-    (batch, 3, frames, size, size); ``metadata`` is stored as JSON under ``rsanet``."""
+    (batch, 3, frames, size, size); ``metadata`` is stored as JSON under ``rsanet``. The
+    file is written atomically (a full disk raises DiskFullError, the old file intact)."""
     import onnx
 
     _check_shape(frames, size, batch)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     prepared = _prepared(model, unfold_mb)
     clip = example_clip(frames, size, batch=batch)
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             prepared,
             (clip,),
-            str(path),
+            buffer,
             dynamo=False,
             opset_version=ONNX_OPSET,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             do_constant_folding=True,
         )
-    proto = onnx.load(str(path))
+    proto = onnx.load_model_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata or {})
-    onnx.save(proto, str(path))
-    return path
+    data = proto.SerializeToString()
+    return atomic_write(path, lambda handle: handle.write(data))
 
 
 def export_torchscript(
@@ -125,20 +146,20 @@ def export_torchscript(
     unfold_mb: float | None = 64,
 ) -> Path:
     """Trace ``model`` (``torch.jit.trace``) on clips (batch, 3, frames, size, size) and save
-    it; ``metadata`` goes to the extra file ``rsanet.json``."""
+    it atomically; ``metadata`` goes to the extra file ``rsanet.json``."""
     _check_shape(frames, size, batch)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     prepared = _prepared(model, unfold_mb)
     clip = example_clip(frames, size, batch=batch)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(prepared, clip, check_trace=False)
     extra = {TORCHSCRIPT_EXTRA: json.dumps(metadata or {})}
+    # serialised in memory first: torch's file writer aborts the process on a write error
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is still supported
-        torch.jit.save(traced, str(path), _extra_files=extra)
-    return path
+        torch.jit.save(traced, buffer, _extra_files=extra)
+    return atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
 class OnnxRuntimeBackend:
@@ -242,10 +263,12 @@ def export_model(
     unfold_mb: float | None = 64,
 ) -> ExportResult:
     """Export ``model`` (``format`` ``onnx`` or ``torchscript``) and, with ``check``, load
-    the file back and compare its logits with PyTorch's on a random clip."""
+    the file back and compare its logits with PyTorch's on a random clip. The file is
+    replaced atomically; temporaries a killed export left beside it are removed first."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     metadata = {"num_frames": frames, "size": size, **(metadata or {})}
+    remove_stale_temporaries(path)  # left beside the file by a killed export
     start = time.perf_counter()
     exporter = export_onnx if format == "onnx" else export_torchscript
     path = exporter(

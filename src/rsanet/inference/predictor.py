@@ -52,6 +52,11 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used for prediction (the message is one line)."""
 
 
+class NonFiniteScoresError(ValueError):
+    """The model returned NaN or infinite logits: an error, never a result (a rule must not
+    fire on ``score nan``); the weights or the exported file are broken."""
+
+
 @dataclass
 class Classifier:
     """A model rebuilt from a checkpoint, with what prediction needs to know about it."""
@@ -96,7 +101,7 @@ def load_classifier(path: str | Path) -> Classifier:
     path = str(path)
     try:
         checkpoint = read_checkpoint(path)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:  # read_checkpoint's own clear errors
         raise CheckpointError(str(error)) from None
     except Exception as error:  # pickle, zip and torch errors of a file that is not ours
         reason = " ".join(str(error).split())[:200] or type(error).__name__
@@ -214,7 +219,17 @@ class Predictor:
                 f"the model returned logits of shape {tuple(logits.shape)}, expected "
                 f"(1, {len(self.classes)})"
             )
-        probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy().astype(np.float64)
+        logits = logits.float()
+        if not bool(torch.isfinite(logits).all()):
+            bad = int((~torch.isfinite(logits)).sum())
+            raise NonFiniteScoresError(
+                f"the model returned {bad} non-finite logit(s) (NaN or inf) of "
+                f"{logits.numel()}: its weights are broken (retrain, or re-export the "
+                "checkpoint); no prediction is made from them"
+            )
+        probs = torch.softmax(logits, dim=-1)[0].cpu().numpy().astype(np.float64)
+        if not np.isfinite(probs).all():  # cannot happen after finite logits; kept as a guard
+            raise NonFiniteScoresError("the model's class scores are not finite")
         return probs, (time.perf_counter() - start) * 1e3
 
     def top(self, scores: np.ndarray) -> Top:
@@ -236,7 +251,10 @@ class Predictor:
             count = video.num_frames()
             indices = TSNSampler(self.num_frames, train=False)(count)[0]
             frames = video.read(indices.tolist())
-        scores, _ = self.scores(frames)
+        try:
+            scores, _ = self.scores(frames)
+        except NonFiniteScoresError as error:
+            raise NonFiniteScoresError(f"{path}: {error}") from None
         return ClipPrediction(
             source=path,
             top=self.top(scores),
@@ -272,7 +290,13 @@ class Predictor:
     ) -> WindowResult:
         """The result of one window: TSN-sampled clip, model, smoothing, top-k."""
         clip = window.sample(self.num_frames)
-        raw, compute_ms = self.scores([frame.image for frame in clip])
+        try:
+            raw, compute_ms = self.scores([frame.image for frame in clip])
+        except NonFiniteScoresError as error:
+            where = f" of {source}" if source else ""
+            raise NonFiniteScoresError(
+                f"window {window.start:.2f}-{window.end:.2f} s{where}: {error}"
+            ) from None
         smoothed = smoother(raw)
         latency_ms = (time.monotonic() - window.frames[-1].arrival) * 1e3
         return WindowResult(

@@ -135,7 +135,10 @@ class RunSummary:
     frames: frames decoded from the source; dropped_frames: frames dropped because the
     analysis was behind; realtime_factor: analysis speed relative to the stream,
     ``stride * windows / compute time`` (below 1 the analysis cannot keep up and frames are
-    dropped); reconnects: reopenings after outages.
+    dropped); reconnects: reopenings after outages; interrupted: stopped by SIGINT or
+    SIGTERM (``signal`` names it); error: why the run ended early or lost output (None when
+    it did not); alerts: events fired (None without rules); delivery: what became of them
+    (``events`` log and ``webhook`` counts, see :mod:`rsanet.inference.sinks`).
     """
 
     source: str
@@ -151,6 +154,14 @@ class RunSummary:
     outages: list[Outage] = field(default_factory=list)
     interrupted: bool = False
     error: str | None = None
+    signal: str | None = None
+    alerts: int | None = None
+    delivery: dict[str, Any] | None = None
+
+    @property
+    def lost_alerts(self) -> int:
+        """Alert deliveries that did not arrive (event log writes and webhook POSTs)."""
+        return sum(int(part.get("lost", 0)) for part in (self.delivery or {}).values())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,7 +177,10 @@ class RunSummary:
             "mean_latency_ms": _round(self.mean_latency_ms, 1),
             "outages": [outage.to_dict() for outage in self.outages],
             "interrupted": self.interrupted,
+            "signal": self.signal,
             "error": self.error,
+            "alerts": self.alerts,
+            "delivery": self.delivery,
         }
 
     def describe(self) -> str:
@@ -177,8 +191,13 @@ class RunSummary:
             f"{self.dropped_frames} dropped, real-time factor {rtf}, "
             f"{self.reconnects} reconnect(s)"
         )
+        if self.alerts is not None:
+            text += f", {self.alerts} alert(s)"
+        if self.lost_alerts:
+            lost = self.lost_alerts
+            text += f", {lost} alert deliver{'y' if lost == 1 else 'ies'} LOST"
         if self.interrupted:
-            text += ", interrupted"
+            text += f", interrupted ({self.signal})" if self.signal else ", interrupted"
         if self.error:
             text += f", error: {self.error}"
         return text

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rsanet.data.annotations import VIDEO_EXTENSIONS
+from rsanet.inference.redact import redact_text, redact_url
 
 #: URL schemes FFmpeg reads as network streams
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "http", "https", "udp", "tcp", "srt")
@@ -49,10 +50,11 @@ class SourceSpec:
         return self.kind in ("url", "device")
 
     def __str__(self) -> str:
-        """The source as printed: a URL's password is replaced by ``***``."""
+        """The source as printed: a URL's credentials (password, token, secret query
+        parameters) are replaced by ``***`` (:func:`rsanet.inference.redact.redact_url`)."""
         if self.format:
             return f"{self.format}:{self.target}"
-        return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/:@]*):[^/@]*@", r"\1:***@", self.target)
+        return redact_url(self.target)
 
 
 @dataclass
@@ -98,10 +100,10 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("device", f"/dev/video{text}", "v4l2")
     if scheme:
         raise SourceError(
-            f"unsupported URL scheme {scheme.group(1)!r} in {text!r} "
+            f"unsupported URL scheme {scheme.group(1)!r} in {redact_url(text)!r} "
             f"(supported: {', '.join(URL_SCHEMES)})"
         )
-    raise SourceError(f"no such file, folder, URL or device: {text!r}")
+    raise SourceError(f"no such file, folder, URL or device: {redact_text(text)!r}")
 
 
 def list_videos(folder: str | Path) -> list[str]:
@@ -126,7 +128,7 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
 
 
 def _one_line(error: BaseException) -> str:
-    message = " ".join(str(error).split()) or type(error).__name__
+    message = redact_text(" ".join(str(error).split()) or type(error).__name__)
     return message if len(message) <= 300 else message[:297] + "..."
 
 
@@ -145,7 +147,7 @@ def describe_av_error(error: BaseException) -> str:
     if isinstance(error, av.error.InvalidDataError):
         return "not a video FFmpeg can read (invalid data)"
     if isinstance(error, av.error.FFmpegError) and error.strerror:
-        return error.strerror  # without the file name PyAV appends
+        return redact_text(error.strerror)  # without the file name PyAV appends
     return _one_line(error)
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from rsanet.inference.predictor import MAX_FPS, Predictor
+from rsanet.inference.redact import redact_text
 from rsanet.inference.results import Outage, RunStats, RunSummary, WindowResult
 from rsanet.inference.sources import DEFAULT_TIMEOUT, Frame, SourceError, SourceSpec, decode_frames
 from rsanet.inference.windows import EPS, SlidingWindow
@@ -101,14 +102,33 @@ class FrameRing:
 @dataclass(frozen=True)
 class Backoff:
     """Delay before reconnection attempt n (1, 2, ...): ``initial * factor**(n-1)``, at most
-    ``maximum`` seconds."""
+    ``maximum`` seconds (``maximum`` is raised to ``initial`` when smaller). Any attempt
+    number, however large, gives a finite delay: the loop that waits never overflows."""
 
     initial: float = 0.5
     factor: float = 2.0
     maximum: float = 30.0
 
+    def __post_init__(self) -> None:
+        for name in ("initial", "factor", "maximum"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"backoff {name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"backoff {name} must be positive and finite, got {value!r}")
+        if self.factor < 1:
+            raise ValueError(f"backoff factor must be >= 1, got {self.factor!r}")
+        if self.maximum < self.initial:
+            object.__setattr__(self, "maximum", float(self.initial))
+
     def delay(self, attempt: int) -> float:
-        return min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        steps = max(0, int(attempt) - 1)
+        if self.factor == 1:
+            return float(self.initial)
+        # the step from which the cap applies, computed in logs: no power of a huge count
+        if steps >= math.log(self.maximum / self.initial) / math.log(self.factor):
+            return float(self.maximum)
+        return min(self.maximum, self.initial * self.factor**steps)
 
 
 def pyav_opener(
@@ -139,8 +159,9 @@ class StreamReader(threading.Thread):
     ``segment`` counts connections. A source that ends or fails is reopened after
     ``backoff.delay(n)`` seconds when ``reconnect`` is true (live sources), at most
     ``max_reconnects`` times in a row (None: forever). Outages go to ``events`` (a queue the
-    analysis drains) and ``outages``; ``error`` is set when the reader gave up or the source
-    never delivered a frame.
+    analysis drains) and ``outages``; ``error`` is set when the reader gave up, the source
+    never delivered a frame, or the reader itself failed (``crashed``: the thread never
+    dies without saying why). Reasons are redacted (no URL credentials).
     """
 
     def __init__(
@@ -163,6 +184,7 @@ class StreamReader(threading.Thread):
         self.reconnects = 0
         self.error: str | None = None
         self.fatal: bool = False  # the source never delivered a frame
+        self.crashed: bool = False  # the reader itself failed (a bug): ``error`` says how
         self._origin: float | None = None
         self._outage: Outage | None = None  # the outage in progress
         self._last_time = -math.inf
@@ -204,44 +226,55 @@ class StreamReader(threading.Thread):
                 close()
 
     def run(self) -> None:
-        segment, attempts = 0, 0
         try:
-            while not self._halt.is_set():
-                try:
-                    self._stream(segment)
-                    if self._halt.is_set() or not self.reconnect:
-                        return
-                    reason = "the stream ended"
-                except Exception as error:  # any failure of the source: reconnect
-                    reason = " ".join(str(error).split()) or type(error).__name__
-                    if self._origin is None and self._outage is None:
-                        self.error, self.fatal = reason, True
-                        return
-                    if not self.reconnect:
-                        self.error = reason
-                        return
-                outage = self._outage
-                if outage is None:
-                    outage = self._outage = Outage(start=self._run_time(), reason=reason)
-                    self.outages.append(outage)
-                    self.events.put(replace(outage))
-                    attempts = 0
-                attempts += 1
-                outage.attempts = attempts
-                if self.max_reconnects is not None and attempts > self.max_reconnects:
-                    outage.gave_up = True
-                    outage.attempts = attempts - 1
-                    self.error = (
-                        f"stream lost ({outage.reason}), gave up after "
-                        f"{attempts - 1} reconnection attempt(s)"
-                    )
-                    self.events.put(replace(outage))
-                    return
-                if self._halt.wait(self.backoff.delay(attempts)):
-                    return
-                segment += 1
+            self._follow()
+        except BaseException as error:  # a bug of the reader itself: never die silently
+            reason = redact_text(" ".join(str(error).split()) or "no message")
+            self.error = f"the stream reader stopped: {type(error).__name__}: {reason}"
+            self.crashed = True
+            if self._outage is not None:  # the outage in progress ends here, for good
+                self._outage.gave_up = True
+                self.events.put(replace(self._outage))
         finally:
             self.ring.close()
+
+    def _follow(self) -> None:
+        """Connect, stream, and reconnect after failures, until told to stop or giving up."""
+        segment, attempts = 0, 0
+        while not self._halt.is_set():
+            try:
+                self._stream(segment)
+                if self._halt.is_set() or not self.reconnect:
+                    return
+                reason = "the stream ended"
+            except Exception as error:  # any failure of the source: reconnect
+                reason = redact_text(" ".join(str(error).split()) or type(error).__name__)
+                if self._origin is None and self._outage is None:
+                    self.error, self.fatal = reason, True
+                    return
+                if not self.reconnect:
+                    self.error = reason
+                    return
+            outage = self._outage
+            if outage is None:
+                outage = self._outage = Outage(start=self._run_time(), reason=reason)
+                self.outages.append(outage)
+                self.events.put(replace(outage))
+                attempts = 0
+            attempts += 1
+            outage.attempts = attempts
+            if self.max_reconnects is not None and attempts > self.max_reconnects:
+                outage.gave_up = True
+                outage.attempts = attempts - 1
+                self.error = (
+                    f"stream lost ({outage.reason}), gave up after "
+                    f"{attempts - 1} reconnection attempt(s)"
+                )
+                self.events.put(replace(outage))
+                return
+            if self._halt.wait(self.backoff.delay(attempts)):
+                return
+            segment += 1
 
 
 class LiveAnalysis:

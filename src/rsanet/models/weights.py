@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,26 +36,124 @@ class CheckpointMismatchError(ValueError):
 
 # -- reading ---------------------------------------------------------------------------
 
+#: the first bytes of a checkpoint in torch's legacy (pre-1.6, non-zip) format
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+#: file signatures that are certainly not checkpoints: (offset, bytes, what the file is)
+_SIGNATURES = (
+    (4, b"ftyp", "an MP4/MOV video"),
+    (0, b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
+    (0, b"RIFF", "a RIFF file (AVI video or WAV audio)"),
+    (0, b"\x00\x00\x01\xba", "an MPEG video"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"GIF8", "a GIF image"),
+    (0, b"%PDF", "a PDF document"),
+    (0, b"\x1f\x8b", "a gzip archive"),
+    (0, b"\x93NUMPY", "a NumPy array (.npy)"),
+    (0, b"\x89HDF", "an HDF5 file"),
+)
+
+
+class NotACheckpointError(ValueError):
+    """A file that is not a PyTorch checkpoint at all: empty, truncated or damaged, a video,
+    a text file, a TorchScript export (the message says which)."""
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be a checkpoint written by ``torch.save``, judged
+    from its first bytes (and, for a zip archive, its member names); None when it looks
+    like one."""
+    import zipfile
+
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(256)
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if not head:
+        return "is empty (0 bytes), not a checkpoint (a save interrupted before it began?)"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return (
+                "is truncated or damaged (a zip archive without its directory): not a "
+                "complete checkpoint, e.g. a save that was interrupted or a partial copy"
+            )
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return (
+                "is a TorchScript export (rsanet export --format torchscript), not a "
+                "checkpoint: load it with torch.jit.load, or use the checkpoint it was "
+                "exported from"
+            )
+        if not any(n.endswith("data.pkl") for n in names):
+            return "is a zip archive, not a PyTorch checkpoint (it has no data.pkl)"
+        return None
+    if head.startswith(_LEGACY_MAGIC):
+        return None
+    for offset, signature, what in _SIGNATURES:
+        if head[offset : offset + len(signature)] == signature:
+            return f"is {what}, not a PyTorch checkpoint"
+    if head[:1] == head[188:189] == b"\x47":  # a sync byte every 188 bytes
+        return "is an MPEG transport stream (a video), not a PyTorch checkpoint"
+    if head[:1] == b"\x80":
+        return (
+            "is a plain Python pickle, not a checkpoint written by torch.save "
+            "(rsanet.models.save_checkpoint writes ours)"
+        )
+    if head[:1] == b"\x08" and path.suffix.lower() == ".onnx":
+        return "is an ONNX model, not a PyTorch checkpoint (predict with --backend onnxruntime)"
+    try:
+        head[:200].decode("utf-8")
+    except UnicodeDecodeError:
+        return f"is not a PyTorch checkpoint (its first bytes are {head[:8].hex(' ')})"
+    return "is a text file, not a PyTorch checkpoint"
+
 
 def read_checkpoint(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """A checkpoint as a dict: ``source`` is a dict already or the path of a file saved by
-    ``torch.save`` (read with ``weights_only=True`` onto the CPU)."""
+    ``torch.save`` (read with ``weights_only=True`` onto the CPU).
+
+    A file that is not a checkpoint at all (empty, truncated, a video, text, a TorchScript
+    export) raises :class:`NotACheckpointError` saying what it is; the advice to load with
+    ``weights_only=False`` is given only for a real checkpoint holding foreign objects."""
     if isinstance(source, Mapping):
         return dict(source)
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
+    reason = _not_a_checkpoint(path)
+    if reason is not None:
+        raise NotACheckpointError(f"{path} {reason}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        foreign = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if foreign is None:
+            raise NotACheckpointError(
+                f"{path} is damaged: it looks like a PyTorch checkpoint but its contents "
+                f"cannot be read ({_first_line(error)})"
+            ) from None
         raise ValueError(
-            f"{path} holds objects other than tensors and plain containers, which are not "
-            "loaded for safety; if you trust the file, load it with "
-            "torch.load(path, weights_only=False) and pass the dict instead"
+            f"{path} holds objects other than tensors and plain containers (e.g. "
+            f"{foreign.group(1)}), which are not loaded for safety; if you trust the file, "
+            "load it with torch.load(path, weights_only=False) and pass the dict instead"
         ) from error
+    except (RuntimeError, OSError, EOFError, KeyError, IndexError, ValueError) as error:
+        raise NotACheckpointError(
+            f"{path} is truncated or damaged: not a readable PyTorch checkpoint "
+            f"({type(error).__name__}: {_first_line(error)})"
+        ) from None
     if not isinstance(loaded, Mapping):
         raise ValueError(f"{path} holds a {type(loaded).__name__}, not a checkpoint dict")
     return dict(loaded)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 160 characters."""
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:160]
 
 
 def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
