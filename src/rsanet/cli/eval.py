@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="test checkpoints (multi-clip, 3-crop, ensembles)",
         description=(
             "Test a checkpoint on the validation split of CONFIG's data: top-1, top-5, mean "
-            "per-class accuracy and per-class accuracy, with a confusion-matrix PNG and the "
+            "per-class accuracy and per-class accuracy (on SynthMotion also pair accuracy and "
+            "top-1 per pair of opposite classes), with a confusion-matrix PNG and the "
             "predictions as JSON lines. Several --checkpoint options ensemble the networks by "
             "averaging their softmax scores (e.g. the 8- and 16-frame RSANet: RSANet EN)."
         ),
