@@ -67,12 +67,18 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return removed
 
 
-def _disk_full(error: OSError, path: Path) -> OSError:
+def disk_full_error(
+    error: OSError,
+    path: str | Path,
+    advice: str = "nothing was replaced (the previous file, if any, is intact): free some "
+    "space and retry",
+) -> OSError:
+    """``error`` as a :class:`DiskFullError` naming ``path`` (with ``advice``) when it is
+    a full disk or quota, else ``error`` itself; for writers that do not go through
+    :func:`atomic_write` (append-only logs)."""
     if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
         return DiskFullError(
-            error.errno,
-            f"no space left on the device while writing {str(path)!r}; nothing was "
-            "replaced (the previous file, if any, is intact): free some space and retry",
+            error.errno, f"no space left on the device while writing {str(path)!r}; {advice}"
         )
     return error
 
@@ -100,7 +106,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[Any]], object], mode: str
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(error, OSError):
-            raise _disk_full(error, path) from error
+            raise disk_full_error(error, path) from error
         raise
     return path
 
@@ -130,7 +136,7 @@ def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         if isinstance(error, OSError):
-            raise _disk_full(error, path) from error
+            raise disk_full_error(error, path) from error
         raise
 
 

@@ -77,11 +77,21 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> Dis
     backend = "nccl" if dev.type == "cuda" else "gloo"
     owns = False
     if not dist.is_initialized():
-        dist.init_process_group(backend, rank=rank, world_size=world,
-                                timeout=datetime.timedelta(minutes=timeout_minutes))
+        dist.init_process_group(
+            backend,
+            rank=rank,
+            world_size=world,
+            timeout=datetime.timedelta(minutes=timeout_minutes),
+        )
         owns = True
-    return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev,
-                   backend=dist.get_backend(), owns_group=owns)
+    return DistEnv(
+        rank=rank,
+        world_size=world,
+        local_rank=local,
+        device=dev,
+        backend=dist.get_backend(),
+        owns_group=owns,
+    )
 
 
 def cleanup(env: DistEnv) -> None:
@@ -123,14 +133,33 @@ class ResumableDistributedSampler(DistributedSampler):
     ``(seed, epoch)`` only, with the state that a checkpoint records. Works in a single
     process too (``num_replicas=1, rank=0``)."""
 
-    def __init__(self, dataset: Dataset, *, num_replicas: int = 1, rank: int = 0,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
-                         seed=seed, drop_last=drop_last)
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed, "num_replicas": self.num_replicas,
-                "shuffle": self.shuffle, "num_samples": len(self.dataset)}
+        return {
+            "epoch": self.epoch,
+            "seed": self.seed,
+            "num_replicas": self.num_replicas,
+            "shuffle": self.shuffle,
+            "num_samples": len(self.dataset),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.set_epoch(int(state["epoch"]))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from rsanet.engine.checkpoint import NonFiniteError, describe_nonfinite, nonfini
 from rsanet.engine.config import MAX_CLIP_BYTES, Config, ConfigError
 from rsanet.engine.distributed import DistEnv, resolve_device
 from rsanet.engine.loaders import build_eval_loader, build_split, check_data_paths
-from rsanet.engine.metrics import ClassificationMeter
+from rsanet.engine.metrics import ClassificationMeter, finite_or_null
 from rsanet.engine.trainer import as_config, resolve_precision
 
 #: the files an evaluation writes in its output folder
@@ -119,18 +118,6 @@ def predict(
         scores.append(probs.cpu())
         labels.append(torch.as_tensor(target).long().cpu())
     return torch.cat(scores), torch.cat(labels)
-
-
-def _finite_or_null(value: Any) -> Any:
-    """``value`` (nested dicts and lists) with NaN and infinite floats as None: JSON
-    outputs hold no NaN."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
 
 
 def _video_name(dataset: Dataset, index: int) -> str | None:
@@ -372,7 +359,7 @@ def evaluate(
         "views": clips * crops,
         "files": files,
     }
-    result = _finite_or_null(result)
+    result = finite_or_null(result)
     write_predictions(
         Path(files["predictions"]), scores, labels, classes, datasets[next(iter(datasets))]
     )

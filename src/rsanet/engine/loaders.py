@@ -60,16 +60,27 @@ def build_split(
 
     check_data_paths(data)
     options = {**data.options, **(data.train_options if split == "train" else data.val_options)}
-    annotations = (data.train_annotations if split == "train" else data.val_annotations) \
-        or data.annotations
+    annotations = (
+        data.train_annotations if split == "train" else data.val_annotations
+    ) or data.annotations
     annotations = str(Path(annotations).expanduser()) if annotations else None
     root = str(Path(data.root).expanduser()) if data.root else None
     try:
         return build_dataset(
-            data.format, annotations, root, split=split,
-            num_frames=num_frames or data.num_frames, sampling=data.sampling, size=data.size,
-            train=train, flip_mode=data.flip_mode, bad_sample_policy=data.bad_sample_policy,
-            seed=seed, num_clips=num_clips, num_crops=num_crops, **options,
+            data.format,
+            annotations,
+            root,
+            split=split,
+            num_frames=num_frames or data.num_frames,
+            sampling=data.sampling,
+            size=data.size,
+            train=train,
+            flip_mode=data.flip_mode,
+            bad_sample_policy=data.bad_sample_policy,
+            seed=seed,
+            num_clips=num_clips,
+            num_crops=num_crops,
+            **options,
         )
     except TypeError as error:  # unknown format options
         raise ConfigError(f"data options: {error}") from None
@@ -91,31 +102,43 @@ def build_train_loader(
     dataset: Dataset, *, batch_size: int, num_workers: int, seed: int, env: DistEnv
 ) -> tuple[DataLoader, ResumableDistributedSampler]:
     """The shuffled training loader of this process (incomplete last batches dropped)."""
-    sampler = ResumableDistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank,
-                                          shuffle=True, seed=seed, drop_last=True)
+    sampler = ResumableDistributedSampler(
+        dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=seed, drop_last=True
+    )
     if len(sampler) < batch_size:
         raise ConfigError(
             f"the training set has {len(dataset)} samples: {len(sampler)} per process, fewer "
             f"than one batch of {batch_size} (lower train.batch_size)"
         )
     loader = DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-        drop_last=True, pin_memory=env.device.type == "cuda",
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        drop_last=True,
+        pin_memory=env.device.type == "cuda",
         generator=torch.Generator().manual_seed(seed),
     )
     return loader, sampler
 
 
-def build_eval_loader(dataset: Dataset, *, batch_size: int, num_workers: int,
-                      env: DistEnv) -> DataLoader:
+def build_eval_loader(
+    dataset: Dataset, *, batch_size: int, num_workers: int, env: DistEnv
+) -> DataLoader:
     """This process's shard of an evaluation set, in order."""
     sampler = ShardSampler(len(dataset), num_replicas=env.world_size, rank=env.rank)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      pin_memory=env.device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=env.device.type == "cuda",
+    )
 
 
-def start_epoch(loader: DataLoader, sampler: ResumableDistributedSampler, *, seed: int,
-                epoch: int, env: DistEnv) -> None:
+def start_epoch(
+    loader: DataLoader, sampler: ResumableDistributedSampler, *, seed: int, epoch: int, env: DistEnv
+) -> None:
     """Make epoch ``epoch`` a function of ``(seed, epoch, rank)``: the sampler's
     permutation, the workers' seeds, and (for in-process loading, dropout and stochastic
     depth) the global torch, numpy and ``random`` generators."""

@@ -4,7 +4,7 @@ as sums so that processes can add theirs together before the ratios are taken.""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -39,15 +39,20 @@ class ClassificationMeter:
         self.sums = torch.zeros(2 + len(self.ks), dtype=torch.float64)
         self.has_loss = False
 
-    def update(self, scores: torch.Tensor, labels: torch.Tensor,
-               loss_sum: float | torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        scores: torch.Tensor,
+        labels: torch.Tensor,
+        loss_sum: float | torch.Tensor | None = None,
+    ) -> None:
         scores, labels = scores.detach().float().cpu(), labels.detach().long().cpu()
         if scores.dim() != 2 or scores.shape[1] != self.num_classes:
             raise ValueError(f"scores must be (N, {self.num_classes}), got {tuple(scores.shape)}")
         predictions = scores.argmax(dim=1)
         index = labels * self.num_classes + predictions
         self.confusion += torch.bincount(index, minlength=self.num_classes**2).view(
-            self.num_classes, self.num_classes)
+            self.num_classes, self.num_classes
+        )
         self.sums[0] += labels.numel()
         if loss_sum is not None:
             self.sums[1] += float(loss_sum)
@@ -70,8 +75,10 @@ class ClassificationMeter:
         """Accuracy (%) of each class; None for a class without samples."""
         support = self.confusion.sum(dim=1)
         correct = self.confusion.diagonal()
-        return [100.0 * int(c) / int(s) if s > 0 else None
-                for c, s in zip(correct, support, strict=True)]
+        return [
+            100.0 * int(c) / int(s) if s > 0 else None
+            for c, s in zip(correct, support, strict=True)
+        ]
 
     def compute(self) -> dict[str, Any]:
         """``top1``, ``top5`` (``top{k}`` for each k), ``mean_class``, ``per_class``
@@ -87,3 +94,15 @@ class ClassificationMeter:
         result["loss"] = float(self.sums[1]) / n if n and self.has_loss else None
         result["num_samples"] = n
         return result
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` (nested dicts and lists) with NaN and infinite floats as None: JSON
+    outputs hold no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value

@@ -42,8 +42,9 @@ def param_groups(
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            skip = no_decay_norm_bias and (isinstance(module, NORM_TYPES) or name == "bias"
-                                           or id(param) in exempt_ids)
+            skip = no_decay_norm_bias and (
+                isinstance(module, NORM_TYPES) or name == "bias" or id(param) in exempt_ids
+            )
             (no_decay if skip else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"}]
     if no_decay:
@@ -53,18 +54,24 @@ def param_groups(
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
     """SGD with (Nesterov) momentum or AdamW over :func:`param_groups`."""
-    groups = param_groups(model, config.weight_decay,
-                          no_decay_norm_bias=config.no_decay_norm_bias)
+    groups = param_groups(model, config.weight_decay, no_decay_norm_bias=config.no_decay_norm_bias)
     if config.name == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                               nesterov=config.nesterov and config.momentum > 0)
+        return torch.optim.SGD(
+            groups,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
+        )
     if config.name == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
     raise ValueError(f"optim.name must be 'sgd' or 'adamw', got {config.name!r}")
 
 
 def warmup_cosine_factor(
-    step: int, total_steps: int, warmup_steps: int, min_factor: float = 0.0,
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    min_factor: float = 0.0,
     schedule: str = "cosine",
 ) -> float:
     """Learning-rate multiplier of optimiser step ``step`` (0-based): ``(step + 1) /
@@ -103,8 +110,12 @@ class WarmupCosine(LRScheduler):
         lrs = []
         for base in self.base_lrs:
             floor = min(self.min_lr / base, 1.0) if base > 0 else 0.0
-            lrs.append(base * warmup_cosine_factor(
-                step, self.total_steps, self.warmup_steps, floor, self.schedule))
+            lrs.append(
+                base
+                * warmup_cosine_factor(
+                    step, self.total_steps, self.warmup_steps, floor, self.schedule
+                )
+            )
         return lrs
 
 

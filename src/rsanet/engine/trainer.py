@@ -24,7 +24,6 @@ always the last good state.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import sys
@@ -41,6 +40,7 @@ from torch import nn
 from rsanet.atomic import (
     DiskFullError,
     atomic_write_text,
+    disk_full_error,
     refuse_overwrite,
     remove_stale_temporaries,
 )
@@ -79,7 +79,7 @@ from rsanet.engine.loaders import (
     micro_batch_size,
     start_epoch,
 )
-from rsanet.engine.metrics import ClassificationMeter
+from rsanet.engine.metrics import ClassificationMeter, finite_or_null
 from rsanet.engine.optim import build_loss, build_optimizer, build_scheduler
 
 #: configuration keys that may change between a run and its resumption without a warning
@@ -208,13 +208,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def _finite_or_null(record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` with NaN and infinite numbers as None: JSON holds no NaN."""
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
-    }
-
-
 class _Writers:
     """Rank 0's metric files: ``metrics.jsonl`` and TensorBoard (when installed)."""
 
@@ -254,14 +247,12 @@ class _Writers:
             return
         try:
             with self.path.open("a") as handle:
-                handle.write(json.dumps(_finite_or_null(record), allow_nan=False) + "\n")
+                handle.write(json.dumps(finite_or_null(record), allow_nan=False) + "\n")
         except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise
-            raise DiskFullError(
-                error.errno,
-                f"no space left on the device while appending to {str(self.path)!r} (the "
-                "checkpoints are intact): free some space, then continue with --resume",
+            raise disk_full_error(
+                error,
+                self.path,
+                "the checkpoints are intact: free some space, then continue with --resume",
             ) from error
         if self.tb is not None:
             for tag, value in scalars.items():
