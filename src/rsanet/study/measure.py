@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from rsanet.data.synthmotion import opposite, play_backwards
 from rsanet.engine.config import Config
@@ -132,12 +132,9 @@ def direction_indices(model: nn.Module, clips: torch.Tensor) -> dict[str, Any]:
     return {"kernel": kernel, "kernel_by_layer": by_layer, "features": features}
 
 
-def analysis_clips(config: Config, per_class: int) -> torch.Tensor:
-    """``per_class`` validation clips of every class of ``config``'s data (the first ones
-    of each class, in order): (per_class * classes, 3, T, H, W)."""
-    from rsanet.engine.loaders import build_split
-
-    val_set = build_split(config.data, "val", train=False, seed=config.train.seed)
+def analysis_clips(val_set: Dataset, per_class: int) -> torch.Tensor:
+    """``per_class`` clips of every class of ``val_set`` (the first ones of each class, in
+    order): (per_class * classes, 3, T, H, W)."""
     num_classes = len(val_set.classes)
     chosen: dict[int, list[torch.Tensor]] = {label: [] for label in range(num_classes)}
     for index in range(len(val_set)):
@@ -186,7 +183,7 @@ def measure_model(
     metrics = reversal_metrics(model, loader)
     metrics.update(model_cost(model, config.data.num_frames, config.data.size))
     if analysis_per_class > 0:
-        metrics["direction"] = direction_indices(model, analysis_clips(config, analysis_per_class))
+        metrics["direction"] = direction_indices(model, analysis_clips(val_set, analysis_per_class))
     return metrics
 
 

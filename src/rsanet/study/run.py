@@ -276,10 +276,7 @@ def run_study(
         for run in _schedule(pending, study.seeds)
     ]
 
-    failures: dict[str, str] = {}
-
     def failed(key: str, error: BaseException) -> None:
-        failures[key] = f"{type(error).__name__}: {error}"
         say(f"rsanet study: {key} failed: {error} (the study goes on; --resume retries it)")
 
     if study.workers == 1:
