@@ -43,12 +43,20 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     ckpt.seed_everything(3)
     torch.rand(3), np.random.rand(2), random.random()
     path = atomic_save({"rng": ckpt.rng_state()}, tmp_path / "rng.pt")
-    expected = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)],
-                np.random.randn(3))
+    expected = (
+        torch.rand(4),
+        np.random.rand(4),
+        [random.random() for _ in range(4)],
+        np.random.randn(3),
+    )
     ckpt.seed_everything(99)
     ckpt.set_rng_state(torch.load(path, weights_only=True)["rng"])
-    again = (torch.rand(4), np.random.rand(4), [random.random() for _ in range(4)],
-             np.random.randn(3))
+    again = (
+        torch.rand(4),
+        np.random.rand(4),
+        [random.random() for _ in range(4)],
+        np.random.randn(3),
+    )
     assert torch.equal(expected[0], again[0])
     assert np.array_equal(expected[1], again[1]) and expected[2] == again[2]
     assert np.array_equal(expected[3], again[3])

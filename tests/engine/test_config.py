@@ -23,17 +23,26 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 def test_defaults_are_the_paper_recipe():
     c = Config()
-    assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.nesterov) == ("sgd", 0.02, 0.9,
-                                                                              True)
-    assert (c.optim.weight_decay, c.optim.label_smoothing, c.optim.clip_grad_norm) == (5e-4, 0.1,
-                                                                                       100.0)
+    assert (c.optim.name, c.optim.lr, c.optim.momentum, c.optim.nesterov) == (
+        "sgd",
+        0.02,
+        0.9,
+        True,
+    )
+    assert (c.optim.weight_decay, c.optim.label_smoothing, c.optim.clip_grad_norm) == (
+        5e-4,
+        0.1,
+        100.0,
+    )
     assert (c.optim.schedule, c.optim.warmup_epochs) == ("cosine", 5.0)
     assert (c.train.epochs, c.train.batch_size) == (50, 64)
 
 
 def test_yaml_round_trip(tmp_path):
-    config = override_config(Config(), ["optim.lr=0.5", "data.options={num_videos: 3}",
-                                        "model.options={widths: [8, 16, 32, 64]}"])
+    config = override_config(
+        Config(),
+        ["optim.lr=0.5", "data.options={num_videos: 3}", "model.options={widths: [8, 16, 32, 64]}"],
+    )
     path = save_config(config, tmp_path / "c.yaml")
     again = load_config(path)
     assert again == config
@@ -43,9 +52,18 @@ def test_yaml_round_trip(tmp_path):
 def test_overrides_are_typed(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("optim:\n  lr: 1e-3\n")  # YAML 1.1 reads 1e-3 as a string
-    config = load_config(path, ["data.num_frames=16", "optim.weight_decay=0", "train.ema=true",
-                                "model.pretrained=null", "data.train_options.num_videos=10",
-                                "optim.betas=[0.8, 0.9]", "model.name=001"])
+    config = load_config(
+        path,
+        [
+            "data.num_frames=16",
+            "optim.weight_decay=0",
+            "train.ema=true",
+            "model.pretrained=null",
+            "data.train_options.num_videos=10",
+            "optim.betas=[0.8, 0.9]",
+            "model.name=001",
+        ],
+    )
     assert config.optim.lr == 1e-3 and isinstance(config.optim.lr, float)
     assert config.data.num_frames == 16 and isinstance(config.data.num_frames, int)
     assert config.optim.weight_decay == 0.0 and isinstance(config.optim.weight_decay, float)
@@ -94,8 +112,11 @@ def test_bad_overrides_name_the_key(override, message):
 
 
 def test_accumulation_must_divide_the_batch():
-    with pytest.raises(ConfigError, match=r"train.batch_size \(10\) must be a multiple of "
-                                          r"train.grad_accum_steps \(4\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train.batch_size \(10\) must be a multiple of "
+        r"train.grad_accum_steps \(4\)",
+    ):
         load_config(None, ["train.batch_size=10", "train.grad_accum_steps=4"])
 
 
@@ -123,9 +144,11 @@ def test_missing_file():
 def test_valid_keys_cover_every_field():
     keys = valid_keys()
     assert {"optim.lr", "data.num_frames", "train.stop_after_epochs", "log.tensorboard"} <= set(
-        keys)
-    flat = [f"{section}.{key}" for section, values in config_to_dict(Config()).items()
-            for key in values]
+        keys
+    )
+    flat = [
+        f"{section}.{key}" for section, values in config_to_dict(Config()).items() for key in values
+    ]
     assert set(flat) <= set(keys)
 
 
@@ -152,18 +175,26 @@ def test_paper_configs_load_and_build(path):
     o, t = config.optim, config.train
     assert (config.model.name, config.data.size) == ("rsanet_r50", 224)
     assert config.data.num_frames == int(path.stem.rsplit("_", 1)[1].rstrip("f"))
-    assert (o.name, o.lr, o.momentum, o.nesterov, o.weight_decay) == ("sgd", 0.02, 0.9, True,
-                                                                      5e-4)
-    assert (o.schedule, o.warmup_epochs, o.label_smoothing, o.clip_grad_norm) == ("cosine", 5.0,
-                                                                                  0.1, 100.0)
+    assert (o.name, o.lr, o.momentum, o.nesterov, o.weight_decay) == ("sgd", 0.02, 0.9, True, 5e-4)
+    assert (o.schedule, o.warmup_epochs, o.label_smoothing, o.clip_grad_norm) == (
+        "cosine",
+        5.0,
+        0.1,
+        100.0,
+    )
     assert (t.epochs, t.batch_size) == (50, 64)
     assert (config.model.drop_rate, config.model.drop_path_rate) == (0.3, 0.2)
     assert config.model.pretrained  # a placeholder the user sets
     classes = {"something": 174, "diving48": 48, "finegym": 99}
     num_classes = next(v for k, v in classes.items() if path.stem.startswith(k))
-    model = create_model(config.model.name, num_classes=num_classes,
-                         num_frames=config.data.num_frames, drop_rate=config.model.drop_rate,
-                         drop_path_rate=config.model.drop_path_rate, **config.model.options)
+    model = create_model(
+        config.model.name,
+        num_classes=num_classes,
+        num_frames=config.data.num_frames,
+        drop_rate=config.model.drop_rate,
+        drop_path_rate=config.model.drop_path_rate,
+        **config.model.options,
+    )
     assert model.fc.out_features == num_classes
 
 
@@ -172,13 +203,16 @@ def test_synthmotion_configs_load_build_and_run(path):
     from rsanet.engine.loaders import build_split
     from rsanet.models import create_model
 
-    config = load_config(path, ["data.train_options.num_videos=2",
-                                "data.val_options.num_videos=2"])
+    config = load_config(path, ["data.train_options.num_videos=2", "data.val_options.num_videos=2"])
     assert config.data.format == "synthmotion"
     assert config.model.name.endswith("_tiny")
     dataset = build_split(config.data, "train", train=True, seed=config.train.seed)
-    model = create_model(config.model.name, num_classes=len(dataset.classes),
-                         num_frames=config.data.num_frames, **config.model.options)
+    model = create_model(
+        config.model.name,
+        num_classes=len(dataset.classes),
+        num_frames=config.data.num_frames,
+        **config.model.options,
+    )
     clip, label = dataset[0]
     assert clip.shape == (3, config.data.num_frames, config.data.size, config.data.size)
     with torch.no_grad():

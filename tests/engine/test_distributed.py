@@ -15,10 +15,17 @@ from rsanet.models import read_checkpoint
 
 def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-               "--standalone", "-m", "rsanet.cli", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--standalone",
+        "-m",
+        "rsanet.cli",
+        *args,
+    ]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_two_processes(tmp_path, tiny_yaml):
@@ -43,13 +50,16 @@ def test_two_processes(tmp_path, tiny_yaml):
     assert len(list((out / "tensorboard").iterdir())) == 1
     leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point()
+    )
 
 
 def test_batch_must_split_over_the_processes(tmp_path, tiny_yaml):
     done = torchrun("train", str(tiny_yaml()), "--output", str(tmp_path / "run"), cwd=tmp_path)
     assert done.returncode != 0
-    assert ("train.batch_size (7) must be a multiple of the number of processes (2) x "
-            "train.grad_accum_steps (1)") in done.stderr
+    assert (
+        "train.batch_size (7) must be a multiple of the number of processes (2) x "
+        "train.grad_accum_steps (1)"
+    ) in done.stderr
     assert not (tmp_path / "run").exists()

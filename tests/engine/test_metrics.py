@@ -58,13 +58,17 @@ def test_pair_metrics_of_temporal_opposites():
 
     from rsanet.engine.evaluate import pair_metrics
 
-    confusion = torch.tensor([
-        [8, 2, 0, 0],   # class 0: 8 right, 2 in the opposite class
-        [5, 5, 0, 0],   # class 1: at chance within the pair
-        [0, 0, 10, 0],
-        [0, 1, 0, 9],   # one video put in the wrong pair
-    ])
+    confusion = torch.tensor(
+        [
+            [8, 2, 0, 0],  # class 0: 8 right, 2 in the opposite class
+            [5, 5, 0, 0],  # class 1: at chance within the pair
+            [0, 0, 10, 0],
+            [0, 1, 0, 9],  # one video put in the wrong pair
+        ]
+    )
     result = pair_metrics(confusion, ["a", "a backwards", "b", "b backwards"])
     assert result["pair_accuracy"] == pytest.approx(100 * 39 / 40)
-    assert result["per_pair"] == {"a / a backwards": pytest.approx(65.0),
-                                  "b / b backwards": pytest.approx(95.0)}
+    assert result["per_pair"] == {
+        "a / a backwards": pytest.approx(65.0),
+        "b / b backwards": pytest.approx(95.0),
+    }

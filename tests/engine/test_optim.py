@@ -20,9 +20,15 @@ from rsanet.engine.optim import (
 
 
 def small_net() -> nn.Module:
-    return nn.Sequential(nn.Conv3d(3, 4, 3, bias=True), nn.BatchNorm3d(4), nn.ReLU(),
-                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.LayerNorm(4),
-                         nn.Linear(4, 2))
+    return nn.Sequential(
+        nn.Conv3d(3, 4, 3, bias=True),
+        nn.BatchNorm3d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.LayerNorm(4),
+        nn.Linear(4, 2),
+    )
 
 
 def test_no_decay_on_norms_and_biases():
@@ -31,8 +37,14 @@ def test_no_decay_on_norms_and_biases():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     ids = lambda group: {id(p) for p in group["params"]}  # noqa: E731
     assert ids(decay) == {id(net[0].weight), id(net[6].weight)}
-    assert ids(no_decay) == {id(net[0].bias), id(net[1].weight), id(net[1].bias),
-                             id(net[5].weight), id(net[5].bias), id(net[6].bias)}
+    assert ids(no_decay) == {
+        id(net[0].bias),
+        id(net[1].weight),
+        id(net[1].bias),
+        id(net[5].weight),
+        id(net[5].bias),
+        id(net[6].bias),
+    }
     (single,) = param_groups(net, 0.1, no_decay_norm_bias=False)
     assert len(single["params"]) == len(list(net.parameters()))
 
@@ -46,8 +58,12 @@ def test_groups_of_a_real_model_cover_every_parameter_once():
     assert len(seen) == len(set(seen)) == len(list(model.parameters()))
     decayed = {id(p) for p in groups[0]["params"]}
     for name, param in model.named_parameters():
-        if name.endswith("bias") or ".bn" in name or name.startswith("bn1") \
-                or "downsample.1" in name:
+        if (
+            name.endswith("bias")
+            or ".bn" in name
+            or name.startswith("bn1")
+            or "downsample.1" in name
+        ):
             assert id(param) not in decayed, name
         if name.endswith("conv1.weight") or name == "fc.weight":
             assert id(param) in decayed, name
@@ -69,8 +85,9 @@ def test_no_decay_on_the_tokens_and_position_embeddings_of_transformers(name):
 
 def test_sgd_nesterov_and_adamw():
     net = small_net()
-    sgd = build_optimizer(net, OptimConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True,
-                                           weight_decay=0.01))
+    sgd = build_optimizer(
+        net, OptimConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)
+    )
     assert isinstance(sgd, torch.optim.SGD)
     assert sgd.param_groups[0]["nesterov"] and sgd.param_groups[0]["momentum"] == 0.9
     assert [g["weight_decay"] for g in sgd.param_groups] == [0.01, 0.0]
@@ -82,8 +99,9 @@ def test_sgd_nesterov_and_adamw():
 def test_warmup_then_cosine_per_step():
     net = small_net()
     opt = build_optimizer(net, OptimConfig(lr=0.2, warmup_epochs=2, min_lr=0.02))
-    sched = build_scheduler(opt, OptimConfig(lr=0.2, warmup_epochs=2, min_lr=0.02), epochs=10,
-                            steps_per_epoch=5)
+    sched = build_scheduler(
+        opt, OptimConfig(lr=0.2, warmup_epochs=2, min_lr=0.02), epochs=10, steps_per_epoch=5
+    )
     lrs = []
     for _ in range(50):
         lrs.append(opt.param_groups[0]["lr"])
@@ -92,7 +110,7 @@ def test_warmup_then_cosine_per_step():
     warm = 10  # 2 epochs x 5 steps
     assert lrs[:warm] == pytest.approx([0.2 * (i + 1) / warm for i in range(warm)])
     assert lrs[warm] == pytest.approx(0.2)  # the peak right after the warm-up
-    assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:], strict=False))
+    assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1 :], strict=False))
     middle = warm + 20
     assert lrs[middle] == pytest.approx(0.02 + 0.18 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lrs[-1] > 0.02 and opt.param_groups[0]["lr"] == pytest.approx(0.02)
@@ -148,5 +166,6 @@ def test_ema_follows_the_weights():
     state = ema.state_dict()
     other = ModelEMA(net, decay=0.9)
     other.load_state_dict(state)
-    assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(),
-                                                 state.values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(other.state_dict().values(), state.values(), strict=True)
+    )

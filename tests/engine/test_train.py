@@ -44,8 +44,7 @@ def disk_synthmotion(tmp_path_factory) -> dict[str, Path]:
     from rsanet.data import write_synthmotion
 
     out = tmp_path_factory.mktemp("synthmotion")
-    paths = write_synthmotion(out, 56, num_val_videos=14, num_frames=4, size=32,
-                              format="frames")
+    paths = write_synthmotion(out, 56, num_val_videos=14, num_frames=4, size=32, format="frames")
     return {"root": out, **paths}
 
 
@@ -54,8 +53,12 @@ def test_train_and_eval_learn_synthmotion(tmp_path, tiny_config, disk_synthmotio
     videos far above chance (1/14), and every output file is written."""
     train_list = str(disk_synthmotion["train"])
     config = tiny_config(
-        data={"format": "list", "root": str(disk_synthmotion["root"]),
-              "train_annotations": train_list, "val_annotations": train_list},
+        data={
+            "format": "list",
+            "root": str(disk_synthmotion["root"]),
+            "train_annotations": train_list,
+            "val_annotations": train_list,
+        },
         optim={"lr": 0.003, "label_smoothing": 0.0},
         train={"epochs": 8, "batch_size": 8},
         log={"tensorboard": True, "every_steps": 5},
@@ -69,7 +72,8 @@ def test_train_and_eval_learn_synthmotion(tmp_path, tiny_config, disk_synthmotio
     assert "best val top-1" in printed and "wall time" in printed
 
     assert {"config.yaml", "last.pt", "best.pt", "metrics.jsonl", "tensorboard"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved == config_to_dict(config_from_dict(config))  # resolved: defaults included
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "tensorboard").iterdir())
@@ -86,15 +90,32 @@ def test_train_and_eval_learn_synthmotion(tmp_path, tiny_config, disk_synthmotio
     model = load_model(out / "best.pt")  # a model checkpoint too
     assert model.num_classes == 14
 
-    assert main(["eval", str(path), "--checkpoint", str(out / "best.pt"), "--clips", "2",
-                 "--crops", "3", "--json", "--output", str(tmp_path / "eval")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(path),
+                "--checkpoint",
+                str(out / "best.pt"),
+                "--clips",
+                "2",
+                "--crops",
+                "3",
+                "--json",
+                "--output",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert (result["clips"], result["crops"], result["views"]) == (2, 3, 6)
     assert result["num_samples"] == 56 and result["top1"] >= 30.0
     assert result["top5"] >= result["top1"]
     assert len(result["per_class"]) == 14
     assert result["mean_class"] == pytest.approx(
-        sum(result["per_class"].values()) / 14)  # balanced classes: 4 videos each
+        sum(result["per_class"].values()) / 14
+    )  # balanced classes: 4 videos each
     lines = Path(result["files"]["predictions"]).read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 56 and {"video", "label", "prediction", "top5"} <= rows[0].keys()
@@ -121,14 +142,16 @@ def test_ensemble_averages_the_softmax_of_each_checkpoint(tmp_path, tiny_config)
     loader = build_eval_loader(dataset, batch_size=5, num_workers=0, env=DistEnv())
     scores = [predict(load_model(p), loader, torch.device("cpu"))[0] for p in paths]
     mean = (scores[0] + scores[1]) / 2
-    rows = [json.loads(line) for line in
-            Path(result["files"]["predictions"]).read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in Path(result["files"]["predictions"]).read_text().splitlines()
+    ]
     assert [r["prediction"] for r in rows] == mean.argmax(1).tolist()
     top = mean.topk(5, dim=1).values
     assert torch.allclose(torch.tensor([r["top5_scores"] for r in rows]), top, atol=1e-5)
     single = evaluate(config, paths[:1], output_dir=tmp_path / "one")
     assert single["checkpoints"] == [str(paths[0])] and result["checkpoints"] == list(
-        map(str, paths))
+        map(str, paths)
+    )
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -149,18 +172,30 @@ def test_resume_is_bit_identical(tmp_path, tiny_config, workers):
     again = train(config_from_dict(config), tmp_path / "part", resume=True)
     assert again["epochs_completed"] == 3 and again["steps"] == full["steps"] == 12
 
-    a, b = read_checkpoint(tmp_path / "full" / "last.pt"), read_checkpoint(
-        tmp_path / "part" / "last.pt")
+    a, b = (
+        read_checkpoint(tmp_path / "full" / "last.pt"),
+        read_checkpoint(tmp_path / "part" / "last.pt"),
+    )
     assert_same_state(a["state_dict"], b["state_dict"])
     assert_same_state(a["ema"], b["ema"])
     assert_same_optimizer(a["optimizer"], b["optimizer"])
     assert a["scheduler"] == b["scheduler"]
     assert (a["epoch"], a["step"], a["best_top1"]) == (b["epoch"], b["step"], b["best_top1"])
+
     # the metrics file continues where the first part stopped, with the same figures
     def figures(run: str) -> list[tuple]:
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
-        return [(r["event"], r["epoch"], r["step"], r.get("train_loss"), r.get("val_top1"),
-                 r.get("loss")) for r in map(json.loads, lines)]
+        return [
+            (
+                r["event"],
+                r["epoch"],
+                r["step"],
+                r.get("train_loss"),
+                r.get("val_top1"),
+                r.get("loss"),
+            )
+            for r in map(json.loads, lines)
+        ]
 
     assert figures("part") == figures("full")
     assert [f[1] for f in figures("part") if f[0] == "epoch"] == [1, 2, 3]
@@ -174,18 +209,32 @@ def test_plain_resume_flag_continues_from_last_pt(tmp_path, tiny_yaml, capsys):
     # a second fresh start would overwrite the run: refused
     assert main(["train", str(path), "--output", str(out)]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert main(["train", str(path), "--output", str(out), "--resume",
-                 "--set", "train.stop_after_epochs=null"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--output",
+                str(out),
+                "--resume",
+                "--set",
+                "train.stop_after_epochs=null",
+            ]
+        )
+        == 0
+    )
     assert "resuming after epoch 1" in capsys.readouterr().out
     assert read_checkpoint(out / "last.pt")["epoch"] == 2
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
-        tmp_path, tiny_config, monkeypatch):
+    tmp_path, tiny_config, monkeypatch
+):
     config = config_from_dict(tiny_config(train={"epochs": 3}))
-    reference = train(config_from_dict(tiny_config(train={"epochs": 3,
-                                                          "stop_after_epochs": 1})),
-                      tmp_path / "reference")
+    reference = train(
+        config_from_dict(tiny_config(train={"epochs": 3, "stop_after_epochs": 1})),
+        tmp_path / "reference",
+    )
     steps_per_epoch = reference["steps"]  # 4
     bad_step = steps_per_epoch + 2  # the second step of epoch 2
 
@@ -215,19 +264,30 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
 def test_nan_loss_exits_non_zero_from_the_command(tmp_path, tiny_yaml, monkeypatch, capsys):
     real = trainer_module.build_loss
-    monkeypatch.setattr(trainer_module, "build_loss",
-                        lambda c: (lambda x, y: real(c)(x, y) * float("inf")))
+    monkeypatch.setattr(
+        trainer_module, "build_loss", lambda c: lambda x, y: real(c)(x, y) * float("inf")
+    )
     assert main(["train", str(tiny_yaml()), "--output", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    assert "loss is nan at step 1 (epoch 1, batch 1 of 4)" in err or \
-        "loss is inf at step 1 (epoch 1, batch 1 of 4)" in err
+    assert (
+        "loss is nan at step 1 (epoch 1, batch 1 of 4)" in err
+        or "loss is inf at step 1 (epoch 1, batch 1 of 4)" in err
+    )
     assert "no checkpoint was written yet" in err
 
 
 def test_accumulation_bf16_and_ema_validation(tmp_path, tiny_config):
-    config = config_from_dict(tiny_config(
-        train={"epochs": 1, "batch_size": 14, "grad_accum_steps": 2, "precision": "bf16",
-               "ema": True}))
+    config = config_from_dict(
+        tiny_config(
+            train={
+                "epochs": 1,
+                "batch_size": 14,
+                "grad_accum_steps": 2,
+                "precision": "bf16",
+                "ema": True,
+            }
+        )
+    )
     result = train(config, tmp_path / "run")
     assert result["steps"] == 2  # 28 videos / 14 per step
     assert result["last"]["train_samples"] == 28
@@ -245,20 +305,23 @@ def test_accumulation_bf16_and_ema_validation(tmp_path, tiny_config):
         (["optim.lrr=0.1"], "unknown key 'optim.lrr'; did you mean 'optim.lr'?"),
         (["train.epochs=many"], "train.epochs: expected int, got str 'many'"),
         (["model.name=rsanet_tinyy"], "unknown model 'rsanet_tinyy'"),
-        (["data.format=something-v1", "data.annotations=/no/such/annotations"],
-         "data.annotations: no such file or folder: '/no/such/annotations'"),
+        (
+            ["data.format=something-v1", "data.annotations=/no/such/annotations"],
+            "data.annotations: no such file or folder: '/no/such/annotations'",
+        ),
         (["data.format=something-v1"], "data.annotations must be set"),
         (["model.pretrained=/no/such/resnet50.pth"], "model.pretrained: no such file"),
         (["train.precision=fp16"], "train.precision=fp16 needs a CUDA device"),
-        (["train.batch_size=9", "train.grad_accum_steps=2"],
-         "train.batch_size (9) must be a multiple of train.grad_accum_steps (2)"),
+        (
+            ["train.batch_size=9", "train.grad_accum_steps=2"],
+            "train.batch_size (9) must be a multiple of train.grad_accum_steps (2)",
+        ),
         (["train.batch_size=40"], "fewer than one batch of 40"),
         (["data.train_options.num_video=3"], "unknown options ['num_video']"),
     ],
 )
 def test_bad_input_exits_with_a_message(tmp_path, tiny_yaml, capsys, overrides, message):
-    code = main(["train", str(tiny_yaml()), "--output", str(tmp_path / "run"), "--set",
-                 *overrides])
+    code = main(["train", str(tiny_yaml()), "--output", str(tmp_path / "run"), "--set", *overrides])
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("rsanet train: error: ") and message in err
@@ -278,14 +341,16 @@ def test_resume_errors(tmp_path, tiny_yaml, tiny_config, capsys):
 
     assert main(["eval", str(other), "--checkpoint", str(out / "last.pt")]) == 2
     assert "holds a 'tsn_tiny' model, but the configuration is for 'tsm_tiny'" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     wrong = tiny_yaml("wrong.yaml", model={"num_classes": 5})
     assert main(["train", str(wrong), "--output", str(tmp_path / "w")]) == 2
     assert "model.num_classes is 5 but the dataset has 14 classes" in capsys.readouterr().err
     assert main(["eval", str(tiny_yaml()), "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "no checkpoint file at" in capsys.readouterr().err
-    assert main(["eval", str(tiny_yaml()), "--checkpoint", str(out / "last.pt"),
-                 "--clips", "2"]) == 2
+    assert (
+        main(["eval", str(tiny_yaml()), "--checkpoint", str(out / "last.pt"), "--clips", "2"]) == 2
+    )
     assert "synthmotion renders whole clips" in capsys.readouterr().err
 
 
@@ -298,14 +363,14 @@ def test_killed_run_resumes_bit_identical(tmp_path, tiny_yaml, tiny_config):
     import sys
     import time
 
-    changes = {"model": {"drop_rate": 0.2}, "data": {"flip_mode": "swap"},
-               "train": {"epochs": 4}}
+    changes = {"model": {"drop_rate": 0.2}, "data": {"flip_mode": "swap"}, "train": {"epochs": 4}}
     path = tiny_yaml(**changes)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "rsanet.cli", "train", str(path), "--output", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         while not (out / "last.pt").exists() and process.poll() is None:
             time.sleep(0.05)
@@ -318,5 +383,7 @@ def test_killed_run_resumes_bit_identical(tmp_path, tiny_yaml, tiny_config):
 
     reference = train(config_from_dict(tiny_config(**changes)), tmp_path / "reference")
     assert reference["epochs_completed"] == 4
-    assert_same_state(read_checkpoint(out / "last.pt")["state_dict"],
-                      read_checkpoint(tmp_path / "reference" / "last.pt")["state_dict"])
+    assert_same_state(
+        read_checkpoint(out / "last.pt")["state_dict"],
+        read_checkpoint(tmp_path / "reference" / "last.pt")["state_dict"],
+    )

@@ -28,8 +28,17 @@ from rsanet.models.resnet import DropPath, check_clip, stochastic_depth_rates
 #: LayerNorm epsilon of timm's ViT and DeiT
 NORM_EPS = 1e-6
 #: learned tokens and position embeddings (no weight decay on them)
-TOKEN_PARAMETERS = frozenset({"cls_token", "dist_token", "pos_embed", "time_embed",
-                              "pos_embed_spatial", "pos_embed_temporal", "pos_embed_class"})
+TOKEN_PARAMETERS = frozenset(
+    {
+        "cls_token",
+        "dist_token",
+        "pos_embed",
+        "time_embed",
+        "pos_embed_spatial",
+        "pos_embed_temporal",
+        "pos_embed_class",
+    }
+)
 
 
 def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:
@@ -334,8 +343,11 @@ class VideoTransformer(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Names of the token and position parameters, which are not weight-decayed (the
         timm convention, read by :func:`rsanet.engine.optim.param_groups`)."""
-        return {name for name, _ in self.named_parameters()
-                if name.rsplit(".", 1)[-1] in TOKEN_PARAMETERS}
+        return {
+            name
+            for name, _ in self.named_parameters()
+            if name.rsplit(".", 1)[-1] in TOKEN_PARAMETERS
+        }
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace ``head`` with a fresh classifier for ``num_classes`` (0: none)."""

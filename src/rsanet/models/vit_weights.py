@@ -146,6 +146,13 @@ def load_vit_checkpoint(
                     result.copied[copy_key] = key[len(prefix) :]
     expected = set(model.image_checkpoint_keys())
     missing = [f"{k} {_shape(ours[k])}" for k in ours if k in expected and k not in to_load]
-    load_partial_state_dict(model, to_load, result, "ViT checkpoint",
-                            mismatched=mismatched, missing=missing, unexpected=unexpected)
+    load_partial_state_dict(
+        model,
+        to_load,
+        result,
+        "ViT checkpoint",
+        mismatched=mismatched,
+        missing=missing,
+        unexpected=unexpected,
+    )
     return result
