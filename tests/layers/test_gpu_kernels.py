@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-from test_rsa import assert_close_relative, perturbed
 
 from rsanet.layers import RSA, gpu, native, rsa_reference
 from rsanet.layers.rsa import (
@@ -20,6 +19,7 @@ from rsanet.layers.rsa import (
     _Scratch,
     unfold_channels_last,
 )
+from support.layers import assert_close_relative, perturbed
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -4,10 +4,10 @@ import itertools
 
 import pytest
 import torch
-from test_rsa import assert_close_relative, perturbed
 
 from rsanet.layers import CONTEXTS, KERNELS, RSA, native, rsa_reference
 from rsanet.layers.rsa import neighbourhood_filter
+from support.layers import assert_close_relative, perturbed
 
 
 @pytest.fixture

@@ -6,22 +6,7 @@ import pytest
 import torch
 
 from rsanet.layers import CONTEXTS, KERNELS, RSA, gather_neighbourhoods, rsa_reference
-
-
-def perturbed(layer: RSA, seed: int = 0) -> RSA:
-    """Move every parameter off its initial value (I off the identity, P1 off its init)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in layer.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
-    return layer
-
-
-def assert_close_relative(actual, expected, rtol=1e-9):
-    scale = expected.abs().max()
-    assert (actual - expected).abs().max() <= rtol * scale, (
-        f"max relative error {((actual - expected).abs().max() / scale).item():.3e}"
-    )
+from support.layers import assert_close_relative, perturbed
 
 
 @pytest.mark.parametrize("computation", ["reassociated", "official"])

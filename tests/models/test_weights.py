@@ -6,7 +6,6 @@ import random
 
 import pytest
 import torch
-from resnet_layout import random_state_dict, resnet2d_features, resnet_layout
 
 import rsanet
 from rsanet.layers import RSA
@@ -18,6 +17,7 @@ from rsanet.models import (
     read_checkpoint,
     save_checkpoint,
 )
+from support.resnet_layout import random_state_dict, resnet2d_features, resnet_layout
 
 R50 = ("bottleneck", (3, 4, 6, 3))
 R18 = ("basic", (2, 2, 2, 2))

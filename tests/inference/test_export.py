@@ -14,7 +14,6 @@ import re
 
 import pytest
 import torch
-from inference_helpers import CLASSES, randomise_norms
 
 import rsanet
 import rsanet.cli
@@ -26,6 +25,7 @@ from rsanet.inference import (
     load_classifier,
 )
 from rsanet.inference.export import example_clip, max_abs_difference
+from support.inference import CLASSES, randomise_norms
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

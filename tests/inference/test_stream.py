@@ -9,7 +9,6 @@ import time
 import av
 import numpy as np
 import pytest
-from inference_helpers import CLASSES, encode, moving_square
 
 from rsanet.inference import (
     Backoff,
@@ -24,6 +23,7 @@ from rsanet.inference import (
     parse_source,
     pyav_opener,
 )
+from support.inference import CLASSES, encode, moving_square
 
 
 class SlowBackend(TorchBackend):

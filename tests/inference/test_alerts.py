@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from inference_helpers import CLASSES
 
 from rsanet.inference import (
     AlertEngine,
@@ -17,33 +15,10 @@ from rsanet.inference import (
     NonFiniteScoresError,
     RulesError,
     WebhookSink,
-    WindowResult,
     load_rules,
     parse_rules,
 )
-
-
-def window(index: int, end: float, fighting: float) -> WindowResult:
-    scores = np.array([fighting, 1 - fighting, 0.0, 0.0])
-    return WindowResult(
-        source="cam",
-        index=index,
-        start=end - 2,
-        end=end,
-        top=[],
-        scores=scores,
-        raw_scores=scores,
-        latency_ms=1.0,
-        compute_ms=1.0,
-        frames=50,
-    )
-
-
-def fire(engine: AlertEngine, scores: list[float], stride: float = 1.0) -> list:
-    events = []
-    for i, score in enumerate(scores):
-        events += engine.update(window(i, 2.0 + i * stride, score))
-    return events
+from support.inference import CLASSES, fire, window
 
 
 def test_rules_files_yaml_and_json(tmp_path):

@@ -9,7 +9,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from inference_helpers import CLASSES
 
 from rsanet.data import PyAVVideo, TSNSampler, build_transforms
 from rsanet.inference import (
@@ -20,6 +19,7 @@ from rsanet.inference import (
     load_classifier,
     parse_source,
 )
+from support.inference import CLASSES
 
 
 class Recording(TorchBackend):

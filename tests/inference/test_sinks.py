@@ -15,12 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
-from inference_helpers import CLASSES
-from test_inference_alerts import fire, window
 
 from rsanet.inference import AlertEngine, AlertRule, Backoff, EventLog, WebhookSink
 from rsanet.inference.alerts import AlertEvent
 from rsanet.inference.sinks import AlertSinks
+from support.inference import CLASSES, fire, window
 
 FAST = Backoff(initial=0.01, maximum=0.05)
 

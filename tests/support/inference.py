@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import rsanet
+from rsanet.inference import AlertEngine, WindowResult
 from rsanet.models import save_checkpoint
 
 CLASSES = ["fighting", "falling", "loitering", "walking"]
@@ -73,3 +74,26 @@ def make_checkpoint(path: Path, *, favour: int | None = None, seed: int = 0) -> 
         with torch.no_grad():
             model.fc.bias[favour] += 6.0
     return save_checkpoint(path, model, classes=list(CLASSES))
+
+
+def window(index: int, end: float, fighting: float) -> WindowResult:
+    scores = np.array([fighting, 1 - fighting, 0.0, 0.0])
+    return WindowResult(
+        source="cam",
+        index=index,
+        start=end - 2,
+        end=end,
+        top=[],
+        scores=scores,
+        raw_scores=scores,
+        latency_ms=1.0,
+        compute_ms=1.0,
+        frames=50,
+    )
+
+
+def fire(engine: AlertEngine, scores: list[float], stride: float = 1.0) -> list:
+    events = []
+    for i, score in enumerate(scores):
+        events += engine.update(window(i, 2.0 + i * stride, score))
+    return events

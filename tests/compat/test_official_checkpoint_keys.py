@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from resnet_layout import random_state_dict, resnet_layout
 
 from rsanet.compat import rsa_from_official
 from rsanet.compat.official_checkpoint import (
@@ -22,6 +21,7 @@ from rsanet.compat.official_checkpoint import (
 )
 from rsanet.layers import RSA
 from rsanet.models import CheckpointMismatchError
+from support.resnet_layout import random_state_dict, resnet_layout
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "rsa_layer_cases.pt"
 RSA_BLOCKS = ["layer1.2", "layer2.1", "layer2.3", "layer3.1", "layer3.3", "layer3.5", "layer4.1"]
