@@ -487,3 +487,48 @@ def reversal_claims(
                     )
                 )
     return claims
+
+
+# -- every claim, once ----------------------------------------------------------------------
+
+
+def ablations_in_table_order(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The ablations (name, spec) in the order of the paper's tables (4b, 4c, 4d)."""
+    ablations = results.get("ablations", {})
+    return sorted(ablations.items(), key=lambda item: (item[1].get("paper_table") or "", item[0]))
+
+
+@dataclass
+class Verdicts:
+    """Every claim of a study, by the section of the page that states it; computed once
+    so that a section and the page's closing tally cannot disagree."""
+
+    learning: list[Claim]
+    transforms: list[Claim]
+    combinations: list[Claim]
+    #: ablation name -> its claims, in the paper's table order
+    ablations: dict[str, list[Claim]]
+    reversal: list[Claim]
+
+    def every(self) -> list[Claim]:
+        ablations = [claim for claims in self.ablations.values() for claim in claims]
+        return self.learning + self.transforms + self.combinations + ablations + self.reversal
+
+
+def verdicts(results: dict[str, Any]) -> Verdicts:
+    """Every claim the records allow (see the functions above for each kind)."""
+    summaries, untrained = groups(results), groups(results, "untrained")
+    classes = num_classes(results)
+    reference = results.get("reference_variant")
+    return Verdicts(
+        learning=learning_claims(summaries, untrained, classes),
+        transforms=transform_claims(summaries, reference, classes),
+        combinations=combination_claims(summaries, classes),
+        ablations={
+            name: ablation_claims(
+                spec.get("label") or name, ablation_points(results, name), classes
+            )
+            for name, spec in ablations_in_table_order(results)
+        },
+        reversal=reversal_claims(summaries, untrained, reference),
+    )

@@ -117,6 +117,7 @@ def _learning(
     summaries: dict[str, c.Group],
     untrained: dict[str, c.Group],
     classes: int,
+    claims: list[c.Claim],
     notes: dict[str, str],
 ) -> str:
     rows = []
@@ -139,7 +140,7 @@ def _learning(
         ["network", "pair accuracy % per seed (binomial p against chance)", "top-1 %", "learned"],
         rows,
     )
-    text = table + "\n\n" + _claims(c.learning_claims(summaries, untrained, classes))
+    text = table + "\n\n" + _claims(claims)
     ceilings = c.ceiling_notes(summaries)
     if ceilings:
         text += "\n\n" + "\n".join(ceilings)
@@ -157,7 +158,7 @@ def _swapped(g: c.Group) -> str:
     return str(g.ci("swap_rate"))
 
 
-def _comparison(results: dict[str, Any], summaries: dict[str, c.Group], classes: int) -> str:
+def _comparison(summaries: dict[str, c.Group], claims: list[c.Claim]) -> str:
     rows = [
         [
             g.label,
@@ -183,7 +184,6 @@ def _comparison(results: dict[str, Any], summaries: dict[str, c.Group], classes:
         "swapped %",
         "seeds",
     ]
-    claims = c.transform_claims(summaries, results.get("reference_variant"), classes)
     return _table(header, rows) + "\n\n" + _claims(claims)
 
 
@@ -210,7 +210,7 @@ def _pairs(results: dict[str, Any], summaries: dict[str, c.Group]) -> str:
     return _table(header, rows)
 
 
-def _combinations(summaries: dict[str, c.Group], classes: int) -> str:
+def _combinations(summaries: dict[str, c.Group], claims: list[c.Claim]) -> str:
     rows = []
     for g in summaries.values():
         form = c.rsa_form(g.options)
@@ -229,12 +229,12 @@ def _combinations(summaries: dict[str, c.Group], classes: int) -> str:
     if not rows:
         return "No RSA runs."
     header = ["kernel", "context", "SynthMotion top-1 %", "swapped %", "GFLOPs", "paper top-1 %"]
-    return _table(header, rows) + "\n\n" + _claims(c.combination_claims(summaries, classes))
+    return _table(header, rows) + "\n\n" + _claims(claims)
 
 
-def _ablations(results: dict[str, Any], classes: int) -> str:
+def _ablations(results: dict[str, Any], claims: dict[str, list[c.Claim]]) -> str:
     parts = []
-    for name, spec in _by_table(results):
+    for name, spec in c.ablations_in_table_order(results):
         points = c.ablation_points(results, name)
         if not points:
             continue
@@ -260,20 +260,17 @@ def _ablations(results: dict[str, Any], classes: int) -> str:
                 rows,
             ),
             "",
-            _claims(c.ablation_claims(label, points, classes)),
+            _claims(claims[name]),
             "",
         ]
     return "\n".join(parts).strip() or "No ablation runs."
 
 
-def _by_table(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The ablations in the order of the paper's tables (4b, 4c, 4d)."""
-    ablations = results.get("ablations", {})
-    return sorted(ablations.items(), key=lambda item: (item[1].get("paper_table") or "", item[0]))
-
-
 def _reversal(
-    results: dict[str, Any], summaries: dict[str, c.Group], untrained: dict[str, c.Group]
+    results: dict[str, Any],
+    summaries: dict[str, c.Group],
+    untrained: dict[str, c.Group],
+    claims: list[c.Claim],
 ) -> str:
     reference = results.get("reference_variant")
     shown = [(g.label, g) for g in summaries.values() if g.name == reference or g.order_blind]
@@ -286,9 +283,7 @@ def _reversal(
             cells.append(mean_ci(values).format(3) if values else "-")
         rows.append([label, *cells, str(g.n)])
     header = ["network", *(title for _w, title in c.DIRECTION_MEASURES), "seeds"]
-    table = _table(header, rows)
-    claims = c.reversal_claims(summaries, untrained, reference)
-    return table + "\n\n" + _claims(claims)
+    return _table(header, rows) + "\n\n" + _claims(claims)
 
 
 def _kernels(kernels: dict[str, Any] | None, images: dict[str, str]) -> str:
@@ -309,26 +304,8 @@ def _kernels(kernels: dict[str, Any] | None, images: dict[str, str]) -> str:
     return "\n".join(lines).strip()
 
 
-def _all_verdicts(
-    results: dict[str, Any],
-    summaries: dict[str, c.Group],
-    untrained: dict[str, c.Group],
-    classes: int,
-) -> str:
+def _tally(every: list[c.Claim]) -> str:
     counts: dict[str, int] = {}
-    every = (
-        c.learning_claims(summaries, untrained, classes)
-        + c.transform_claims(summaries, results.get("reference_variant"), classes)
-        + c.combination_claims(summaries, classes)
-        + [
-            claim
-            for name, spec in _by_table(results)
-            for claim in c.ablation_claims(
-                spec.get("label") or name, c.ablation_points(results, name), classes
-            )
-        ]
-        + c.reversal_claims(summaries, untrained, results.get("reference_variant"))
-    )
     for claim in every:
         key = ("control: " if claim.control else "") + claim.outcome
         counts[key] = counts.get(key, 0) + 1
@@ -357,15 +334,16 @@ def render_markdown(
     summaries = c.groups(results)
     untrained = c.groups(results, "untrained")
     classes = c.num_classes(results)
+    verdicts = c.verdicts(results)
     pictures = {k: f"![{k}]({images[k]})" for k in images}
-    comparison = _comparison(results, summaries, classes)
+    comparison = _comparison(summaries, verdicts.transforms)
     for key in ("accuracy_vs_gflops", "reversal"):
         if key in pictures:
             comparison += "\n\n" + pictures[key]
-    combinations = _combinations(summaries, classes)
+    combinations = _combinations(summaries, verdicts.combinations)
     if "combinations" in pictures:
         combinations += "\n\n" + pictures["combinations"]
-    ablations = _ablations(results, classes)
+    ablations = _ablations(results, verdicts.ablations)
     if "ablations" in pictures:
         ablations += "\n\n" + pictures["ablations"]
     per_class = results.get("analysis_clips_per_class", 4)
@@ -378,14 +356,14 @@ def render_markdown(
         chance_top1=f"{100 / classes:.1f}",
         pairs=classes // c.PAIR_SIZE,
         pair_table=_pairs(results, summaries),
-        learning=_learning(summaries, untrained, classes, notes or {}),
+        learning=_learning(summaries, untrained, classes, verdicts.learning, notes or {}),
         comparison=comparison,
         combinations=combinations,
         ablations=ablations,
         analysis_clips=per_class,
-        reversal=_reversal(results, summaries, untrained),
+        reversal=_reversal(results, summaries, untrained, verdicts.reversal),
         kernels=_kernels(results.get("kernels"), images),
-        verdicts=_all_verdicts(results, summaries, untrained, classes),
+        verdicts=_tally(verdicts.every()),
     )
 
 
