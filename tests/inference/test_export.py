@@ -25,7 +25,7 @@ from rsanet.inference import (
     load_classifier,
 )
 from rsanet.inference.export import example_clip, max_abs_difference
-from support.inference import CLASSES, randomise_norms
+from support.inference import CLASSES, CLI_COMMANDS, randomise_norms
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -37,7 +37,7 @@ def run_cli(*args: object) -> tuple[int, str]:
     """``rsanet ARGS`` in-process at any fixture scope: (exit code, stdout)."""
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
-        patch.setattr(rsanet.cli, "COMMAND_MODULES", ["predict", "export", "visualize"])
+        patch.setattr(rsanet.cli, "COMMAND_MODULES", CLI_COMMANDS)
         code = rsanet.cli.main([str(a) for a in args])
     return code, out.getvalue()
 

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from rsanet.inference import Annotator, TorchBackend
+from support.inference import rules_file
 
 
-def rules_file(tmp_path, threshold: float = 0.5):
-    path = tmp_path / "rules.json"
-    path.write_text(json.dumps({"rules": {"fighting": {"threshold": threshold, "cooldown": 2}}}))
-    return path
+def fighting_rules(tmp_path, threshold: float = 0.5):
+    return rules_file(tmp_path, {"fighting": {"threshold": threshold, "cooldown": 2}})
 
 
 @pytest.mark.parametrize("output", ["--annotate", "--events"])
@@ -27,7 +26,7 @@ def test_an_output_that_is_an_input_is_refused(
 
     source = shutil.copy(small_clip, tmp_path / "clip.mp4")
     ckpt = shutil.copy(checkpoint, tmp_path / "model.pt")
-    rules = rules_file(tmp_path)
+    rules = fighting_rules(tmp_path)
     target = {"source": source, "checkpoint": ckpt, "rules": rules}[victim]
     before = open(target, "rb").read()
     result = cli(
@@ -59,7 +58,7 @@ def test_unwritable_outputs_are_one_line(
         "--size",
         32,
         "--rules",
-        rules_file(tmp_path),
+        fighting_rules(tmp_path),
         option,
         make(tmp_path),
     )
@@ -98,7 +97,7 @@ def test_non_finite_scores_are_an_error_never_an_alert(
         "--window-seconds",
         0.8,
         "--rules",
-        rules_file(tmp_path, threshold=0.0),
+        fighting_rules(tmp_path, threshold=0.0),
         "--events",
         events,
     )
@@ -125,7 +124,7 @@ def test_a_webhook_that_never_answers_fails_the_run(
         "--window-seconds",
         0.8,
         "--rules",
-        rules_file(tmp_path, threshold=0.9),
+        fighting_rules(tmp_path, threshold=0.9),
         "--events",
         events,
         "--webhook",

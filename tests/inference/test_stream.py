@@ -23,7 +23,7 @@ from rsanet.inference import (
     parse_source,
     pyav_opener,
 )
-from support.inference import CLASSES, encode, moving_square
+from support.inference import CLASSES, encode, moving_square, rules_file
 
 
 class SlowBackend(TorchBackend):
@@ -382,8 +382,7 @@ def test_sigterm_is_handled_like_ctrl_c(checkpoint, bikes, tmp_path):
 
     import rsanet
 
-    rules = tmp_path / "rules.json"
-    rules.write_text(json.dumps({"rules": {"fighting": 0.0}}))  # every window fires
+    rules = rules_file(tmp_path, {"fighting": 0.0})  # every window fires
     out, events = tmp_path / "annotated.mp4", tmp_path / "events.jsonl"
     argv = [
         "predict", str(bikes), "--checkpoint", str(checkpoint), "--size", "32", "--live",

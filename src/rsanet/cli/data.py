@@ -7,6 +7,8 @@ import argparse
 import json
 import sys
 
+from rsanet.cli._args import add_json_option
+
 FORMATS = ("something-v1", "something-v2", "diving48", "finegym", "list", "folder")
 
 
@@ -59,10 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--workers", type=int, default=None, help="decoding processes (default: all cores)"
     )
-    check.add_argument(
-        "--json",
-        action="store_true",
-        help='print one JSON object {"total", "ok", "bad": [{"path", "reason"}]}',
+    add_json_option(
+        check, help='print one JSON object {"total", "ok", "bad": [{"path", "reason"}]}'
     )
     check.add_argument(
         "--out",

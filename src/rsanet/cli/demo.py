@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rsanet.cli._args import add_model_shape_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -13,9 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and print the output shape, parameters, GFLOPs and forward time. Needs no data.",
     )
     parser.add_argument("--model", default="rsanet_tiny", help="registered model name")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--num-classes", type=int, default=12)
+    add_model_shape_options(parser, frames=8, size=64, num_classes=12)
     parser.set_defaults(func=run)
 
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from rsanet.cli import add_overrides_option
+from rsanet.cli._args import (
+    add_config_argument,
+    add_json_option,
+    add_output_option,
+    add_overrides_option,
+)
 
 if TYPE_CHECKING:
     from rsanet.engine.config import Config
@@ -24,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "averaging their softmax scores (e.g. the 8- and 16-frame RSANet: RSANet EN)."
         ),
     )
-    parser.add_argument("config", metavar="CONFIG", help="YAML configuration file")
+    add_config_argument(parser)
     parser.add_argument(
         "--checkpoint",
         "-c",
@@ -44,13 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="crops per clip, 1 (centre) or 3 (default: eval.num_crops)",
     )
     parser.add_argument("--batch-size", type=int, metavar="N", help="videos per batch")
-    parser.add_argument(
-        "--output",
-        "-o",
-        metavar="DIR",
-        help="where to write the files (default: eval/ beside the first checkpoint)",
+    add_output_option(
+        parser, help="where to write the files (default: eval/ beside the first checkpoint)"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(parser)
     add_overrides_option(
         parser, help="override configuration keys, e.g. --set data.root=/data/ssv1"
     )

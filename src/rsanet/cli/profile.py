@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from rsanet.cli._args import add_json_option, add_model_shape_options, check_positive
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,13 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("model", metavar="MODEL", help="a registered model name (see --list)")
-    parser.add_argument("--frames", type=int, default=8, help="clip length T (default 8)")
-    parser.add_argument("--size", type=int, default=224, help="frame height = width (224)")
-    parser.add_argument("--num-classes", type=int, default=174, help="classes (default 174)")
+    add_model_shape_options(parser, frames=8, size=224, num_classes=174)
     parser.add_argument(
         "--count-norm", action="store_true", help="also count BatchNorm as fvcore does"
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -32,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from rsanet.cli import CLIError
     from rsanet.models import profile_model
 
-    for name in ("frames", "size"):
-        if getattr(args, name) < 1:
-            raise CLIError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    check_positive(args, "frames", "size")
     if args.num_classes < 0:
         raise CLIError(f"--num-classes must be >= 0, got {args.num_classes}")
     try:

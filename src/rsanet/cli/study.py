@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rsanet.cli import add_overrides_option
+from rsanet.cli._args import add_config_argument, add_output_option, add_overrides_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,10 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the page from the records alone."
         ),
     )
-    parser.add_argument("config", metavar="CONFIG", help="study YAML file")
-    parser.add_argument(
-        "--output", "-o", metavar="DIR", help="study folder (default: runs/<config name>[_smoke])"
-    )
+    add_config_argument(parser, help="study YAML file")
+    add_output_option(parser, help="study folder (default: runs/<config name>[_smoke])")
     parser.add_argument(
         "--records",
         metavar="DIR",

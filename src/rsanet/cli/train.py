@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rsanet.cli import add_overrides_option
+from rsanet.cli._args import add_config_argument, add_output_option, add_overrides_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,13 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "torchrun for multi-process (multi-GPU, multi-node) training."
         ),
     )
-    parser.add_argument("config", metavar="CONFIG", help="YAML configuration file")
+    add_config_argument(parser)
     add_overrides_option(
         parser, help="override configuration keys, e.g. --set optim.lr=0.01 data.num_frames=16"
     )
-    parser.add_argument(
-        "--output", "-o", metavar="DIR", help="run folder (default: runs/<config name>)"
-    )
+    add_output_option(parser, help="run folder (default: runs/<config name>)")
     parser.add_argument(
         "--resume",
         nargs="?",

@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import argparse
 
+from rsanet.cli._args import (
+    add_checkpoint_option,
+    add_crop_size_option,
+    check_positive,
+    crop_size,
+)
+
 
 def _position(text: str) -> tuple[int, int, int]:
     try:
@@ -34,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     kernels.add_argument("video", metavar="VIDEO", help="a video file")
-    kernels.add_argument("--checkpoint", metavar="PATH", required=True)
+    add_checkpoint_option(kernels, required=True)
     kernels.add_argument("--out", metavar="DIR", required=True, help="output folder")
     kernels.add_argument(
         "--layer",
@@ -48,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="query: clip frame t, pixel row y and column x of the crop (default: the centre)",
     )
     kernels.add_argument("--head", type=int, default=0, help="attention head (0)")
-    kernels.add_argument("--size", type=int, help="crop side (default: checkpoint's, else 224)")
+    add_crop_size_option(kernels)
     kernels.add_argument("--list-layers", action="store_true", help="list the RSA layers")
     kernels.set_defaults(func=run)
 
@@ -63,12 +70,11 @@ def run(args: argparse.Namespace) -> int:
         for name, layer in rsa_layers(classifier.model):
             print(f"{name}: {layer.num_heads} heads, kernel {layer.kernel_size}")
         return 0
-    if args.size is not None and args.size < 1:
-        raise CLIError(f"--size must be a positive integer, got {args.size}")
+    check_positive(args, "size")
     spec = parse_source(args.video)
     if spec.kind != "file":
         raise CLIError(f"VIDEO must be a video file, got a {spec.kind}: {spec}")
-    size = args.size or classifier.input_size or 224
+    size = crop_size(args.size, classifier.input_size)
     clip, frames = video_clip(spec.target, num_frames=classifier.num_frames, size=size)
     comparison = compare_kernels(
         classifier.model,

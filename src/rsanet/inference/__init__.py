@@ -10,7 +10,8 @@ and export to ONNX / TorchScript.
 ...     print(window.start, window.end, window.top[0])
 
 Live sources (``rtsp://``, ``http://``, ``/dev/video0``, or a file replayed in real time) go
-through :class:`LiveAnalysis`; see ``docs/deploy.md``.
+through :class:`LiveAnalysis`; a whole monitored run (alerts, signals, summary) through
+:class:`Monitor`; see ``docs/deploy.md``.
 """
 
 from rsanet.inference.alerts import (
@@ -31,6 +32,13 @@ from rsanet.inference.export import (
     export_onnx,
     export_torchscript,
 )
+from rsanet.inference.monitor import (
+    Interrupted,
+    Monitor,
+    RunOutcome,
+    StopSignals,
+    open_analysis,
+)
 from rsanet.inference.predictor import (
     Backend,
     CheckpointError,
@@ -43,8 +51,14 @@ from rsanet.inference.predictor import (
     top_k,
 )
 from rsanet.inference.redact import redact_text, redact_url
-from rsanet.inference.results import ClipPrediction, Outage, RunSummary, WindowResult
-from rsanet.inference.sinks import AlertSinks, EventLog, WebhookSink
+from rsanet.inference.results import (
+    ClipPrediction,
+    FolderSummary,
+    Outage,
+    RunSummary,
+    WindowResult,
+)
+from rsanet.inference.sinks import AlertSinks, EventLog, WebhookSink, check_outputs
 from rsanet.inference.smoothing import ScoreSmoother
 from rsanet.inference.sources import (
     Frame,
@@ -71,19 +85,24 @@ __all__ = [
     "ClipPrediction",
     "EventLog",
     "ExportResult",
+    "FolderSummary",
     "Frame",
     "FrameRing",
+    "Interrupted",
     "LiveAnalysis",
+    "Monitor",
     "NonFiniteScoresError",
     "OnnxRuntimeBackend",
     "Outage",
     "Predictor",
     "RulesError",
+    "RunOutcome",
     "RunSummary",
     "ScoreSmoother",
     "SlidingWindow",
     "SourceError",
     "SourceSpec",
+    "StopSignals",
     "StreamReader",
     "TorchBackend",
     "TorchScriptBackend",
@@ -91,6 +110,7 @@ __all__ = [
     "Window",
     "WindowAnalysis",
     "WindowResult",
+    "check_outputs",
     "decode_frames",
     "export_model",
     "export_onnx",
@@ -98,6 +118,7 @@ __all__ = [
     "list_videos",
     "load_classifier",
     "load_rules",
+    "open_analysis",
     "parse_rules",
     "parse_source",
     "redact_text",

@@ -197,6 +197,50 @@ class Predictor:
             smoothing=smoothing,
         )
 
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | Path,
+        *,
+        checkpoint: str | Path | None = None,
+        size: int | None = None,
+        top_k: int = 5,
+        smoothing: int = 3,
+        threads: int | None = None,
+    ) -> Predictor:
+        """A predictor on an exported ONNX file run by ONNX Runtime (``threads`` intra-op
+        threads). The clip shape is the one fixed at export (``size``, when given, must
+        match it); the class names come from ``checkpoint`` when given, else from the
+        file's metadata, else they are numbered. ValueError (one line) for a file that
+        does not take clips (N, 3, T, S, S) of a fixed shape or was exported for another
+        size."""
+        from rsanet.inference.export import OnnxRuntimeBackend
+
+        backend = OnnxRuntimeBackend(path, threads=threads)
+        if backend.num_frames is None or backend.size is None:
+            raise ValueError(
+                f"{path}: expected a clip input (N, 3, T, S, S) of a fixed shape, "
+                f"got {backend.input_shape}"
+            )
+        if size and size != backend.size:
+            raise ValueError(f"{path} was exported for --size {backend.size}, not {size}")
+        num_classes = backend.session.get_outputs()[0].shape[-1]
+        if checkpoint:
+            classes = load_classifier(checkpoint).classes
+        else:
+            classes = backend.metadata.get("classes")
+            if not isinstance(num_classes, int):
+                num_classes = len(classes or [])
+        names = class_names(classes, int(num_classes), str(path))
+        return cls(
+            backend,
+            names,
+            num_frames=backend.num_frames,
+            size=backend.size,
+            top_k=top_k,
+            smoothing=smoothing,
+        )
+
     # -- one clip ------------------------------------------------------------------------
 
     def clip(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:

@@ -133,3 +133,10 @@ def redact_record(record: Any) -> Any:
     if isinstance(record, list | tuple):
         return [redact_record(value) for value in record]
     return record
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error (or a reason) as one redacted line: whitespace runs become one space, an
+    empty message the error's type name."""
+    text = " ".join(str(error).split())
+    return redact_text(text or type(error).__name__)

@@ -1,5 +1,6 @@
-"""What prediction produces: clip predictions, window results, outages and run summaries,
-each with ``to_dict()`` giving the JSON line ``rsanet predict --json`` prints."""
+"""What prediction produces: clip predictions and folder summaries, window results, outages
+and run summaries, each with ``to_dict()`` giving the JSON line ``rsanet predict --json``
+prints and ``describe()`` giving the line it prints without ``--json``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def _top_dicts(top: Top) -> list[dict[str, Any]]:
 
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
+
+
+def top_text(top: Top) -> str:
+    """``label score | label score ...`` (scores with two decimals), as printed."""
+    return " | ".join(f"{label} {score:.2f}" for label, score in top)
 
 
 @dataclass
@@ -40,6 +46,49 @@ class ClipPrediction:
             "frames": self.frames,
             "duration": _round(self.duration),
         }
+
+    def describe(self) -> str:
+        return f"{self.source}: {top_text(self.top)} ({self.latency_ms:.0f} ms)"
+
+
+@dataclass
+class FolderSummary:
+    """The end of a folder's clip-level predictions: how many videos were predicted and,
+    for each one that could not be read, ``{"source": path, "error": reason}``."""
+
+    source: str
+    predicted: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, item: ClipPrediction | tuple[str, str]) -> None:
+        """Count one item of :meth:`Predictor.predict_folder` (a prediction or a failure)."""
+        if isinstance(item, tuple):
+            path, reason = item
+            self.failed.append({"source": path, "error": reason})
+        else:
+            self.predicted += 1
+
+    @property
+    def files(self) -> int:
+        return self.predicted + len(self.failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "summary",
+            "source": self.source,
+            "files": self.files,
+            "predicted": self.predicted,
+            "failed": self.failed,
+        }
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        text = f"{self.predicted} of {self.files} videos predicted"
+        if self.failed:
+            text += f"; {len(self.failed)} could not be read: " + ", ".join(
+                failure["source"] for failure in self.failed
+            )
+        return text
 
 
 @dataclass
@@ -81,6 +130,13 @@ class WindowResult:
             "frames": self.frames,
             "skipped": self.skipped,
         }
+
+    def describe(self) -> str:
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        return (
+            f"[{self.start:8.2f} - {self.end:8.2f} s] {top_text(self.top)} "
+            f"({self.latency_ms:.0f} ms{skipped})"
+        )
 
 
 @dataclass

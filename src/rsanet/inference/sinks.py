@@ -33,9 +33,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rsanet.atomic import refuse_overwrite, remove_stale_temporaries
 from rsanet.inference.alerts import AlertEngine, AlertEvent, load_rules
-from rsanet.inference.annotate import Annotator
-from rsanet.inference.redact import redact_record, redact_text, redact_url, split_credentials
+from rsanet.inference.annotate import Annotator, container_format
+from rsanet.inference.redact import (
+    one_line,
+    redact_record,
+    redact_text,
+    redact_url,
+    split_credentials,
+)
 from rsanet.inference.results import WindowResult
 from rsanet.inference.sources import Frame
 from rsanet.inference.stream import Backoff
@@ -71,6 +78,27 @@ def check_writable(path: str | Path, what: str) -> None:
         )
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"{what} {str(path)!r} is read-only; choose another path")
+
+
+def check_outputs(
+    *,
+    events: str | Path | None = None,
+    annotate: str | Path | None = None,
+    inputs: Sequence[str | Path | None] = (),
+) -> None:
+    """Before anything is read or written: an output (the ``events`` log, the ``annotate``
+    video) must not be one of the ``inputs`` nor the other output, must be writable, and an
+    annotated video needs a known container. Raises ValueError (one line; an
+    :class:`~rsanet.atomic.OverwriteError` for an output that is an input). Removes the
+    temporaries a killed run left beside the annotated video."""
+    if annotate:
+        refuse_overwrite(annotate, [*inputs, events], what="--annotate output")
+        container_format(annotate)
+        check_writable(annotate, "--annotate")
+        remove_stale_temporaries(Path(annotate))  # left by a killed run
+    if events:
+        refuse_overwrite(events, inputs, what="--events log")
+        check_writable(events, "--events")
 
 
 class EventLog:
@@ -421,9 +449,14 @@ class AlertSinks:
             raise
         return sinks
 
+    def __enter__(self) -> AlertSinks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _fail(self, what: str, error: BaseException) -> None:
-        reason = redact_text(" ".join(str(error).split()) or type(error).__name__)
-        message = f"{what}: {reason}"
+        message = f"{what}: {one_line(error)}"
         if message not in self.failures:
             self.failures.append(message)
             self.warn(message)
@@ -480,10 +513,12 @@ class AlertSinks:
 
     @property
     def lost(self) -> int:
+        """Deliveries lost so far (event log writes and webhook POSTs)."""
         return sum(part["lost"] for part in (self.delivery() or {}).values())
 
     def close(self) -> None:
-        """Finish the video, close the log, flush the webhook (bounded by its timeout)."""
+        """Finish the video, close the log, flush the webhook (bounded by its timeout).
+        Closing twice does nothing; leaving a ``with`` block closes."""
         if self._closed:
             return
         self._closed = True

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rsanet.data.annotations import VIDEO_EXTENSIONS
-from rsanet.inference.redact import redact_text, redact_url
+from rsanet.inference.redact import one_line, redact_text, redact_url
 
 #: URL schemes FFmpeg reads as network streams
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "http", "https", "udp", "tcp", "srt")
@@ -128,7 +128,7 @@ def scaled_size(width: int, height: int, short_side: int | None) -> tuple[int, i
 
 
 def _one_line(error: BaseException) -> str:
-    message = redact_text(" ".join(str(error).split()) or type(error).__name__)
+    message = one_line(error)
     return message if len(message) <= 300 else message[:297] + "..."
 
 

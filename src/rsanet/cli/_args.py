@@ -1,0 +1,142 @@
+"""Arguments that several commands share, added by one function each so that a flag means
+the same thing (name, metavar, default, help) wherever it appears, and argparse types for
+bounded numbers. Values that argparse cannot check alone are checked after parsing by
+:func:`check_positive` (a :class:`~rsanet.cli.CLIError`, one line, exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+#: the crop side of a checkpoint's model when neither the command nor the checkpoint says
+DEFAULT_SIZE = 224
+
+
+# -- argparse types ----------------------------------------------------------------------
+
+
+def seconds(maximum: float) -> Callable[[str], float]:
+    """An argparse type: a positive, finite number of seconds, at most ``maximum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive, finite number of seconds, got {text!r}"
+            )
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum:g} s, got {text!r}")
+        return value
+
+    parse.__name__ = "seconds"  # argparse names the type in its messages
+    return parse
+
+
+def count(minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be between {minimum} and {maximum}, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+
+def add_config_argument(
+    parser: argparse.ArgumentParser, help: str = "YAML configuration file"
+) -> None:
+    """The positional ``CONFIG`` (``args.config``)."""
+    parser.add_argument("config", metavar="CONFIG", help=help)
+
+
+def add_overrides_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE ...`` (repeatable) into ``args.overrides``: configuration keys
+    overridden on the command line, as every command that reads a configuration takes."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help=help,
+    )
+
+
+def add_checkpoint_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--checkpoint PATH`` (``args.checkpoint``): one rsanet checkpoint."""
+    parser.add_argument(
+        "--checkpoint", metavar="PATH", required=required, help="an rsanet checkpoint"
+    )
+
+
+def add_crop_size_option(parser: argparse.ArgumentParser, type: Callable[[str], int] = int) -> None:
+    """``--size`` (``args.size``, None by default): the crop side a checkpoint's model is
+    fed; resolve it with :func:`crop_size`."""
+    parser.add_argument(
+        "--size", type=type, help=f"crop side (default: checkpoint's, else {DEFAULT_SIZE})"
+    )
+
+
+def crop_size(size: int | None, trained: int | None) -> int:
+    """``--size`` when given, else the size the model was trained at, else 224."""
+    return size or trained or DEFAULT_SIZE
+
+
+def add_model_shape_options(
+    parser: argparse.ArgumentParser, *, frames: int, size: int, num_classes: int
+) -> None:
+    """``--frames``, ``--size`` and ``--num-classes`` of a model built from its name (no
+    checkpoint), with these defaults."""
+    parser.add_argument(
+        "--frames", type=int, default=frames, help=f"clip length T (default {frames})"
+    )
+    parser.add_argument(
+        "--size", type=int, default=size, help=f"frame height = width (default {size})"
+    )
+    parser.add_argument(
+        "--num-classes", type=int, default=num_classes, help=f"classes (default {num_classes})"
+    )
+
+
+# -- outputs ---------------------------------------------------------------------------
+
+
+def add_output_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--output DIR`` / ``-o DIR`` (``args.output``): the folder a command writes."""
+    parser.add_argument("--output", "-o", metavar="DIR", help=help)
+
+
+def add_json_option(parser: argparse.ArgumentParser, help: str = "print one JSON object") -> None:
+    """``--json`` (``args.json``): machine-readable output on stdout."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+# -- checks after parsing --------------------------------------------------------------
+
+
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """CLIError unless each of the integer options ``names`` (attribute names) is unset
+    (None) or >= 1."""
+    from rsanet.cli import CLIError
+
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise CLIError(f"{flag} must be a positive integer, got {value}")
