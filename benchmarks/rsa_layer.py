@@ -11,7 +11,7 @@ baseline re-states the authors' computation with the same parameters
 our time (higher is better), "memory ratio" our peak / baseline peak (lower is better).
 Where the fused kernels run (C++ on the CPU, ``rsanet.layers.native``; Triton with
 ``--device cuda``, ``rsanet.layers.gpu``), the same layer on PyTorch operators
-(``RSANET_NATIVE=0``) is timed too, to show what the kernels themselves bring.
+(``RSANET_NATIVE=0 RSANET_TRITON=0``) is timed too, to show what the kernels themselves bring.
 ``--profile`` adds where our training step's time goes (torch.profiler: the operators, or
 on a GPU the kernels, with the most self time).
 """
@@ -43,13 +43,18 @@ from rsanet.layers.rsa_official_order import rsa_official_order  # noqa: E402
 SHAPES = {"stage1": (64, 56), "stage2": (128, 28), "stage3": (256, 14), "stage4": (512, 7)}
 
 
+SWITCHES = ("RSANET_NATIVE", "RSANET_TRITON")  # the C++ and the Triton kernels
+
+
 def without_fused_kernel(fn: Callable[[], object]) -> Callable[[], None]:
     def run():
-        os.environ["RSANET_NATIVE"] = "0"
+        for switch in SWITCHES:
+            os.environ[switch] = "0"
         try:
             fn()
         finally:
-            del os.environ["RSANET_NATIVE"]
+            for switch in SWITCHES:
+                del os.environ[switch]
 
     return run
 

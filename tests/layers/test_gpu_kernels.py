@@ -12,13 +12,10 @@ import sys
 import pytest
 import torch
 
-from rsanet.layers import RSA, gpu, native, rsa_reference
-from rsanet.layers.rsa import (
-    _fused_kernels,
-    _neighbourhood_backward,
-    _Scratch,
-    unfold_channels_last,
-)
+from rsanet.layers import RSA, config, gpu, rsa_reference
+from rsanet.layers.backends import Backend, choose_backend
+from rsanet.layers.ops import Scratch, unfold_channels_last
+from rsanet.layers.ops.aggregate import _chunk_backward_with_operators
 from support.layers import assert_close_relative, perturbed
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -28,18 +25,23 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 def triton_kernels(monkeypatch):
     """The layer's fused products on the Triton kernels, compiled or interpreted."""
     triton = pytest.importorskip("triton")
-    monkeypatch.delenv("RSANET_NATIVE", raising=False)
+    monkeypatch.delenv("RSANET_TRITON", raising=False)
     if DEVICE == "cpu":
         assert triton.knobs.runtime.interpret, "tests/conftest.py sets TRITON_INTERPRET=1"
-        monkeypatch.setattr(native, "available", lambda *tensors: False)
-        monkeypatch.setattr(
-            gpu,
-            "available",
-            lambda *t: native.enabled() and all(x.dtype == torch.float32 for x in t),
-        )
+        monkeypatch.setenv("RSANET_NATIVE", "0")
+        monkeypatch.setattr(gpu, "refusal", interpreted_refusal)
     else:  # exact float32 in the operators we compare with
         monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
         monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
+def interpreted_refusal(op, tensors):
+    """:func:`rsanet.layers.gpu.refusal` with CPU tensors accepted (Triton's interpreter)."""
+    if not config.triton_enabled():
+        return "switched off"
+    if not all(t.dtype == torch.float32 for t in tensors):
+        return "not float32"
+    return None
 
 
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -87,7 +89,7 @@ def test_backward_products_match_the_operator_backward(
     grad_correlation = randn(*khat.shape, seed=7) if relational else None
     grad_padded = randn(*padded.shape, seed=8)  # the kernels add onto what is there
     expected_grad_padded = grad_padded.clone()
-    correlation, expected_grad_khat = _neighbourhood_backward(
+    correlation, expected_grad_khat = _chunk_backward_with_operators(
         khat,
         grad_correlation,
         aggregated,
@@ -95,7 +97,7 @@ def test_backward_products_match_the_operator_backward(
         padded,
         expected_grad_padded,
         kernel_size,
-        _Scratch(padded, enabled=False),
+        Scratch(padded, enabled=False),
     )
     expected_grad_aggregated = grad_aggregated.clone()
     if relational:
@@ -151,10 +153,10 @@ def test_layer_on_the_kernels_matches_operators_and_reference(
     layer = perturbed(layer).to(DEVICE)
     layer.computation = "reassociated"
     x = randn(2, 8, 3, 3, 4, seed=1)
-    assert _fused_kernels(x) is gpu
+    assert choose_backend("aggregate", x) is Backend.TRITON
     fused = outputs_and_gradients(layer, x)
-    monkeypatch.setenv("RSANET_NATIVE", "0")
-    assert _fused_kernels(x) is None
+    monkeypatch.setenv("RSANET_TRITON", "0")
+    assert choose_backend("aggregate", x) is Backend.OPERATORS
     operators = outputs_and_gradients(layer, x)
     for ours, theirs in zip(fused, operators, strict=True):
         assert_close_relative(ours, theirs, rtol=2e-5)
@@ -164,16 +166,17 @@ def test_layer_on_the_kernels_matches_operators_and_reference(
 
 
 def test_kernels_apply_to_float32_gpu_tensors_only(monkeypatch):
-    monkeypatch.delenv("RSANET_NATIVE", raising=False)
+    monkeypatch.delenv("RSANET_TRITON", raising=False)
     assert not gpu.available(torch.empty(0))  # CPU: the C++ kernels or the operators
-    assert _fused_kernels(torch.empty(0)) in (native, None)
+    cpu_choice = choose_backend("aggregate", torch.empty(0))
+    assert cpu_choice in (Backend.NATIVE, Backend.OPERATORS)
     if torch.cuda.is_available() and gpu.installed():
         assert gpu.available(torch.empty(0, device="cuda"))
         assert not gpu.available(torch.empty(0, device="cuda", dtype=torch.float16))
-        monkeypatch.setenv("RSANET_NATIVE", "0")
+        monkeypatch.setenv("RSANET_TRITON", "0")
         assert not gpu.available(torch.empty(0, device="cuda"))
     if gpu.installed():
-        monkeypatch.delenv("RSANET_NATIVE", raising=False)
+        monkeypatch.delenv("RSANET_TRITON", raising=False)
         assert gpu.available()  # no tensor to refuse
     monkeypatch.setattr(gpu, "installed", lambda: False)
     assert not gpu.available()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rsanet.layers import CONTEXTS, KERNELS, RSA, native, rsa_reference
-from rsanet.layers.rsa import neighbourhood_filter
+from rsanet.layers.ops import neighbourhood_filter
 from support.layers import assert_close_relative, perturbed
 
 

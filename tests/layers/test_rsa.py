@@ -192,7 +192,7 @@ def test_official_order_restatement_matches_the_layer(kernel, context):
 @pytest.mark.parametrize("kernel_size", [(3, 3, 3), (1, 3, 5), (3, 1, 1)])
 def test_neighbourhood_filter_is_the_grouped_3d_convolution(kernel_size):
     """Temporal taps as channels of a grouped 2D convolution = one 3D filter per channel."""
-    from rsanet.layers.rsa import neighbourhood_filter
+    from rsanet.layers.ops import neighbourhood_filter
 
     torch.manual_seed(9)
     channels, filters = 3, 4
@@ -217,7 +217,7 @@ def test_neighbourhood_filter_is_the_grouped_3d_convolution(kernel_size):
 @pytest.mark.parametrize("channels", [8, 32])  # unfold_backward and index_add branches
 def test_fold_is_the_adjoint_of_unfold(channels):
     """<unfold(x), g> = <x, fold(g)> for every x, g: the fold adds each neighbour back."""
-    from rsanet.layers.rsa import fold_channels_last_, unfold_channels_last
+    from rsanet.layers.ops import fold_channels_last_, unfold_channels_last
 
     torch.manual_seed(10)
     kernel_size = (3, 3, 5)
@@ -248,7 +248,7 @@ def test_gradients_match_the_reference_with_wide_value_heads():
 
 
 def test_fused_normalisation_matches_the_authors_formula_and_its_gradient():
-    from rsanet.layers.rsa import l2_normalize, l2_normalize_last
+    from rsanet.layers.ops import l2_normalize, l2_normalize_last
 
     torch.manual_seed(12)
     x = torch.randn(3, 5, 7, dtype=torch.float64, requires_grad=True)

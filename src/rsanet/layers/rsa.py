@@ -16,17 +16,18 @@ of a position, this module computes
     y      = A I + (A Pv^T) G^T                             (nh x dv)
 
 which equals the paper's y_n exactly: the relational context (Pv Pv^T) G^T is never formed,
-its product with khat is re-associated, and neither H nor any M x M matrix exists. The
-per-position products run a few frames at a time, in fused kernels that read the
-neighbourhoods in place (C++ on the CPU, :mod:`rsanet.layers.native`; Triton on a GPU,
-:mod:`rsanet.layers.gpu`) or as batched GEMMs over unfolded channels-last neighbourhoods,
-with a hand-written backward that recomputes what it needs instead of storing anything of
-size M (see ``docs/performance.md``).
+its product with khat is re-associated, and neither H nor any M x M matrix exists. For
+few value channels per head the authors' order (kernel and context in the latent space,
+then their product) costs less, and the layer takes it instead (:meth:`RSA.uses_official_order`).
+
+This module holds the parameters and the order of the steps; the steps themselves are the
+operators of :mod:`rsanet.layers.ops` (``rsanet::`` custom ops, computed by C++ or Triton
+kernels or PyTorch operators as :mod:`rsanet.layers.backends` decides; see
+``docs/performance.md`` for why they are fast).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
@@ -35,43 +36,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from rsanet.layers import _args, gpu, native
+from rsanet.layers import _args
+from rsanet.layers.ops import (
+    aggregate_neighbourhoods,
+    frames_per_chunk,
+    l2_normalize_last,
+    latent_kernel,
+    neighbourhood_filter,
+    official_products,
+)
 
 KERNELS = ("basic", "relational", "basic+relational")
 CONTEXTS = ("basic", "relational", "basic+relational")
 COMPUTATIONS = ("auto", "reassociated", "official")
-NORM_EPS = 1e-6
-
-
-def l2_normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """x / sqrt(sum(x^2) + 1e-6) along ``dim`` (the authors' normalisation, eps inside)."""
-    return x / (x.pow(2).sum(dim=dim, keepdim=True) + NORM_EPS).sqrt()
-
-
-def l2_normalize_last(x: torch.Tensor) -> torch.Tensor:
-    """:func:`l2_normalize` along the last dimension in three passes over x; in training
-    only the output is kept for backward (not the un-normalised features)."""
-    if _exporting():  # exporters know no vecdot
-        return l2_normalize(x, dim=-1)
-    if torch.is_grad_enabled():
-        return L2NormalizeLast.apply(x)
-    return x * (torch.linalg.vecdot(x, x).unsqueeze(-1) + NORM_EPS).rsqrt()
-
-
-class L2NormalizeLast(torch.autograd.Function):
-    """y = x r with r = (x.x + eps)^(-1/2); backward r (g - y (g.y)) needs only y and r."""
-
-    @staticmethod
-    def forward(ctx, x):
-        scale = (torch.linalg.vecdot(x, x).unsqueeze(-1) + NORM_EPS).rsqrt()
-        out = x * scale
-        ctx.save_for_backward(out, scale)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        out, scale = ctx.saved_tensors
-        return (grad - out * torch.linalg.vecdot(grad, out).unsqueeze(-1)) * scale
 
 
 class RSA(nn.Module):
@@ -270,15 +247,7 @@ class RSA(nn.Module):
 
         queries (N, T, H, W, nh, dk), K_H1 (N, T, H, W, dk, D) or None -> (N*T*H*W, nh, D).
         """
-        nh, dk, dd = *queries.shape[-2:], self.latent_channels
-        queries = queries.reshape(-1, nh, dk)
-        if key_summary is None:
-            return queries  # basic kernel alone: P1 = identity
-        key_summary = key_summary.reshape(-1, dk, dd)
-        if self.basic_kernel_weight is None:
-            return torch.bmm(queries, key_summary)
-        basic = (queries.reshape(-1, dk) @ self.basic_kernel_weight).reshape(-1, nh, dd)
-        return torch.baddbmm(basic, queries, key_summary)
+        return latent_kernel(queries, key_summary, self.basic_kernel_weight)
 
     # -- the fast path ---------------------------------------------------------------------
 
@@ -324,26 +293,17 @@ class RSA(nn.Module):
         n, t, h, w, dv = values.shape
         kt, kh, kw = self.kernel_size
         padded = F.pad(values, (0, 0, kw // 2, kw // 2, kh // 2, kh // 2, kt // 2, kt // 2))
-        # A few frames at a time: the unfolded neighbourhoods (M times the values) of a chunk
-        # stay small enough to be reused from cache instead of being faulted in afresh.
-        per_frame = h * w * self.neighbourhood_size * dv * values.element_size()
-        chunk = max(1, min(t, self.max_unfold_bytes // per_frame))
-        if gpu.available(values):  # no cache to fit: every position of a clip in one launch
-            chunk = t
-        arguments = (
+        out = aggregate_neighbourhoods(
             kernel.reshape(n, t, h * w, self.num_heads, self.latent_channels),
             self.latent_weight,
             padded,
             self.relational_context_weight,
             self.context_mixing,
             self.kernel_size,
-            self.has_basic_context,
-            chunk,
+            use_basic_context=self.has_basic_context,
+            # a few frames at a time: their neighbourhoods stay in cache
+            chunk=frames_per_chunk(values, self.kernel_size, self.max_unfold_bytes),
         )
-        if torch.is_grad_enabled() and not _exporting():
-            out = NeighbourhoodAggregation.apply(*arguments)
-        else:  # inference and export: nothing to save, and exporters see plain operators
-            out = aggregate_neighbourhoods(*arguments)[0]
         return out.reshape(-1, self.num_heads, dv)
 
     def aggregate_official_order(
@@ -353,35 +313,21 @@ class RSA(nn.Module):
         (N, T, H, W, dk, D) or None and values (N, T, H, W, dv) -> (P, dv, nh), value-major.
         F = values filtered with H2 and V_G = values filtered with G (every value channel
         by every filter, one grouped convolution), then per position kernel = q (K_H1 + P1),
-        context = (V_G + I)^T F and y = context kernel^T; in inference on the CPU the three
-        products run in one fused kernel (:func:`rsanet.layers.native.official_products`)."""
+        context = (V_G + I)^T F and y = context kernel^T (:func:`official_products`)."""
         dv, dd = self.value_channels, self.latent_channels
         filters = self.latent_weight
         if self.has_relational_context:
             filters = torch.cat([filters, self.relational_context_weight])
         per_channel = filters.expand(dv, *filters.shape).reshape(-1, *self.kernel_size)
         filtered = neighbourhood_filter(values, per_channel, self.kernel_size)
-        filtered = filtered.reshape(-1, dv, filters.shape[0])  # (P, dv, D [+ dv])
-        parameters = (self.basic_kernel_weight, self.context_mixing)
-        if not torch.is_grad_enabled() and _uses_native(
-            filtered, queries, key_summary, *parameters
-        ):
-            nh, dk = queries.shape[-2:]
-            return native.official_products(
-                queries.reshape(-1, nh, dk).contiguous(),
-                key_summary.reshape(-1, dk, dd).contiguous() if key_summary is not None else None,
-                self.basic_kernel_weight,
-                filtered.contiguous(),
-                self.context_mixing,
-            )
-        kernel = self.latent_kernel(queries, key_summary)  # (P, nh, D)
-        context = filtered[..., :dd]  # F: (P, dv, D)
-        if self.has_relational_context:
-            mixing = filtered[..., dd:]  # V_G: (P, dv, dv)
-            if self.context_mixing is not None:
-                mixing = mixing + self.context_mixing
-            context = torch.bmm(mixing.transpose(1, 2), context)
-        return torch.bmm(context, kernel.transpose(1, 2))
+        nh, dk = queries.shape[-2:]
+        return official_products(
+            queries.reshape(-1, nh, dk),
+            key_summary.reshape(-1, dk, dd) if key_summary is not None else None,
+            self.basic_kernel_weight,
+            filtered.reshape(-1, dv, filters.shape[0]),  # (P, dv, D [+ dv])
+            self.context_mixing,
+        )
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -456,411 +402,3 @@ class RSA(nn.Module):
             per_position += dv * dv * m + dv * dv * dd  # G on the values, V_G^T F
         per_position += nh * dv * dd  # kernel x context
         return positions * per_position
-
-
-def _exporting() -> bool:
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-
-
-def unfold_channels_last(
-    padded: torch.Tensor, kernel_size: _args.Size3, out: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Neighbourhoods of a zero-padded channels-last clip, one contiguous row of C values per
-    neighbour: (N, T + kt - 1, H + kh - 1, W + kw - 1, C) -> (N*T*H*W, M, C), neighbours in
-    (dt, dh, dw) row-major order like a convolution's weight."""
-    kt, kh, kw = kernel_size
-    n, tp, hp, wp, c = padded.shape
-    if _exporting():
-        # exporters know no unfold: the same gather as one shifted slice per neighbour
-        t, h, w = tp - kt + 1, hp - kh + 1, wp - kw + 1
-        shifted = [
-            padded[:, dt : dt + t, dh : dh + h, dw : dw + w]
-            for dt in range(kt)
-            for dh in range(kh)
-            for dw in range(kw)
-        ]
-        return torch.stack(shifted, dim=4).reshape(-1, kt * kh * kw, c)
-    windows = padded.unfold(1, kt, 1).unfold(2, kh, 1).unfold(3, kw, 1)  # N T H W C kt kh kw
-    windows = windows.permute(0, 1, 2, 3, 5, 6, 7, 4)
-    if out is None:
-        return windows.reshape(-1, kt * kh * kw, c)
-    out = out[: windows[..., 0, 0, 0, 0].numel()].view(windows.shape)
-    return out.copy_(windows).view(-1, kt * kh * kw, c)
-
-
-@functools.lru_cache(maxsize=64)
-def _neighbour_rows(
-    padded_size: tuple[int, int, int], kernel_size: _args.Size3, device: torch.device
-) -> torch.Tensor:
-    """The row of every neighbour of every position in a flattened padded clip of
-    (T', H', W') positions, in :func:`unfold_channels_last`'s order: (T*H*W*M,) int64."""
-    rows = torch.arange(math.prod(padded_size), device=device).reshape(1, *padded_size, 1)
-    return unfold_channels_last(rows, kernel_size).reshape(-1)
-
-
-def fold_channels_last_(
-    out: torch.Tensor, gradient: torch.Tensor, kernel_size: _args.Size3
-) -> torch.Tensor:
-    """Adjoint of :func:`unfold_channels_last`, accumulated in place: every neighbour's
-    gradient (N*T*H*W, M, C) summed onto the padded clip ``out`` (N, T', H', W', C)."""
-    kt, kh, kw = kernel_size
-    n, tp, hp, wp, c = out.shape
-    if n == 1 and c >= 32 and out.is_contiguous():
-        # one vectorised row add per neighbour: 3-6x faster than unfold_backward for long rows
-        rows = _neighbour_rows((tp, hp, wp), kernel_size, out.device)
-        out.view(-1, c).index_add_(0, rows, gradient.reshape(-1, c))
-        return out
-    t, h, w = tp - kt + 1, hp - kh + 1, wp - kw + 1
-    windows = gradient.reshape(n, t, h, w, kt, kh, kw, c).permute(0, 1, 2, 3, 7, 4, 5, 6)
-    unfold_backward = torch.ops.aten.unfold_backward
-    by_width = unfold_backward(windows, [n, t, h, wp, c, kt, kh], 3, kw, 1)
-    by_height = unfold_backward(by_width, [n, t, hp, wp, c, kt], 2, kh, 1)
-    return out.add_(unfold_backward(by_height, [n, tp, hp, wp, c], 1, kt, 1))
-
-
-def neighbourhood_filter(
-    x: torch.Tensor, weight: torch.Tensor, kernel_size: _args.Size3
-) -> torch.Tensor:
-    """Every channel of a channels-last clip filtered by its own F neighbourhood filters
-    (zero padding, output size = input size).
-
-    x (N, T, H, W, C), weight (C*F, kt, kh, kw) -> (N, T, H, W, C, F), contiguous.
-
-    Computed as one grouped 2D convolution over channels-last frames whose input channels
-    are the kt temporal shifts of every channel: oneDNN runs this form two to four times
-    faster than the equivalent grouped 3D convolution, forward and backward, and its output
-    is already in the layout the per-position products read. In training the kt-fold input
-    is rebuilt for backward instead of being saved.
-    """
-    if torch.is_grad_enabled() and not _exporting():
-        return NeighbourhoodFilter.apply(x, weight, kernel_size)
-    return _filter_frames(x, weight, kernel_size)
-
-
-def _temporal_taps(x: torch.Tensor, frames: int) -> torch.Tensor:
-    """(N, T, H, W, C) -> channels-last (N*T, C*kt, H, W): channel c*kt + dt holds channel
-    c at frame t + dt - kt//2 (zero outside the clip)."""
-    n, t, h, w, c = x.shape
-    padded = F.pad(x, (0, 0, 0, 0, 0, 0, frames // 2, frames // 2))
-    shifted = torch.stack([padded[:, dt : dt + t] for dt in range(frames)], dim=-1)
-    return shifted.reshape(n * t, h, w, c * frames).permute(0, 3, 1, 2)
-
-
-def _filter_frames(x: torch.Tensor, weight: torch.Tensor, kernel_size: _args.Size3):
-    n, t, h, w, c = x.shape
-    kt, kh, kw = kernel_size
-    out = F.conv2d(_temporal_taps(x, kt), weight, padding=(kh // 2, kw // 2), groups=c)
-    return out.permute(0, 2, 3, 1).reshape(n, t, h, w, c, weight.shape[0] // c)
-
-
-class NeighbourhoodFilter(torch.autograd.Function):
-    """:func:`neighbourhood_filter` saving its input, not the kt times larger stack of shifts."""
-
-    @staticmethod
-    def forward(ctx, x, weight, kernel_size):
-        ctx.save_for_backward(x, weight)
-        ctx.kernel_size = kernel_size
-        return _filter_frames(x, weight, kernel_size)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        n, t, h, w, c = x.shape
-        kt, kh, kw = ctx.kernel_size
-        grad_x = None
-        # oneDNN's input gradient has kt output channels per group, its slow case
-        fused = (
-            ctx.needs_input_grad[0] and native.filter_applies(x, grad, weight) and not _exporting()
-        )
-        if fused:
-            grad_x = native.filter_input_grad(
-                grad.reshape(n, t, h, w, c, -1).contiguous(), weight, ctx.kernel_size
-            )
-        if not ctx.needs_input_grad[1] and (fused or not ctx.needs_input_grad[0]):
-            return grad_x, None, None
-        grad = grad.reshape(n * t, h, w, weight.shape[0]).permute(0, 3, 1, 2)
-        grad_taps, grad_weight, _ = torch.ops.aten.convolution_backward(
-            grad,
-            _temporal_taps(x, kt),
-            weight,
-            None,
-            [1, 1],
-            [kh // 2, kw // 2],
-            [1, 1],
-            False,
-            [0, 0],
-            c,
-            [ctx.needs_input_grad[0] and not fused, ctx.needs_input_grad[1], False],
-        )
-        if grad_taps is not None:  # every shift's gradient back onto its frames
-            taps = grad_taps.permute(0, 2, 3, 1).reshape(n, t, h, w, c, kt)
-            padded = taps.new_zeros(n, t + kt - 1, h, w, c)
-            for dt in range(kt):
-                padded[:, dt : dt + t] += taps[..., dt]
-            grad_x = padded[:, kt // 2 : kt // 2 + t]
-        return grad_x, grad_weight, None
-
-
-def _chunks(frames: int, batch: int, chunk: int):
-    """(clip, first frame, last frame + 1) of every chunk of ``chunk`` frames."""
-    for clip in range(batch):
-        for start in range(0, frames, chunk):
-            yield clip, start, min(frames, start + chunk)
-
-
-class _Scratch:
-    """Named work buffers reused by every chunk of a loop: the allocator would otherwise hand
-    each chunk fresh pages, and faulting them in costs more than the products that fill
-    them. The first request of a name sizes its buffer (the first chunk is the largest).
-    Gives None (a fresh output) where ``out=`` cannot be used: under autograd or export."""
-
-    def __init__(self, like: torch.Tensor, enabled: bool = True) -> None:
-        self.like, self.enabled, self.buffers = like, enabled, {}
-
-    def __call__(self, name: str, *shape: int) -> torch.Tensor | None:
-        if not self.enabled:
-            return None
-        buffer = self.buffers.get(name)
-        if buffer is None:
-            buffer = self.buffers[name] = self.like.new_empty(shape)
-        return buffer[: shape[0]]
-
-    def tensor(self, name: str, *shape: int) -> torch.Tensor:
-        """The buffer, or a fresh tensor where buffers are off."""
-        buffer = self(name, *shape)
-        return self.like.new_empty(shape) if buffer is None else buffer
-
-
-def _chunk_weights(
-    kernel: torch.Tensor, to_neighbours: torch.Tensor, clip: int, frames: slice, scratch: _Scratch
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latent kernels (P' nh, D) and khat = kernel H2 (P', nh, M) of one chunk of frames of
-    one clip; forward and backward build them alike."""
-    nh, dd = kernel.shape[-2:]
-    m = to_neighbours.shape[1]
-    latent = kernel[clip, frames].reshape(-1, dd)
-    neighbour_weights = torch.mm(latent, to_neighbours, out=scratch("khat", latent.shape[0], m))
-    return latent, neighbour_weights.view(-1, nh, m)
-
-
-def _halo(padded: torch.Tensor, clip: int, frames: slice, kernel_size: _args.Size3):
-    """The padded frames a chunk's neighbourhoods reach: (1, T' + kt - 1, H', W', C)."""
-    return padded[clip : clip + 1, frames.start : frames.stop + kernel_size[0] - 1]
-
-
-def _fused_kernels(*tensors: torch.Tensor | None):
-    """The fused neighbourhood products for these tensors: :mod:`rsanet.layers.native` (C++,
-    CPU), :mod:`rsanet.layers.gpu` (Triton, GPU) or None (PyTorch operators)."""
-    if _exporting():
-        return None
-    tensors = tuple(t for t in tensors if t is not None)
-    return next((kernels for kernels in (native, gpu) if kernels.available(*tensors)), None)
-
-
-def _uses_native(*tensors: torch.Tensor | None) -> bool:
-    """Whether the C++ kernels compute for these tensors (the authors' order has no others)."""
-    return _fused_kernels(*tensors) is native
-
-
-def aggregate_neighbourhoods(
-    kernel: torch.Tensor,
-    latent_weight: torch.Tensor,
-    padded_values: torch.Tensor,
-    context_weight: torch.Tensor | None,
-    mixing: torch.Tensor | None,
-    kernel_size: _args.Size3,
-    use_basic_context: bool,
-    chunk: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The per-position part of the re-associated order, ``chunk`` frames at a time.
-
-    Latent kernels (N, T, H*W, nh, D), H2 (D, kt, kh, kw) and zero-padded channels-last
-    values (N, T+kt-1, H+kh-1, W+kw-1, dv) -> (y, A), both (N, T, H*W, nh, dv), with
-    khat = kernel H2, A = khat Pv, y = A I + (A Pv^T) G^T and Pv (M, dv) the neighbourhood
-    values of each position. A and A Pv^T come from the fused kernels where they apply
-    (:func:`_fused_kernels`), else from an unfold and two batched GEMMs.
-    """
-    n, t, hw, nh, _ = kernel.shape
-    dv = padded_values.shape[-1]
-    to_neighbours = latent_weight.flatten(1)  # (D, M)
-    m = to_neighbours.shape[1]
-    kernels = _fused_kernels(padded_values, kernel, latent_weight, context_weight, mixing)
-    outputs, aggregated = [], []
-    scratch = _Scratch(padded_values, not (torch.is_grad_enabled() or _exporting()))
-    for clip, start, stop in _chunks(t, n, chunk):
-        frames = slice(start, stop)
-        _, neighbour_weights = _chunk_weights(kernel, to_neighbours, clip, frames, scratch)
-        halo = _halo(padded_values, clip, frames, kernel_size)
-        rows = neighbour_weights.shape[0]
-        correlation = None
-        if kernels is not None:
-            if context_weight is not None:
-                correlation = scratch.tensor("correlation", rows, nh, m)
-            chunk_aggregated = kernels.aggregate(neighbour_weights, halo, kernel_size, correlation)
-        else:
-            unfolded = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
-            chunk_aggregated = torch.bmm(neighbour_weights, unfolded)  # A: (P', nh, dv)
-            if context_weight is not None:
-                correlation = torch.bmm(  # A Pv^T: (P', nh, M)
-                    chunk_aggregated,
-                    unfolded.transpose(1, 2),
-                    out=scratch("correlation", rows, nh, m),
-                )
-        out = torch.zeros_like(chunk_aggregated)
-        if use_basic_context:
-            out = chunk_aggregated @ mixing if mixing is not None else chunk_aggregated
-        if correlation is not None:
-            relational = correlation.view(-1, m) @ context_weight.reshape(dv, m).t()
-            out = out + relational.reshape(out.shape)
-        outputs.append(out)
-        aggregated.append(chunk_aggregated)
-    shape = (n, t, hw, nh, dv)
-    return torch.cat(outputs).reshape(shape), torch.cat(aggregated).reshape(shape)
-
-
-def _neighbourhood_backward(
-    neighbour_weights: torch.Tensor,
-    grad_correlation: torch.Tensor | None,
-    aggregated: torch.Tensor,
-    grad_aggregated: torch.Tensor,
-    halo: torch.Tensor,
-    grad_halo: torch.Tensor,
-    kernel_size: _args.Size3,
-    scratch: _Scratch,
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """Backward of one chunk's products A = khat Pv, corr = A Pv^T with PyTorch operators,
-    what :func:`rsanet.layers.native.aggregate_backward` computes: -> (corr, khat's
-    gradient); the values' gradient is added onto ``grad_halo``."""
-    rows, nh, m = neighbour_weights.shape
-    dv = halo.shape[-1]
-    unfolded = unfold_channels_last(halo, kernel_size, scratch("unfolded", rows, m, dv))
-    correlation = None
-    if grad_correlation is not None:
-        correlation = torch.bmm(
-            aggregated, unfolded.transpose(1, 2), out=scratch("correlation", rows, nh, m)
-        )
-        grad_aggregated = torch.baddbmm(grad_aggregated, grad_correlation, unfolded)
-        # both paths into Pv in one GEMM: [gcorr; khat]^T [A; gA]
-        left = torch.cat(  # (P', 2nh, M)
-            [grad_correlation, neighbour_weights], 1, out=scratch("left", rows, 2 * nh, m)
-        )
-        right = torch.cat(  # (P', 2nh, dv)
-            [aggregated, grad_aggregated], 1, out=scratch("right", rows, 2 * nh, dv)
-        )
-    else:
-        left, right = neighbour_weights, grad_aggregated
-    grad_weights = torch.bmm(grad_aggregated, unfolded.transpose(1, 2))
-    grad_unfolded = torch.bmm(  # (P', M, dv)
-        left.transpose(1, 2), right, out=scratch("grad_unfolded", rows, m, dv)
-    )
-    fold_channels_last_(grad_halo, grad_unfolded, kernel_size)
-    return correlation, grad_weights
-
-
-class NeighbourhoodAggregation(torch.autograd.Function):
-    """:func:`aggregate_neighbourhoods` with a hand-written backward, chunk by chunk like the
-    forward: khat and the neighbourhoods (M times the size of the values) are recomputed
-    instead of being saved, the per-position products run in the fused kernel or
-    :func:`_neighbourhood_backward`, and every gradient is written into one buffer for the
-    whole clip."""
-
-    @staticmethod
-    def forward(
-        ctx,
-        kernel,
-        latent_weight,
-        padded_values,
-        context_weight,
-        mixing,
-        kernel_size,
-        use_basic_context,
-        chunk,
-    ):
-        out, aggregated = aggregate_neighbourhoods(
-            kernel,
-            latent_weight,
-            padded_values,
-            context_weight,
-            mixing,
-            kernel_size,
-            use_basic_context,
-            chunk,
-        )
-        ctx.save_for_backward(
-            kernel, latent_weight, padded_values, aggregated, context_weight, mixing
-        )
-        ctx.options = kernel_size, use_basic_context, chunk
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        kernel, latent_weight, padded_values, aggregated, context_weight, mixing = ctx.saved_tensors
-        kernel_size, use_basic_context, chunk = ctx.options
-        n, t, hw, nh, dd = kernel.shape
-        dv = padded_values.shape[-1]
-        to_neighbours = latent_weight.reshape(dd, -1)
-        m = to_neighbours.shape[1]
-        context = context_weight.reshape(dv, m) if context_weight is not None else None
-        grad_out = grad_out.contiguous()
-        grad_kernel = torch.empty_like(kernel)
-        grad_latent = torch.zeros_like(to_neighbours)
-        grad_values = torch.zeros_like(padded_values)
-        grad_context = torch.zeros_like(context) if context is not None else None
-        grad_mixing = torch.zeros_like(mixing) if mixing is not None else None
-
-        kernels = _fused_kernels(padded_values, kernel, grad_out, latent_weight, context, mixing)
-        scratch = _Scratch(padded_values)
-        for clip, start, stop in _chunks(t, n, chunk):
-            frames = slice(start, stop)
-            latent, neighbour_weights = _chunk_weights(kernel, to_neighbours, clip, frames, scratch)
-            rows = neighbour_weights.shape[0]
-            chunk_aggregated = aggregated[clip, frames].reshape(-1, nh, dv)
-            grad = grad_out[clip, frames].reshape(-1, nh, dv)
-
-            if use_basic_context and mixing is not None:  # the basic context's part of gA
-                grad_aggregated = grad @ mixing.t()
-                grad_mixing.addmm_(chunk_aggregated.reshape(-1, dv).t(), grad.reshape(-1, dv))
-            elif use_basic_context:
-                grad_aggregated = grad.clone()
-            else:
-                grad_aggregated = torch.zeros_like(grad)
-            grad_correlation = None
-            if context is not None:
-                grad_correlation = torch.mm(
-                    grad.reshape(-1, dv), context, out=scratch("grad_correlation", rows * nh, m)
-                ).view(-1, nh, m)
-            operands = (
-                neighbour_weights,
-                grad_correlation,
-                chunk_aggregated,
-                grad_aggregated,
-                _halo(padded_values, clip, frames, kernel_size),
-            )
-            grad_halo = _halo(grad_values, clip, frames, kernel_size)
-            if kernels is not None:
-                correlation = None
-                if context is not None:
-                    correlation = scratch.tensor("correlation", rows, nh, m)
-                grad_weights = scratch.tensor("grad_weights", rows, nh, m)
-                kernels.aggregate_backward(
-                    *operands, grad_weights, correlation, grad_halo, kernel_size
-                )
-            else:
-                correlation, grad_weights = _neighbourhood_backward(
-                    *operands, grad_halo, kernel_size, scratch
-                )
-            if context is not None:
-                grad_context.addmm_(grad.reshape(-1, dv).t(), correlation.reshape(-1, m))
-            grad_weights = grad_weights.reshape(-1, m)
-            grad_latent.addmm_(latent.t(), grad_weights)
-            torch.mm(grad_weights, to_neighbours.t(), out=grad_kernel[clip, frames].view(-1, dd))
-        return (
-            grad_kernel,
-            grad_latent.reshape(latent_weight.shape),
-            grad_values,
-            grad_context.reshape(context_weight.shape) if context is not None else None,
-            grad_mixing,
-            None,
-            None,
-            None,
-        )

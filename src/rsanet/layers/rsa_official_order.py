@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rsanet.layers.rsa import RSA, l2_normalize
+from rsanet.layers.ops import l2_normalize
+from rsanet.layers.rsa import RSA
 
 
 def rsa_official_order(layer: RSA, x: torch.Tensor) -> torch.Tensor:

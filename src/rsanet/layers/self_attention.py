@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsanet.layers import _args
-from rsanet.layers.rsa import unfold_channels_last
+from rsanet.layers.ops import unfold_channels_last
 
 
 class LocalSelfAttention(nn.Module):

@@ -4,9 +4,10 @@ The same contract as :func:`rsanet.layers.native.aggregate` and
 :func:`rsanet.layers.native.aggregate_backward`, on CUDA (or ROCm) float32 tensors: the
 layer uses them where :func:`available` says so and computes the same products with PyTorch
 operators everywhere else (on the CPU the C++ kernels of :mod:`rsanet.layers.native` take
-this part). Triton is optional (``pip install rsanet[gpu]``); ``RSANET_NATIVE=0`` turns
-these kernels off too. With ``TRITON_INTERPRET=1`` Triton runs them on CPU tensors, which is
-how the test suite checks them on machines without a GPU.
+this part). Triton is optional (``pip install rsanet[gpu]``); ``RSANET_TRITON=0`` turns
+these kernels off (``RSANET_NATIVE=0`` only the C++ ones). With ``TRITON_INTERPRET=1``
+Triton runs them on CPU tensors, which is how the test suite checks them on machines
+without a GPU.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib.util
 
 import torch
 
-from rsanet.layers import native
+from rsanet.layers import config
 
 #: neighbours per block of the per-position products; padded locations per gather program
 NEIGHBOUR_BLOCK, LOCATION_BLOCK = 32, 16
@@ -28,13 +29,24 @@ def installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def refusal(op: str, tensors) -> str | None:
+    """Why the Triton kernels cannot compute operator ``op`` on these tensors (they take
+    float32 GPU tensors), None if they can."""
+    if not config.triton_enabled():
+        return f"switched off ({config.TRITON_SWITCH}=0)"
+    for tensor in tensors:
+        if tensor.device.type != "cuda":
+            return f"device {tensor.device.type} is not a GPU"
+        if tensor.dtype != torch.float32:
+            return f"dtype {tensor.dtype} not supported (float32 only)"
+    if not installed():
+        return "Triton is not installed"
+    return None
+
+
 def available(*tensors: torch.Tensor) -> bool:
     """Whether the Triton kernels can compute on these tensors (all float32 on a GPU)."""
-    return (
-        native.enabled()
-        and all(t.device.type == "cuda" and t.dtype == torch.float32 for t in tensors)
-        and installed()
-    )
+    return refusal("aggregate", tensors) is None
 
 
 def _kernels():

@@ -4,9 +4,11 @@
 small-GEMM micro-kernel of ``gemm.h``.
 
 Compiled on first use with the system's C++ compiler (``$CXX``, else ``c++``; a few
-seconds, no PyTorch headers) into a per-user cache, and called through ctypes. Where it cannot be
-built or does not apply (no compiler, not float32 on the CPU, export, ``RSANET_NATIVE=0``),
-:func:`available` is False and the layer computes the same products with PyTorch operators.
+seconds, no PyTorch headers) into a per-user cache, and called through ctypes with the
+arguments named as in :data:`SIGNATURES`. Where it cannot be built or does not apply (no
+compiler, not float32 on the CPU, export, ``RSANET_NATIVE=0``), :func:`refusal` says why,
+:func:`rsanet.layers.backends.choose_backend` passes it over and the layer computes the same
+products with PyTorch operators.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from rsanet.layers import config
+
 SOURCES = [
     Path(__file__).with_name(name) for name in ("neighbourhood.cpp", "official.cpp", "filter.cpp")
 ]
@@ -34,9 +38,79 @@ _library: ctypes.CDLL | None = None
 _failed = False
 
 
+# the C++ parameter types of SIGNATURES
+TENSOR, INT, INT64 = "tensor", "int", "int64"
+_CTYPES = {TENSOR: ctypes.c_void_p, INT: ctypes.c_int, INT64: ctypes.c_int64}
+_SHAPE = (
+    ("frames", INT),
+    ("height", INT),
+    ("width", INT),
+    ("kt", INT),
+    ("kh", INT),
+    ("kw", INT),
+    ("heads", INT),
+    ("channels", INT),
+)
+
+#: every C++ entry point with its parameters, named and in declaration order (the .cpp files);
+#: a tensor parameter takes a contiguous float32 tensor or None (a null pointer)
+SIGNATURES: dict[str, tuple[tuple[str, str], ...]] = {
+    "rsa_aggregate_forward": (
+        ("khat", TENSOR),
+        ("padded", TENSOR),
+        ("aggregated", TENSOR),
+        ("correlation", TENSOR),
+        *_SHAPE,
+        ("threads", INT),
+    ),
+    "rsa_aggregate_backward": (
+        ("khat", TENSOR),
+        ("grad_correlation", TENSOR),
+        ("aggregated", TENSOR),
+        ("grad_aggregated", TENSOR),
+        ("padded", TENSOR),
+        ("grad_khat", TENSOR),
+        ("correlation", TENSOR),
+        ("grad_padded", TENSOR),
+        *_SHAPE,
+        ("threads", INT),
+    ),
+    "rsa_filter_input_grad": (
+        ("grad", TENSOR),
+        ("weight", TENSOR),
+        ("grad_input", TENSOR),
+        ("batch", INT),
+        ("frames", INT),
+        ("height", INT),
+        ("width", INT),
+        ("channels", INT),
+        ("filters", INT),
+        ("kt", INT),
+        ("kh", INT),
+        ("kw", INT),
+        ("threads", INT),
+    ),
+    "rsa_official_products": (
+        ("queries", TENSOR),
+        ("key_summary", TENSOR),
+        ("basic", TENSOR),
+        ("filtered", TENSOR),
+        ("mixing", TENSOR),
+        ("out", TENSOR),
+        ("positions", INT64),
+        ("heads", INT),
+        ("keys", INT),
+        ("channels", INT),
+        ("latent", INT),
+        ("width", INT),
+        ("threads", INT),
+    ),
+}
+
+
 def enabled() -> bool:
-    """False when ``RSANET_NATIVE=0`` asks for the PyTorch operators everywhere."""
-    return os.environ.get("RSANET_NATIVE", "1") != "0"
+    """False when ``RSANET_NATIVE=0`` (see :mod:`rsanet.layers.config`)."""
+    return config.native_enabled()
 
 
 def _cache_dir() -> Path:
@@ -67,11 +141,8 @@ def _build() -> ctypes.CDLL:
                 raise RuntimeError(f"{compiler} failed:\n{result.stderr[-2000:]}")
             os.replace(built, target)  # atomic: concurrent builders never see half a file
     library = ctypes.CDLL(str(target))
-    pointer, integer = ctypes.c_void_p, ctypes.c_int
-    library.rsa_aggregate_forward.argtypes = [pointer] * 4 + [integer] * 9
-    library.rsa_aggregate_backward.argtypes = [pointer] * 8 + [integer] * 9
-    library.rsa_filter_input_grad.argtypes = [pointer] * 3 + [integer] * 10
-    library.rsa_official_products.argtypes = [pointer] * 6 + [ctypes.c_int64] + [integer] * 6
+    for function, parameters in SIGNATURES.items():
+        getattr(library, function).argtypes = [_CTYPES[kind] for _, kind in parameters]
     return library
 
 
@@ -91,13 +162,40 @@ def library() -> ctypes.CDLL | None:
     return _library
 
 
+def refusal(op: str, tensors) -> str | None:
+    """Why the kernels cannot compute operator ``op`` on these tensors, None if they can:
+    they take float32 CPU tensors, and the K_H1 filter gradient channels in eights."""
+    if not enabled():
+        return f"switched off ({config.NATIVE_SWITCH}=0)"
+    for tensor in tensors:
+        if tensor.device.type != "cpu":
+            return f"device {tensor.device.type} is not the CPU"
+        if tensor.dtype != torch.float32:
+            return f"dtype {tensor.dtype} not supported (float32 only)"
+    if op == "filter_input_grad" and tensors and tensors[0].shape[-1] % 8 != 0:
+        return f"{tensors[0].shape[-1]} channels, not a multiple of 8"
+    if library() is None:
+        return "the C++ kernels could not be built"
+    return None
+
+
 def available(*tensors: torch.Tensor) -> bool:
     """Whether the fused kernels can compute on these tensors (all float32 on the CPU)."""
-    return (
-        enabled()
-        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-        and library() is not None
-    )
+    return refusal("aggregate", tensors) is None
+
+
+def _call(function: str, **arguments) -> None:
+    """Calls C++ ``function`` with its arguments by name (see :data:`SIGNATURES`)."""
+    parameters = SIGNATURES[function]
+    names = [name for name, _ in parameters]
+    if set(arguments) != set(names):
+        missing, unexpected = set(names) - set(arguments), set(arguments) - set(names)
+        raise TypeError(f"{function}: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    values = [
+        _pointer(arguments[name]) if kind == TENSOR else arguments[name]
+        for name, kind in parameters
+    ]
+    getattr(library(), function)(*values)
 
 
 def _pointer(tensor: torch.Tensor | None) -> int | None:
@@ -108,10 +206,20 @@ def _pointer(tensor: torch.Tensor | None) -> int | None:
     return tensor.data_ptr()
 
 
-def _dimensions(padded: torch.Tensor, kernel_size: tuple[int, int, int], heads: int):
+def _shape(padded: torch.Tensor, kernel_size: tuple[int, int, int], heads: int) -> dict:
+    """The sizes of a chunk, named as the C++ parameters of :data:`_SHAPE`."""
     _, tp, hp, wp, dv = padded.shape
     kt, kh, kw = kernel_size
-    return (tp - kt + 1, hp - kh + 1, wp - kw + 1, kt, kh, kw, heads, dv)
+    return dict(
+        frames=tp - kt + 1,
+        height=hp - kh + 1,
+        width=wp - kw + 1,
+        kt=kt,
+        kh=kh,
+        kw=kw,
+        heads=heads,
+        channels=dv,
+    )
 
 
 def aggregate(
@@ -124,13 +232,14 @@ def aggregate(
     A = khat Pv (P, nh, dv); writes A Pv^T into ``correlation`` (P, nh, M) unless None."""
     heads, dv = khat.shape[1], padded.shape[-1]
     aggregated = khat.new_empty(khat.shape[0], heads, dv)
-    library().rsa_aggregate_forward(
-        _pointer(khat),
-        _pointer(padded),
-        _pointer(aggregated),
-        _pointer(correlation),
-        *_dimensions(padded, kernel_size, heads),
-        torch.get_num_threads(),
+    _call(
+        "rsa_aggregate_forward",
+        khat=khat,
+        padded=padded,
+        aggregated=aggregated,
+        correlation=correlation,
+        **_shape(padded, kernel_size, heads),
+        threads=torch.get_num_threads(),
     )
     return aggregated
 
@@ -149,17 +258,18 @@ def aggregate_backward(
     """Backward of :func:`aggregate` in place: ``grad_aggregated`` (in: the basic context's
     part) gets A's whole gradient, ``grad_khat`` and ``correlation`` are written, the values'
     gradient is added onto ``grad_padded``; see ``neighbourhood.cpp``."""
-    library().rsa_aggregate_backward(
-        _pointer(khat),
-        _pointer(grad_correlation),
-        _pointer(aggregated),
-        _pointer(grad_aggregated),
-        _pointer(padded),
-        _pointer(grad_khat),
-        _pointer(correlation),
-        _pointer(grad_padded),
-        *_dimensions(padded, kernel_size, khat.shape[1]),
-        torch.get_num_threads(),
+    _call(
+        "rsa_aggregate_backward",
+        khat=khat,
+        grad_correlation=grad_correlation,
+        aggregated=aggregated,
+        grad_aggregated=grad_aggregated,
+        padded=padded,
+        grad_khat=grad_khat,
+        correlation=correlation,
+        grad_padded=grad_padded,
+        **_shape(padded, kernel_size, khat.shape[1]),
+        threads=torch.get_num_threads(),
     )
 
 
@@ -178,20 +288,21 @@ def official_products(
     channels, width = filtered.shape[1:]
     latent = key_summary.shape[-1] if key_summary is not None else keys
     out = queries.new_empty(positions, channels, heads)
-    library().rsa_official_products(
-        _pointer(queries),
-        _pointer(key_summary),
-        _pointer(basic),
-        _pointer(filtered),
-        _pointer(mixing),
-        _pointer(out),
-        positions,
-        heads,
-        keys,
-        channels,
-        latent,
-        width,
-        torch.get_num_threads(),
+    _call(
+        "rsa_official_products",
+        queries=queries,
+        key_summary=key_summary,
+        basic=basic,
+        filtered=filtered,
+        mixing=mixing,
+        out=out,
+        positions=positions,
+        heads=heads,
+        keys=keys,
+        channels=channels,
+        latent=latent,
+        width=width,
+        threads=torch.get_num_threads(),
     )
     return out
 
@@ -199,27 +310,28 @@ def official_products(
 def filter_input_grad(
     grad: torch.Tensor, weight: torch.Tensor, kernel_size: tuple[int, int, int]
 ) -> torch.Tensor:
-    """Input gradient of ``rsanet.layers.rsa.neighbourhood_filter``: the output's gradient
+    """Input gradient of :func:`rsanet.layers.ops.neighbourhood_filter`: the output's gradient
     (N, T, H, W, C, F) and the filters (C*F, kt, kh, kw) -> (N, T, H, W, C); C a multiple
     of 8 (see :func:`filter_applies`)."""
     n, t, h, w, c, f = grad.shape
     kt, kh, kw = kernel_size
     filters = weight.reshape(c // 8, 8, f, kt * kh * kw).permute(0, 3, 2, 1).contiguous()
     grad_input = grad.new_empty(n, t, h, w, c)
-    library().rsa_filter_input_grad(
-        _pointer(grad),
-        _pointer(filters),
-        _pointer(grad_input),
-        n,
-        t,
-        h,
-        w,
-        c,
-        f,
-        kt,
-        kh,
-        kw,
-        torch.get_num_threads(),
+    _call(
+        "rsa_filter_input_grad",
+        grad=grad,
+        weight=filters,
+        grad_input=grad_input,
+        batch=n,
+        frames=t,
+        height=h,
+        width=w,
+        channels=c,
+        filters=f,
+        kt=kt,
+        kh=kh,
+        kw=kw,
+        threads=torch.get_num_threads(),
     )
     return grad_input
 
@@ -227,4 +339,4 @@ def filter_input_grad(
 def filter_applies(x: torch.Tensor, *tensors: torch.Tensor) -> bool:
     """Whether :func:`filter_input_grad` can take the gradient for channels-last input x
     (and the other tensors of the computation)."""
-    return x.shape[-1] % 8 == 0 and available(x, *tensors)
+    return refusal("filter_input_grad", (x, *tensors)) is None
