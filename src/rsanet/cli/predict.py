@@ -67,7 +67,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("source", metavar="SOURCE", help="file, folder, URL or device")
-    parser.add_argument("--checkpoint", metavar="PATH", help="an rsanet checkpoint")
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="an rsanet checkpoint, or a weights-only NAME.safetensors (with NAME.json "
+        "beside it; loaded without pickle)",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=("auto", "ema", "raw"),
+        default="auto",
+        help="the checkpoint's weights to run: auto (default) the EMA weights when it has "
+        "them, as rsanet eval scores, else the raw ones; ema or raw insist",
+    )
     parser.add_argument(
         "--backend",
         choices=("torch", "onnxruntime"),
@@ -206,13 +218,15 @@ def build_predictor(args: argparse.Namespace):
 
     options = {"top_k": args.top_k, "smoothing": args.smoothing}
     if args.backend == "torch":
-        classifier = load_classifier(args.checkpoint)
+        classifier = load_classifier(args.checkpoint, weights=args.weights)
         size = args.size or classifier.input_size or 224
         return Predictor(
             TorchBackend(classifier.model),
             classifier.classes,
             num_frames=classifier.num_frames,
             size=size,
+            mean=classifier.mean,
+            std=classifier.std,
             **options,
         )
     backend = OnnxRuntimeBackend(args.onnx, threads=args.threads)

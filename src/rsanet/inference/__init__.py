@@ -26,9 +26,11 @@ from rsanet.inference.export import (
     FORMATS,
     ExportResult,
     OnnxRuntimeBackend,
+    SafetensorsBackend,
     TorchScriptBackend,
     export_model,
     export_onnx,
+    export_safetensors,
     export_torchscript,
 )
 from rsanet.inference.predictor import (
@@ -86,6 +88,7 @@ __all__ = [
     "SourceSpec",
     "StreamReader",
     "TorchBackend",
+    "SafetensorsBackend",
     "TorchScriptBackend",
     "WebhookSink",
     "Window",
@@ -94,6 +97,7 @@ __all__ = [
     "decode_frames",
     "export_model",
     "export_onnx",
+    "export_safetensors",
     "export_torchscript",
     "list_videos",
     "load_classifier",
