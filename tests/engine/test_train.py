@@ -387,3 +387,24 @@ def test_killed_run_resumes_bit_identical(tmp_path, tiny_yaml, tiny_config):
         read_checkpoint(out / "last.pt")["state_dict"],
         read_checkpoint(tmp_path / "reference" / "last.pt")["state_dict"],
     )
+
+
+def test_best_weights_file_holds_the_ema_weights_eval_scores(tmp_path, tiny_config):
+    """Beside best.pt: best.safetensors and best.json, the validated (EMA) weights, which
+    rebuild without pickle to the network ``rsanet eval`` tests from best.pt."""
+    from rsanet.engine.evaluate import load_for_eval
+
+    config = config_from_dict(tiny_config(train={"epochs": 1, "ema": True, "ema_decay": 0.5}))
+    train(config, tmp_path / "run")
+    run = tmp_path / "run"
+    info = json.loads((run / "best.json").read_text())
+    assert info["model"] == "tsn_tiny" and info["weights"] == "ema"
+    assert (info["num_frames"], info["input_size"], info["epoch"]) == (4, [32, 32], 1)
+    assert len(info["classes"]) == 14 and len(info["mean"]) == 3
+    shared = load_model(run / "best.safetensors")
+    evaluated, _ = load_for_eval(run / "best.pt", config)
+    raw = load_model(run / "best.pt", weights="raw")
+    clip = torch.randn(2, 3, 4, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(shared(clip), evaluated(clip))
+        assert not torch.equal(shared(clip), raw(clip))

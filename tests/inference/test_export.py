@@ -298,3 +298,34 @@ def test_absurd_export_options_are_one_line(cli, tmp_path, checkpoint, options, 
     result = cli("export", checkpoint, "--format", "torchscript", *options, "--out", out)
     assert result.code == 2 and message in one_error_line(result.err)
     assert not out.exists()
+
+
+def test_export_prints_the_shape_it_uses_without_size(cli, tmp_path):
+    """Without --size the message names the size actually used (the checkpoint's recorded
+    input size, else 224), never None."""
+    torch.manual_seed(0)
+    model = rsanet.create_model("rsanet_tiny", num_classes=len(CLASSES))
+    source = rsanet.models.save_checkpoint(
+        tmp_path / "ck.pt", model, classes=list(CLASSES), input_size=32
+    )
+    out = tmp_path / "model.pt"
+    result = cli("export", source, "--format", "torchscript", "--no-check", "--out", out)
+    assert result.code == 0, result.err
+    assert "None" not in result.out
+    assert "for clips (1, 3, 8, 32, 32)" in result.out and "input (1, 3, 8, 32, 32)" in result.out
+    assert TorchScriptBackend(out).metadata["size"] == 32
+
+    plain = rsanet.models.save_checkpoint(tmp_path / "plain.pt", model, classes=list(CLASSES))
+    out = tmp_path / "model.safetensors"
+    result = cli("export", plain, "--format", "safetensors", "--no-check", "--out", out)
+    assert result.code == 0, result.err
+    assert "None" not in result.out and "for clips (1, 3, 8, 224, 224)" in result.out
+    assert json.loads(out.with_suffix(".json").read_text())["input_size"] == [224, 224]
+
+
+def test_safetensors_export_refuses_to_overwrite_its_input(cli, tmp_path, checkpoint):
+    out = tmp_path / "model.safetensors"
+    assert cli("export", checkpoint, "--format", "safetensors", "--out", out).code == 0
+    for target in (out, out.with_suffix(".json")):
+        result = cli("export", out, "--format", "safetensors", "--out", target)
+        assert result.code == 2 and "would destroy the input" in one_error_line(result.err)

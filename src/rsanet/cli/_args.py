@@ -79,9 +79,27 @@ def add_overrides_option(parser: argparse.ArgumentParser, help: str) -> None:
 
 
 def add_checkpoint_option(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
-    """``--checkpoint PATH`` (``args.checkpoint``): one rsanet checkpoint."""
+    """``--checkpoint PATH`` (``args.checkpoint``): one rsanet checkpoint, or a weights-only
+    safetensors file."""
     parser.add_argument(
-        "--checkpoint", metavar="PATH", required=required, help="an rsanet checkpoint"
+        "--checkpoint",
+        metavar="PATH",
+        required=required,
+        help="an rsanet checkpoint, or a weights-only NAME.safetensors (with NAME.json "
+        "beside it; loaded without pickle)",
+    )
+
+
+def add_weights_option(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--weights {auto,ema,raw}`` (``args.weights``): which of a checkpoint's weights to
+    ``verb`` (run, export); auto takes the EMA weights when there are some, as ``rsanet eval``
+    scores them."""
+    parser.add_argument(
+        "--weights",
+        choices=("auto", "ema", "raw"),
+        default="auto",
+        help=f"the checkpoint's weights to {verb}: auto (default) the EMA weights when it has "
+        "them, as rsanet eval scores, else the raw ones; ema or raw insist",
     )
 
 

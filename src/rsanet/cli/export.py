@@ -1,9 +1,12 @@
-"""``rsanet export CHECKPOINT``: ONNX or TorchScript, with a parity check against PyTorch."""
+"""``rsanet export CHECKPOINT``: ONNX or TorchScript, with a parity check against PyTorch, or
+the weights-only safetensors format (tensors and a JSON description) to share a model."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
+
+from rsanet.cli._args import add_weights_option
 
 if TYPE_CHECKING:
     from rsanet.inference.predictor import Classifier
@@ -12,20 +15,34 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a checkpoint to ONNX or TorchScript",
+        help="export a checkpoint to ONNX, TorchScript or safetensors",
         description=(
             "Export the model of an rsanet checkpoint for clips (1, 3, FRAMES, SIZE, SIZE) to "
-            "ONNX (opset 17) or TorchScript (traced), then load the file back and print the "
-            "max absolute difference of its logits from PyTorch's on a random clip."
+            "ONNX (opset 17) or TorchScript (traced), or its weights to NAME.safetensors with "
+            "NAME.json beside it (model, configuration, classes, input size, normalisation; "
+            "loaded without pickle by rsanet.load_model and rsanet predict --checkpoint), "
+            "then load the file back and print the max absolute difference of its logits "
+            "from PyTorch's on a random clip. The weights exported are those rsanet eval "
+            "scores: the EMA weights when the checkpoint has them (--weights)."
         ),
     )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="an rsanet checkpoint")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="an rsanet checkpoint (or a .safetensors weights file)",
+    )
+    parser.add_argument("--format", choices=("onnx", "torchscript", "safetensors"), required=True)
+    add_weights_option(parser, "export")
     parser.add_argument("--frames", type=int, help="clip length T (default: the model's)")
     parser.add_argument(
         "--size", type=int, help="frame height = width (default: the trained size, else 224)"
     )
-    parser.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        required=True,
+        help="the file to write (safetensors: NAME.safetensors, and NAME.json beside it)",
+    )
     parser.add_argument(
         "--tolerance",
         type=float,
@@ -67,8 +84,19 @@ def run(args: argparse.Namespace) -> int:
         )
     if Path(args.out).is_dir():
         raise CLIError(f"--out {args.out!r} is a folder: give the file to write")
-    refuse_overwrite(args.out, [args.checkpoint], what="--out file")
-    classifier = load_classifier(args.checkpoint)
+    outputs = [args.out]
+    if args.format == "safetensors":
+        from rsanet.models import weights_file_paths
+
+        outputs = list(weights_file_paths(args.out))
+        inputs = [args.checkpoint, *weights_file_paths(args.checkpoint)]
+        for out in outputs:
+            if Path(out).is_dir():
+                raise CLIError(f"{out} is a folder: give another --out")
+            refuse_overwrite(out, inputs, what="--out file")
+    else:
+        refuse_overwrite(args.out, [args.checkpoint], what="--out file")
+    classifier = load_classifier(args.checkpoint, weights=args.weights)
     return guarded(
         "export",
         lambda: _export(args, classifier),
@@ -76,14 +104,24 @@ def run(args: argparse.Namespace) -> int:
     )
 
 
+def export_shape(
+    args: argparse.Namespace, classifier: Classifier
+) -> tuple[int, int, int, int, int]:
+    """The clip shape (1, 3, T, S, S) an export is made for: ``--frames`` / ``--size`` when
+    given, else the model's clip length and the size it was trained at (else 224)."""
+    frames = int(args.frames or classifier.num_frames)
+    size = int(args.size or classifier.input_size or 224)
+    return (1, 3, frames, size, size)
+
+
 def _export(args: argparse.Namespace, classifier: Classifier) -> int:
     """Export the loaded checkpoint and check its parity; 1 when the check fails."""
     from rsanet.inference import export_model
 
-    frames = args.frames or classifier.num_frames
-    size = args.size or classifier.input_size or 224
+    shape = export_shape(args, classifier)
+    frames, size = shape[2], shape[3]
     print(
-        f"exporting {classifier.name} for clips (1, 3, {frames}, {size}, {size}) "
+        f"exporting {classifier.name} ({classifier.weights} weights) for clips {shape} "
         f"to {args.out} ({args.format}) ...",
         flush=True,
     )
@@ -93,7 +131,13 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
         args.format,
         frames=frames,
         size=size,
-        metadata={"model": classifier.name, "classes": classifier.classes},
+        metadata={
+            "model": classifier.name,
+            "classes": classifier.classes,
+            "weights": classifier.weights,
+            "mean": list(classifier.mean),
+            "std": list(classifier.std),
+        },
         check=not args.no_check,
         unfold_mb=args.unfold_mb,
     )

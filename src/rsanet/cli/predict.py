@@ -12,6 +12,7 @@ from rsanet.cli._args import (
     add_checkpoint_option,
     add_crop_size_option,
     add_json_option,
+    add_weights_option,
     count,
     seconds,
 )
@@ -35,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("source", metavar="SOURCE", help="file, folder, URL or device")
     add_checkpoint_option(parser)
+    add_weights_option(parser, "run")
     parser.add_argument(
         "--backend",
         choices=("torch", "onnxruntime"),
@@ -163,7 +165,7 @@ def build_predictor(args: argparse.Namespace):
 
     options = {"size": args.size, "top_k": args.top_k, "smoothing": args.smoothing}
     if args.backend == "torch":
-        return Predictor.from_checkpoint(args.checkpoint, **options)
+        return Predictor.from_checkpoint(args.checkpoint, weights=args.weights, **options)
     return Predictor.from_onnx(
         args.onnx, checkpoint=args.checkpoint, threads=args.threads, **options
     )

@@ -50,12 +50,21 @@ class NonFiniteLogitsError(NonFiniteError):
     """The network gave NaN or infinite logits: no accuracy is computed from them."""
 
 
-def _load(path: str | Path, config: Config) -> tuple[nn.Module, dict[str, Any]]:
-    """The network of a checkpoint (its EMA weights when it has them and
-    ``eval.use_ema``), checked against the configuration's model."""
-    from rsanet.models import create_model, load_state_dict_checked, read_checkpoint
+def load_for_eval(path: str | Path, config: Config) -> tuple[nn.Module, dict[str, Any]]:
+    """The network that ``rsanet eval`` tests, and the checkpoint dict: a checkpoint's
+    network (its EMA weights when it has them and
+    ``eval.use_ema``: :func:`rsanet.models.select_weights`, the choice
+    :func:`rsanet.load_model`, ``rsanet predict`` and ``rsanet export`` make by default),
+    checked against the configuration's model. A weights-only ``.safetensors`` file is
+    accepted too."""
+    from rsanet.models import (
+        create_model,
+        load_state_dict_checked,
+        read_model_file,
+        select_weights,
+    )
 
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_model_file(path)
     name = checkpoint.get("model")
     if not isinstance(name, str) or "state_dict" not in checkpoint:
         raise ValueError(
@@ -69,9 +78,9 @@ def _load(path: str | Path, config: Config) -> tuple[nn.Module, dict[str, Any]]:
             f"model.name={name}"
         )
     model = create_model(name, **dict(checkpoint.get("model_config", {})))
-    weights = checkpoint["state_dict"]
-    if config.eval.use_ema and checkpoint.get("ema") is not None:
-        weights = checkpoint["ema"]
+    weights, _ = select_weights(
+        checkpoint, "auto" if config.eval.use_ema else "raw", where=str(path)
+    )
     bad = nonfinite_entries(weights)
     if bad:
         raise NonFiniteLogitsError(
@@ -283,7 +292,7 @@ def evaluate(
     for path in files.values():
         refuse_overwrite(path, read, what="evaluation output")
     check_data_paths(config.data)
-    models = [_load(path, config) for path in checkpoints]  # every file checked first
+    models = [load_for_eval(path, config) for path in checkpoints]  # every file checked first
 
     device = resolve_device(config.train.device)
     precision = resolve_precision(

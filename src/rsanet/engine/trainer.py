@@ -3,7 +3,9 @@
 One function runs a whole run in this process or, under ``torchrun``, in each of several
 processes (DistributedDataParallel). Per epoch it trains, validates, appends a line to
 ``DIR/metrics.jsonl`` (and TensorBoard scalars to ``DIR/tensorboard``), writes ``DIR/last.pt``
-and, on a new best validation top-1, ``DIR/best.pt``. The resolved configuration is
+and, on a new best validation top-1, ``DIR/best.pt`` with its validated weights (the EMA
+weights with ``train.ema``) to share beside it: ``DIR/best.safetensors`` and
+``DIR/best.json`` (:func:`rsanet.models.save_weights_file`). The resolved configuration is
 ``DIR/config.yaml``.
 
 Exactness: the model is initialised from ``train.seed``; each epoch's data order,
@@ -92,8 +94,16 @@ RESUME_FREE_KEYS = (
 )
 
 
-#: the files a run writes in its folder (besides tensorboard/)
-RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.jsonl")
+#: the files a run writes in its folder (besides tensorboard/); best.safetensors and
+#: best.json are the weights of best.pt to share (the EMA weights with train.ema)
+RUN_FILES = (
+    "config.yaml",
+    "last.pt",
+    "best.pt",
+    "best.safetensors",
+    "best.json",
+    "metrics.jsonl",
+)
 
 
 class NonFiniteLossError(NonFiniteError):
@@ -498,10 +508,31 @@ class _Run:
     def _save(self, path: Path, metrics: Mapping[str, Any]) -> None:
         try:
             self._write_checkpoint(path, metrics)
+            if path.name == "best.pt":
+                self._write_weights_file(path.with_suffix(".safetensors"), metrics)
         except DiskFullError as error:
             raise DiskFullError(
                 error.errno, f"{error.strerror}; then continue the run with --resume"
             ) from error
+
+    def _write_weights_file(self, path: Path, metrics: Mapping[str, Any]) -> None:
+        """The weights just validated (the EMA copy with ``train.ema``), as a weights-only
+        safetensors file with its JSON description beside it."""
+        from rsanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+        from rsanet.models import save_weights_file
+
+        size = self.config.data.size
+        save_weights_file(
+            path,
+            self.ema.module if self.ema is not None else self.model,
+            weights="ema" if self.ema is not None else "raw",
+            classes=self.classes or None,
+            input_size=(size, size),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            epoch=self.epoch,
+            val_top1=finite_or_null(metrics.get("val_top1")),
+        )
 
     def _write_checkpoint(self, path: Path, metrics: Mapping[str, Any]) -> None:
         save_training_checkpoint(

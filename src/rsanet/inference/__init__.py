@@ -27,9 +27,11 @@ from rsanet.inference.export import (
     FORMATS,
     ExportResult,
     OnnxRuntimeBackend,
+    SafetensorsBackend,
     TorchScriptBackend,
     export_model,
     export_onnx,
+    export_safetensors,
     export_torchscript,
 )
 from rsanet.inference.monitor import (
@@ -105,6 +107,7 @@ __all__ = [
     "StopSignals",
     "StreamReader",
     "TorchBackend",
+    "SafetensorsBackend",
     "TorchScriptBackend",
     "WebhookSink",
     "Window",
@@ -114,6 +117,7 @@ __all__ = [
     "decode_frames",
     "export_model",
     "export_onnx",
+    "export_safetensors",
     "export_torchscript",
     "list_videos",
     "load_classifier",

@@ -1,5 +1,8 @@
 """Export to ONNX and TorchScript, with a parity check against PyTorch, and the ONNX Runtime
-backend that runs an exported model in ``rsanet predict --backend onnxruntime``.
+backend that runs an exported model in ``rsanet predict --backend onnxruntime``; and the
+weights-only ``safetensors`` format to share a model (``NAME.safetensors`` and ``NAME.json``,
+see :mod:`rsanet.models.safetensors_file`), which :func:`rsanet.load_model` and
+``rsanet predict --checkpoint`` load without pickle.
 
 Exported models take a clip of a fixed shape (N, 3, T, size, size) (the shape given at export)
 and return logits (N, K). RSA and local self-attention export as plain operators: the
@@ -30,7 +33,7 @@ from torch import nn
 
 from rsanet.atomic import atomic_write, remove_stale_temporaries
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "safetensors")
 ONNX_OPSET = 17
 #: ONNX metadata key / TorchScript extra file holding the export's description
 METADATA_KEY = "rsanet"
@@ -50,6 +53,8 @@ class ExportResult:
     input_shape: tuple[int, ...]
     max_abs_diff: float | None
     export_s: float
+    #: every file written (the safetensors format writes a JSON beside the tensors)
+    files: tuple[Path, ...] = ()
 
     def describe(self) -> str:
         parity = (
@@ -57,8 +62,9 @@ class ExportResult:
             if self.max_abs_diff is None
             else f"max abs difference vs PyTorch {self.max_abs_diff:.3g}"
         )
+        written = " and ".join(str(f) for f in self.files) if self.files else str(self.path)
         return (
-            f"exported {self.format} to {self.path} (input {tuple(self.input_shape)}, "
+            f"exported {self.format} to {written} (input {tuple(self.input_shape)}, "
             f"{self.export_s:.1f} s); parity: {parity}"
         )
 
@@ -162,6 +168,52 @@ def export_torchscript(
     return atomic_write(path, lambda handle: handle.write(buffer.getbuffer()))
 
 
+def export_safetensors(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    frames: int,
+    size: int,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write the weights of ``model`` to ``NAME.safetensors`` and their description to
+    ``NAME.json`` (:func:`rsanet.models.save_weights_file`), each atomically. ``metadata``
+    may give ``classes``, ``weights`` (``"ema"`` or ``"raw"``: which weights ``model``
+    holds), ``mean`` and ``std`` (default ImageNet's, as in training)."""
+    from rsanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from rsanet.models import save_weights_file
+
+    _check_shape(frames, size, 1)
+    metadata = dict(metadata or {})
+    metadata.pop("model", None)  # recorded from the model itself
+    return save_weights_file(
+        path,
+        model,
+        weights=metadata.pop("weights", "raw"),
+        classes=metadata.pop("classes", None),
+        num_frames=frames,
+        input_size=(size, size),
+        mean=metadata.pop("mean", IMAGENET_MEAN),
+        std=metadata.pop("std", IMAGENET_STD),
+        **{k: v for k, v in metadata.items() if k not in ("num_frames", "size")},
+    )
+
+
+class SafetensorsBackend:
+    """A weights-only safetensors file rebuilt into its PyTorch model (no pickle)."""
+
+    def __init__(self, path: str | Path) -> None:
+        from rsanet.models import load_model, read_weights_file
+
+        self.path = Path(path)
+        self.metadata = {k: v for k, v in read_weights_file(self.path).items() if k != "state_dict"}
+        self.model = load_model(self.path)
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(clip)
+
+
 class OnnxRuntimeBackend:
     """An exported ONNX model run by ONNX Runtime on the CPU: clip (N, 3, T, H, W) -> logits
     (N, K) as a tensor. ``input_shape`` is the shape fixed at export; ``metadata`` what the
@@ -262,28 +314,43 @@ def export_model(
     check: bool = True,
     unfold_mb: float | None = 64,
 ) -> ExportResult:
-    """Export ``model`` (``format`` ``onnx`` or ``torchscript``) and, with ``check``, load
-    the file back and compare its logits with PyTorch's on a random clip. The file is
-    replaced atomically; temporaries a killed export left beside it are removed first."""
+    """Export ``model`` (``format`` ``onnx``, ``torchscript`` or ``safetensors``) and,
+    with ``check``, load the file back and compare its logits with PyTorch's on a random
+    clip. The file is replaced atomically; temporaries a killed export left beside it are
+    removed first. For ``safetensors`` (:func:`export_safetensors`) ``path`` names the
+    tensor file (or the stem) and a JSON is written beside it; ``frames`` and ``size`` are
+    recorded, ``batch`` and ``unfold_mb`` play no part."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     metadata = {"num_frames": frames, "size": size, **(metadata or {})}
-    remove_stale_temporaries(path)  # left beside the file by a killed export
     start = time.perf_counter()
-    exporter = export_onnx if format == "onnx" else export_torchscript
-    path = exporter(
-        model,
-        path,
-        frames=frames,
-        size=size,
-        batch=batch,
-        metadata=metadata,
-        unfold_mb=unfold_mb,
-    )
+    if format == "safetensors":
+        files = export_safetensors(model, path, frames=frames, size=size, metadata=metadata)
+        path = files[0]
+    else:
+        remove_stale_temporaries(path)  # left beside the file by a killed export
+        exporter = export_onnx if format == "onnx" else export_torchscript
+        path = exporter(
+            model,
+            path,
+            frames=frames,
+            size=size,
+            batch=batch,
+            metadata=metadata,
+            unfold_mb=unfold_mb,
+        )
+        files = (Path(path),)
     export_s = time.perf_counter() - start
     difference = None
     if check:
-        backend = OnnxRuntimeBackend(path) if format == "onnx" else TorchScriptBackend(path)
+        backends = {
+            "onnx": OnnxRuntimeBackend,
+            "torchscript": TorchScriptBackend,
+            "safetensors": SafetensorsBackend,
+        }
+        backend = backends[format](path)
         clip = example_clip(frames, size, batch=batch, seed=1)
         difference = max_abs_difference(model, backend, clip)
-    return ExportResult(Path(path), format, (batch, 3, frames, size, size), difference, export_s)
+    return ExportResult(
+        Path(path), format, (batch, 3, frames, size, size), difference, export_s, tuple(files)
+    )

@@ -59,23 +59,49 @@ class NonFiniteScoresError(ValueError):
 
 @dataclass
 class Classifier:
-    """A model rebuilt from a checkpoint, with what prediction needs to know about it."""
+    """A model rebuilt from a checkpoint or weights-only file, with what prediction needs to
+    know about it. ``weights`` says which weights the model holds (``"ema"`` or ``"raw"``)."""
 
     model: nn.Module
     name: str
     classes: list[str]
     num_frames: int
     extra: dict[str, Any] = field(default_factory=dict)
+    weights: str = "raw"
 
     @property
     def input_size(self) -> int | None:
-        """The crop side the model was trained at: the checkpoint's ``input_size``, or the
-        training configuration's ``data.size`` (checkpoints of ``rsanet train``)."""
+        """The crop side the model was trained at: the checkpoint's ``input_size`` (a side,
+        or (height, width) of a weights-only file), or the training configuration's
+        ``data.size`` (checkpoints of ``rsanet train``)."""
         size = self.extra.get("input_size")
+        if isinstance(size, list | tuple) and len(size) == 2 and size[0] == size[1]:
+            size = size[0]
         config = self.extra.get("config")
         if size is None and isinstance(config, dict) and isinstance(config.get("data"), dict):
             size = config["data"].get("size")
         return int(size) if isinstance(size, int) and size > 0 else None
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean of the normalisation (recorded by a weights-only file; ImageNet's
+        otherwise, the one ``rsanet train`` uses)."""
+        from rsanet.data.transforms import IMAGENET_MEAN
+
+        return _channels(self.extra.get("mean"), IMAGENET_MEAN)
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation of the normalisation (as :attr:`mean`)."""
+        from rsanet.data.transforms import IMAGENET_STD
+
+        return _channels(self.extra.get("std"), IMAGENET_STD)
+
+
+def _channels(value: Any, default: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(value, list | tuple) and len(value) == 3:
+        return tuple(float(v) for v in value)
+    return tuple(default)
 
 
 def class_names(classes: Any, num_classes: int, where: str = "checkpoint") -> list[str]:
@@ -92,16 +118,20 @@ def class_names(classes: Any, num_classes: int, where: str = "checkpoint") -> li
     return names
 
 
-def load_classifier(path: str | Path) -> Classifier:
+def load_classifier(path: str | Path, *, weights: str = "auto") -> Classifier:
     """Rebuild the model of an rsanet checkpoint (see :func:`rsanet.models.save_checkpoint`)
-    with its class names. Raises CheckpointError with a one-line reason for a missing file,
-    a file that is not a PyTorch checkpoint, or a checkpoint that is not ours."""
-    from rsanet.models import load_model, read_checkpoint
+    or of a weights-only ``.safetensors`` file (with its JSON) with its class names.
+
+    ``weights`` (see :func:`rsanet.models.select_weights`): ``"auto"`` loads the EMA
+    weights when the checkpoint has them (those ``rsanet eval`` scores), ``"ema"`` or
+    ``"raw"`` insist. Raises CheckpointError with a one-line reason for a missing file, a
+    file that is not a PyTorch checkpoint, or a checkpoint that is not ours."""
+    from rsanet.models import load_model, read_model_file
 
     path = str(path)
     try:
-        checkpoint = read_checkpoint(path)
-    except (FileNotFoundError, ValueError) as error:  # read_checkpoint's own clear errors
+        checkpoint = read_model_file(path)
+    except (FileNotFoundError, ValueError) as error:  # the readers' own clear errors
         raise CheckpointError(str(error)) from None
     except Exception as error:  # pickle, zip and torch errors of a file that is not ours
         reason = " ".join(str(error).split())[:200] or type(error).__name__
@@ -109,7 +139,7 @@ def load_classifier(path: str | Path) -> Classifier:
             f"{path} is not a PyTorch checkpoint file ({type(error).__name__}: {reason})"
         ) from None
     try:
-        model = load_model(checkpoint)
+        model = load_model(checkpoint, weights=weights)
     except (ValueError, KeyError, TypeError) as error:
         reason = " ".join(str(error).split())
         raise CheckpointError(f"{path}: {reason}") from None
@@ -119,7 +149,7 @@ def load_classifier(path: str | Path) -> Classifier:
     extra = {
         k: v
         for k, v in checkpoint.items()
-        if k not in ("state_dict", "format", "format_version", "model_config")
+        if k not in ("state_dict", "ema", "format", "format_version", "model_config")
     }
     return Classifier(
         model=model,
@@ -127,6 +157,7 @@ def load_classifier(path: str | Path) -> Classifier:
         classes=class_names(checkpoint.get("classes"), num_classes, path),
         num_frames=int(getattr(model, "num_frames", 8)),
         extra=extra,
+        weights=getattr(model, "rsanet_weights", "raw"),
     )
 
 
@@ -146,6 +177,8 @@ class Predictor:
         size: crop side of a clip (the model sees (N, 3, T, size, size)).
         top_k: labels reported per prediction.
         smoothing: windows averaged by the score smoothing (1: none).
+        mean, std: the per-channel normalisation of pixels in [0, 1] (ImageNet's by
+            default, as in training).
     """
 
     def __init__(
@@ -157,8 +190,11 @@ class Predictor:
         size: int = 224,
         top_k: int = 5,
         smoothing: int = 3,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         from rsanet.data import build_transforms
+        from rsanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
         if num_frames < 1 or size < 1:
             raise ValueError(f"num_frames and size must be positive, got {num_frames}, {size}")
@@ -173,7 +209,9 @@ class Predictor:
         self.smoothing = smoothing
         #: short side the evaluation transforms resize frames to
         self.short_side = round(self.size * 256 / 224)
-        self.transform = build_transforms(train=False, size=self.size)
+        self.transform = build_transforms(
+            train=False, size=self.size, mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD
+        )
 
     @classmethod
     def from_checkpoint(
@@ -183,10 +221,13 @@ class Predictor:
         size: int | None = None,
         top_k: int = 5,
         smoothing: int = 3,
+        weights: str = "auto",
     ) -> Predictor:
-        """A predictor on the PyTorch model of an rsanet checkpoint; ``size`` defaults to the
-        size the model was trained at (:attr:`Classifier.input_size`), else 224."""
-        classifier = load_classifier(path)
+        """A predictor on the PyTorch model of an rsanet checkpoint or weights-only
+        ``.safetensors`` file; ``size`` defaults to the size the model was trained at
+        (:attr:`Classifier.input_size`), else 224; ``weights`` as in
+        :func:`load_classifier` (EMA weights when the checkpoint has them)."""
+        classifier = load_classifier(path, weights=weights)
         size = size or classifier.input_size or 224
         return cls(
             TorchBackend(classifier.model),
@@ -195,6 +236,8 @@ class Predictor:
             size=size,
             top_k=top_k,
             smoothing=smoothing,
+            mean=classifier.mean,
+            std=classifier.std,
         )
 
     @classmethod

@@ -8,14 +8,21 @@ the video transformers TimeSformer, ViViT and MViT.
 """
 
 from rsanet.models import factories as _factories  # noqa: F401  (registers the models)
+from rsanet.models.builder import (
+    WEIGHTS,
+    create_model,
+    load_model,
+    read_model_file,
+    select_weights,
+)
 from rsanet.models.mvit import MultiScaleBlock, MViT, PoolingAttention
 from rsanet.models.registry import (
     UnknownModelError,
-    create_model,
     is_model,
     list_models,
     model_factory,
     register_model,
+    similar_model_names,
 )
 from rsanet.models.resnet import (
     RSA_R50_POSITIONS,
@@ -25,6 +32,13 @@ from rsanet.models.resnet import (
     ResNetTSN,
     expand_positions,
     stochastic_depth_rates,
+)
+from rsanet.models.safetensors_file import (
+    WeightsFileError,
+    is_weights_file,
+    read_weights_file,
+    save_weights_file,
+    weights_file_paths,
 )
 from rsanet.models.timesformer import DividedBlock, TimeSformer
 from rsanet.models.vit import PatchEmbed3d, ViTEncoder, resize_pos_embed
@@ -36,10 +50,10 @@ from rsanet.models.weights import (
     check_state_dict_fits,
     extract_state_dict,
     load_imagenet_resnet,
-    load_model,
     load_state_dict_checked,
     read_checkpoint,
     save_checkpoint,
+    tensor_shape,
 )
 
 
@@ -54,6 +68,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "RSA_R50_POSITIONS",
+    "WEIGHTS",
     "BasicBlock",
     "Bottleneck",
     "CheckpointMismatchError",
@@ -72,6 +87,7 @@ __all__ = [
     "ViTEncoder",
     "ViTLoadResult",
     "ViViTFactorisedEncoder",
+    "WeightsFileError",
     "check_state_dict_fits",
     "count_macs",
     "create_model",
@@ -79,6 +95,7 @@ __all__ = [
     "extract_state_dict",
     "inflate_patch_kernel",
     "is_model",
+    "is_weights_file",
     "list_models",
     "load_imagenet_resnet",
     "load_model",
@@ -87,8 +104,15 @@ __all__ = [
     "model_factory",
     "profile_model",
     "read_checkpoint",
+    "read_model_file",
+    "read_weights_file",
     "register_model",
     "resize_pos_embed",
     "save_checkpoint",
+    "save_weights_file",
+    "select_weights",
+    "similar_model_names",
     "stochastic_depth_rates",
+    "tensor_shape",
+    "weights_file_paths",
 ]

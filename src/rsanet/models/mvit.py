@@ -23,7 +23,7 @@ from rsanet.models.vit import (
     NORM_EPS,
     Mlp,
     VideoTransformer,
-    _triple,
+    as_triple,
     init_vit_weights,
     resize_pos_embed,
     resize_time_embed,
@@ -218,9 +218,9 @@ class MViT(VideoTransformer):
         self.num_frames = num_frames
         self.depths = depths
         kernel, stride, padding = (
-            _triple(patch_kernel),
-            _triple(patch_stride),
-            _triple(patch_padding),
+            as_triple(patch_kernel),
+            as_triple(patch_stride),
+            as_triple(patch_padding),
         )
         self.patch_embed = nn.Conv3d(in_chans, embed_dim, kernel, stride, padding)
         grid = [
@@ -234,9 +234,9 @@ class MViT(VideoTransformer):
         self.pos_embed_temporal = nn.Parameter(torch.zeros(1, grid[0], embed_dim))
         self.pos_embed_class = nn.Parameter(torch.zeros(1, 1, embed_dim))
 
-        pool = _triple(pool_kernel)
-        q_step = _triple(q_stride)
-        kv = _triple(kv_stride)
+        pool = as_triple(pool_kernel)
+        q_step = as_triple(q_stride)
+        kv = as_triple(kv_stride)
         rates = iter(stochastic_depth_rates(sum(depths), drop_path_rate))
         blocks = []
         for stage, count in enumerate(depths):

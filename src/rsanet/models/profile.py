@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rsanet.models.builder import create_model
+
 #: order of the rows of the per-stage table
 STEM = ("conv1", "bn1", "relu", "maxpool")
 
@@ -272,8 +274,6 @@ def profile_model(
     (1, 3, frames, size, size), with a per-stage table (stem, layer1..4, head; or the rows
     of the model's ``profile_rows()``, name -> module names, then head)."""
     if isinstance(model, str):
-        from rsanet.models.registry import create_model
-
         name = model
         model = create_model(name, num_classes=num_classes, num_frames=frames, **overrides)
     else:

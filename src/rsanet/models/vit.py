@@ -41,7 +41,9 @@ TOKEN_PARAMETERS = frozenset(
 )
 
 
-def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:
+def as_triple(value: int | Sequence[int]) -> tuple[int, int, int]:
+    """``value`` as a (t, h, w) triple of ints: one int is repeated, three are kept;
+    ValueError otherwise (kernel, stride and padding arguments of 3-D layers)."""
     if isinstance(value, int):
         return (value, value, value)
     out = tuple(int(v) for v in value)

@@ -22,10 +22,10 @@ from torch import nn
 from rsanet.models.vit import resize_pos_embed
 from rsanet.models.weights import (
     ImageNetLoadResult,
-    _shape,
     extract_state_dict,
     load_partial_state_dict,
     read_checkpoint,
+    tensor_shape,
 )
 
 INFLATIONS = ("center", "average")
@@ -123,7 +123,7 @@ def load_vit_checkpoint(
             continue
         target_key = prefix + key if key.startswith(_VIT_KEYS) else key
         if target_key not in ours:
-            unexpected.append(f"{key} {_shape(tensor)}")
+            unexpected.append(f"{key} {tensor_shape(tensor)}")
             continue
         target = ours[target_key]
         if key == "pos_embed":
@@ -133,7 +133,9 @@ def load_vit_checkpoint(
             tensor = inflate_patch_kernel(tensor, target.shape[2], inflation)
             result.resized.append(target_key)
         if tensor.shape != target.shape:
-            mismatched.append(f"{key}: checkpoint {_shape(state[key])} vs model {_shape(target)}")
+            mismatched.append(
+                f"{key}: checkpoint {tensor_shape(state[key])} vs model {tensor_shape(target)}"
+            )
             continue
         to_load[target_key] = tensor.to(target.dtype)
     pairs = ((".attn.", ".temporal_attn."), (".norm1.", ".temporal_norm1."))
@@ -145,7 +147,7 @@ def load_vit_checkpoint(
                     to_load[copy_key] = to_load[key].clone()
                     result.copied[copy_key] = key[len(prefix) :]
     expected = set(model.image_checkpoint_keys())
-    missing = [f"{k} {_shape(ours[k])}" for k in ours if k in expected and k not in to_load]
+    missing = [f"{k} {tensor_shape(ours[k])}" for k in ours if k in expected and k not in to_load]
     load_partial_state_dict(
         model,
         to_load,

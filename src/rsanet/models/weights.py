@@ -3,10 +3,11 @@
 * :func:`load_imagenet_resnet` inflates a 2-D ResNet checkpoint (torchvision layout) into a
   TSN ResNet: every 2-D kernel (O, I, kh, kw) becomes (O, I, 1, kh, kw); blocks holding a
   transform keep their own initialisation, as in the authors' code.
-* :func:`save_checkpoint` / :func:`load_model`: our checkpoint format,
+* :func:`save_checkpoint` / :func:`read_checkpoint`: our checkpoint format,
   ``{"format": "rsanet", "format_version": 1, "model": name, "model_config": kwargs,
   "state_dict": ..., **extra}`` (e.g. ``classes``, ``epoch``), from which the model is
-  rebuilt with no other argument.
+  rebuilt with no other argument by :func:`rsanet.models.load_model` (in
+  :mod:`rsanet.models.builder`, which also reads the weights-only safetensors files).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from rsanet.atomic import atomic_save
+from rsanet.models.resnet import DEFAULT_TRANSFORM
 
 CHECKPOINT_FORMAT = "rsanet"
 CHECKPOINT_VERSION = 1
@@ -92,6 +94,11 @@ def _not_a_checkpoint(path: Path) -> str | None:
         return None
     if head.startswith(_LEGACY_MAGIC):
         return None
+    if path.suffix.lower() == ".safetensors" or (len(head) > 9 and head[8:10] == b'{"'):
+        return (
+            "is a safetensors weights file, not a PyTorch checkpoint: load it with "
+            "rsanet.load_model(path) (its JSON description beside it)"
+        )
     for offset, signature, what in _SIGNATURES:
         if head[offset : offset + len(signature)] == signature:
             return f"is {what}, not a PyTorch checkpoint"
@@ -175,7 +182,8 @@ def extract_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 # -- fit checking ----------------------------------------------------------------------
 
 
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
+def tensor_shape(t: torch.Tensor) -> tuple[int, ...]:
+    """A tensor's shape as a plain tuple, as the fit-checking messages print it."""
     return tuple(t.shape)
 
 
@@ -193,9 +201,9 @@ def check_state_dict_fits(
     ours = model.state_dict()
     name = getattr(model, "model_name", type(model).__name__)
     shapes = [
-        f"{k}: {what} {_shape(v)} vs model {_shape(ours[k])}"
+        f"{k}: {what} {tensor_shape(v)} vs model {tensor_shape(ours[k])}"
         for k, v in state_dict.items()
-        if k in ours and _shape(v) != _shape(ours[k])
+        if k in ours and tensor_shape(v) != tensor_shape(ours[k])
     ]
     missing = [k for k in ours if k not in state_dict and not k.endswith(ignore_missing)]
     unexpected = [k for k in state_dict if k not in ours]
@@ -205,12 +213,12 @@ def check_state_dict_fits(
     if missing:
         problems.append(
             f"{len(missing)} key(s) missing from the {what}, e.g. "
-            + ", ".join(f"{k} {_shape(ours[k])}" for k in missing[:_SHOWN])
+            + ", ".join(f"{k} {tensor_shape(ours[k])}" for k in missing[:_SHOWN])
         )
     if unexpected:
         problems.append(
             f"{len(unexpected)} unexpected key(s) in the {what}, e.g. "
-            + ", ".join(f"{k} {_shape(state_dict[k])}" for k in unexpected[:_SHOWN])
+            + ", ".join(f"{k} {tensor_shape(state_dict[k])}" for k in unexpected[:_SHOWN])
         )
     if problems:
         raise CheckpointMismatchError(f"{what} does not fit {name}: " + " | ".join(problems))
@@ -259,8 +267,6 @@ def _replaced_prefixes(model: nn.Module, transform_blocks: TransformBlocks) -> l
     blocks = getattr(model, "named_blocks", None)
     if blocks is None:
         return []
-    from rsanet.models.resnet import DEFAULT_TRANSFORM
-
     suffix = "." if transform_blocks == "fresh" else ".conv2."
     return [f"{name}{suffix}" for name, b in blocks() if b.transform != DEFAULT_TRANSFORM]
 
@@ -306,17 +312,19 @@ def load_imagenet_resnet(
             result.unused.append(key)
             continue
         if key not in ours:
-            unexpected.append(f"{key} {_shape(tensor)}")
+            unexpected.append(f"{key} {tensor_shape(tensor)}")
             continue
         target = ours[key]
         if tensor.dim() == 4 and target.dim() == 5:
             tensor = tensor.unsqueeze(2)  # (O, I, kh, kw) -> (O, I, 1, kh, kw)
         if tensor.shape != target.shape:
-            mismatched.append(f"{key}: checkpoint {_shape(state[key])} vs model {_shape(target)}")
+            mismatched.append(
+                f"{key}: checkpoint {tensor_shape(state[key])} vs model {tensor_shape(target)}"
+            )
             continue
         to_load[key] = tensor.to(target.dtype)
     missing = [
-        f"{k} {_shape(v)}"
+        f"{k} {tensor_shape(v)}"
         for k, v in ours.items()
         if k not in to_load and not k.startswith(skipped) and not k.endswith("num_batches_tracked")
     ]
@@ -398,26 +406,3 @@ def save_checkpoint(path: str | Path, model: nn.Module, **extra: Any) -> Path:
         **extra,
     }
     return atomic_save(payload, path)
-
-
-def load_model(source: str | Path | Mapping[str, Any], *, eval_mode: bool = True) -> nn.Module:
-    """Rebuild and load the model saved by :func:`save_checkpoint` (a path or the loaded
-    dict), in evaluation mode unless ``eval_mode=False``. Extra entries of the checkpoint
-    are available through :func:`read_checkpoint`."""
-    checkpoint = read_checkpoint(source)
-    if "model" not in checkpoint or not isinstance(checkpoint.get("model"), str):
-        raise ValueError(
-            "not an rsanet checkpoint (no 'model' name); top-level keys: "
-            f"{sorted(checkpoint)[:10]} (the authors' checkpoints load with "
-            "rsanet.compat.load_official_checkpoint)"
-        )
-    version = checkpoint.get("format_version", CHECKPOINT_VERSION)
-    if version > CHECKPOINT_VERSION:
-        raise ValueError(
-            f"checkpoint format_version {version} is newer than this rsanet ({CHECKPOINT_VERSION})"
-        )
-    from rsanet.models.registry import create_model
-
-    model = create_model(checkpoint["model"], **dict(checkpoint.get("model_config", {})))
-    load_state_dict_checked(model, checkpoint["state_dict"], what="checkpoint")
-    return model.eval() if eval_mode else model
