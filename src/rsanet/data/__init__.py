@@ -8,10 +8,13 @@ policy, and SynthMotion (the embedded, procedurally generated motion benchmark).
 ((3, 8, 64, 64), 'moving something left')
 
 Real benchmarks, e.g. ``build_dataset("something-v2", "annotations/", "videos/",
-split="val")``; see ``docs/data.md``. This package stands alone: it imports nothing from the
+split="val")``; see ``docs/data.md``. Untrimmed surveillance recordings (AI Hub CCTV,
+UCF-Crime, XD-Violence, our intervals files) are read into labelled event intervals by
+``read_untrimmed``. This package stands alone: it imports nothing from the
 other rsanet subpackages.
 """
 
+from rsanet.data.aihub import AIHUB_CLASS_NAMES, AIHUB_CLASSES, read_aihub_cctv
 from rsanet.data.annotations import (
     FILE_FORMATS,
     FORMATS,
@@ -56,6 +59,14 @@ from rsanet.data.errors import (
     BadSampleLog,
     replacement_index,
 )
+from rsanet.data.events import (
+    Duplicate,
+    EventInterval,
+    UntrimmedAnnotations,
+    UntrimmedVideo,
+    find_duplicates,
+    parse_seconds,
+)
 from rsanet.data.sampling import DenseSampler, TSNSampler, build_sampler
 from rsanet.data.synthmotion import (
     SYNTHMOTION_CLASSES,
@@ -85,10 +96,24 @@ from rsanet.data.transforms import (
     denormalize,
     resolve_flip_pairs,
 )
+from rsanet.data.untrimmed import (
+    DEFAULT_FPS,
+    UCF_CRIME_CLASSES,
+    UNTRIMMED_FORMATS,
+    XD_VIOLENCE_CLASSES,
+    XD_VIOLENCE_CODES,
+    read_intervals,
+    read_ucf_crime,
+    read_untrimmed,
+    read_xd_violence,
+)
 
 __all__ = [
+    "AIHUB_CLASSES",
+    "AIHUB_CLASS_NAMES",
     "BACKENDS",
     "BAD_SAMPLE_POLICIES",
+    "DEFAULT_FPS",
     "FILE_FORMATS",
     "FLIP_MODES",
     "FORMATS",
@@ -101,7 +126,11 @@ __all__ = [
     "SYNTHMOTION_CLASSES",
     "SYNTHMOTION_DEFAULT_VIDEOS",
     "SYNTHMOTION_FLIP_PAIRS",
+    "UCF_CRIME_CLASSES",
+    "UNTRIMMED_FORMATS",
     "VIDEO_EXTENSIONS",
+    "XD_VIOLENCE_CLASSES",
+    "XD_VIOLENCE_CODES",
     "AnnotationError",
     "Annotations",
     "BadSample",
@@ -112,6 +141,8 @@ __all__ = [
     "Compose",
     "DecordVideo",
     "DenseSampler",
+    "Duplicate",
+    "EventInterval",
     "FrameFolder",
     "FrameSource",
     "MultiScaleCrop",
@@ -124,6 +155,8 @@ __all__ = [
     "TSNSampler",
     "ThreeCrop",
     "TorchCodecVideo",
+    "UntrimmedAnnotations",
+    "UntrimmedVideo",
     "VideoDataset",
     "VideoRecord",
     "available_backends",
@@ -134,9 +167,12 @@ __all__ = [
     "check_source",
     "decode_all",
     "denormalize",
+    "find_duplicates",
     "open_video",
     "opposite",
+    "parse_seconds",
     "play_backwards",
+    "read_aihub_cctv",
     "read_annotations",
     "read_class_names",
     "read_diving48",
@@ -144,11 +180,15 @@ __all__ = [
     "read_finegym",
     "read_finegym_categories",
     "read_folder",
+    "read_intervals",
     "read_list",
     "read_something_v1",
     "read_something_v1_labels",
     "read_something_v2",
     "read_something_v2_labels",
+    "read_ucf_crime",
+    "read_untrimmed",
+    "read_xd_violence",
     "render_video",
     "replacement_index",
     "resolve_flip_pairs",
