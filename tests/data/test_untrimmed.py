@@ -205,6 +205,18 @@ def test_bad_unparseable_xml(tmp_path):
     assert reason.startswith("unparseable XML") and "re-download" in reason
 
 
+def test_aihub_xml_in_a_declared_korean_encoding(tmp_path):
+    xml = aihub_xml().decode().replace('encoding="utf-8"', 'encoding="euc-kr"').encode("euc-kr")
+    put(tmp_path, f"{ASSAULT}/a/1-1/1-1_cam01_assault01_place01_day_spring", xml)
+    [video] = read_aihub_cctv(tmp_path).videos
+    assert video.metadata["location"] == "교실"
+
+
+def test_bad_xml_encoding_never_raises(tmp_path):
+    xml = aihub_xml().replace(b'encoding="utf-8"', b'encoding="no-such-codec"')
+    assert _only_bad(tmp_path, xml).startswith("unparseable XML: unknown encoding")
+
+
 def test_bad_missing_field(tmp_path):
     reason = _only_bad(tmp_path, aihub_xml(duration=None))
     assert reason.startswith("missing field event/duration")
@@ -282,6 +294,7 @@ def test_xd_violence_multi_label_names_and_padding(tmp_path):
         "v=normal__#1_label_A\n"
         "v=odd__#1_label_B3-0-0 0 24\n"
         "v=odd__#2_label_B1-0-0 0 24 48\n"
+        "v=odd__#3_label_B5-0-0\n"
     )
     result = read_xd_violence(tmp_path / "annotations.txt", tmp_path)
     movie, riot, normal = result.videos
@@ -292,9 +305,10 @@ def test_xd_violence_multi_label_names_and_padding(tmp_path):
     assert riot.events == (EventInterval("riot", 0.0, 2.0),)
     assert normal.events == () and normal.labels == ()
     assert result.classes == ["shooting", "riot", "car_accident", "explosion"]
-    unknown, odd = (bad.reason for bad in result.bad)
+    unknown, odd, empty = (bad.reason for bad in result.bad)
     assert unknown.startswith("unknown class code(s) 'B3'")
     assert odd.startswith("expected pairs of frame numbers")
+    assert empty.startswith("class abuse but no interval")
     assert read_untrimmed("xd-violence", tmp_path, fps=48).videos[1].events[0].end_s == 1.0
 
 

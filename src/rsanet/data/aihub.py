@@ -87,6 +87,7 @@ _FILE_NAME = re.compile(
     r"(?P<daynight>day|night)_(?P<season>[^_]+)",
     re.IGNORECASE,
 )
+_DECLARED = re.compile(rb"\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)")
 _OBJECT = re.compile(r"([^\W\d_]+)[\s_-]*0*(\d+)")
 
 
@@ -144,6 +145,17 @@ def _text(node: ET.Element, path: str) -> str | None:
     return None if found is None or found.text is None else found.text.strip() or None
 
 
+def parse_xml(data: bytes) -> ET.Element:
+    """The root element of XML bytes: UTF-8 (a BOM is skipped), or the encoding the
+    declaration names (expat reads no multi-byte encoding but UTF-8, e.g. not EUC-KR)."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    declared = _DECLARED.match(data)
+    if declared and declared.group(1).lower().replace(b"-", b"") != b"utf8":
+        text = data.decode(declared.group(1).decode("ascii"))
+        return ET.fromstring(text[declared.end(0) :].partition("?>")[2])
+    return ET.fromstring(data)
+
+
 def parse_aihub_xml(
     xml_path: str, video_path: str, names: Mapping[str, str], folder_label: str | None
 ) -> UntrimmedVideo | BadSample:
@@ -154,11 +166,10 @@ def parse_aihub_xml(
 
     try:
         with open(xml_path, "rb") as handle:
-            data = handle.read()
-        root = ET.fromstring(data.removeprefix(b"\xef\xbb\xbf"))
+            root = parse_xml(handle.read())
     except OSError as error:
         return bad(f"cannot be read: {error.strerror or error} (check its permissions)")
-    except ET.ParseError as error:
+    except (ET.ParseError, ValueError, LookupError) as error:
         return bad(f"unparseable XML: {error} (re-download or re-extract the file)")
     if root.tag != "annotation":
         return bad(f"the root element is <{root.tag}>, not <annotation> (not an AI Hub label)")

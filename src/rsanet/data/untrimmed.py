@@ -231,6 +231,8 @@ def read_xd_violence(
         spans, problem = _frame_pairs(fields[1:], fps, where)
         if problem is None and not labels and spans:
             problem = BadSample(where, "a normal (A) video with an interval; remove them")
+        if problem is None and labels and not spans:
+            problem = BadSample(where, f"class {labels[0]} but no interval (add its frames)")
         path = problem or find(f"{name}.{video_ext}", where)
         if isinstance(path, BadSample):
             bad.append(path)
