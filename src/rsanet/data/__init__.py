@@ -10,8 +10,9 @@ policy, and SynthMotion (the embedded, procedurally generated motion benchmark).
 Real benchmarks, e.g. ``build_dataset("something-v2", "annotations/", "videos/",
 split="val")``; see ``docs/data.md``. Untrimmed surveillance recordings (AI Hub CCTV,
 UCF-Crime, XD-Violence, our intervals files) are read into labelled event intervals by
-``read_untrimmed``. This package stands alone: it imports nothing from the
-other rsanet subpackages.
+``read_untrimmed``, and cut into labelled training windows by ``UntrimmedWindows``
+(``build_untrimmed_dataset``, ``split_by_session``). This package stands alone: it imports
+nothing from the other rsanet subpackages.
 """
 
 from rsanet.data.aihub import AIHUB_CLASS_NAMES, AIHUB_CLASSES, read_aihub_cctv
@@ -50,6 +51,7 @@ from rsanet.data.decoding import (
     available_backends,
     decode_all,
     open_video,
+    probe_video,
 )
 from rsanet.data.errors import (
     BAD_SAMPLE_POLICIES,
@@ -107,6 +109,19 @@ from rsanet.data.untrimmed import (
     read_untrimmed,
     read_xd_violence,
 )
+from rsanet.data.windows import (
+    NORMAL_CLASS,
+    SessionSplit,
+    UntrimmedWindows,
+    Window,
+    WindowSampler,
+    build_untrimmed_dataset,
+    class_coverage,
+    recording_length,
+    session_key,
+    split_by_session,
+    window_label,
+)
 
 __all__ = [
     "AIHUB_CLASSES",
@@ -121,6 +136,7 @@ __all__ = [
     "IMAGENET_STD",
     "LABEL_FILES",
     "MULTI_SCALE_CROP_SCALES",
+    "NORMAL_CLASS",
     "SOMETHING_FLIP_PAIRS",
     "SPLIT_FILES",
     "SYNTHMOTION_CLASSES",
@@ -151,20 +167,26 @@ __all__ = [
     "RandomHorizontalFlip",
     "Resize",
     "ResizeShortSide",
+    "SessionSplit",
     "SynthMotion",
     "TSNSampler",
     "ThreeCrop",
     "TorchCodecVideo",
     "UntrimmedAnnotations",
     "UntrimmedVideo",
+    "UntrimmedWindows",
     "VideoDataset",
     "VideoRecord",
+    "Window",
+    "WindowSampler",
     "available_backends",
     "build_dataset",
     "build_sampler",
     "build_transforms",
+    "build_untrimmed_dataset",
     "check_dataset",
     "check_source",
+    "class_coverage",
     "decode_all",
     "denormalize",
     "find_duplicates",
@@ -172,6 +194,7 @@ __all__ = [
     "opposite",
     "parse_seconds",
     "play_backwards",
+    "probe_video",
     "read_aihub_cctv",
     "read_annotations",
     "read_class_names",
@@ -189,11 +212,15 @@ __all__ = [
     "read_ucf_crime",
     "read_untrimmed",
     "read_xd_violence",
+    "recording_length",
     "render_video",
     "replacement_index",
     "resolve_flip_pairs",
     "sample_path",
+    "session_key",
     "something_v2_label_name",
+    "split_by_session",
+    "window_label",
     "write_synthmotion",
     "write_video",
 ]
