@@ -10,6 +10,8 @@ import sys
 from rsanet.cli._args import add_json_option
 
 FORMATS = ("something-v1", "something-v2", "diving48", "finegym", "list", "folder")
+#: long recordings with event intervals (rsanet.data.untrimmed)
+UNTRIMMED_FORMATS = ("aihub-cctv", "ucf-crime", "xd-violence", "intervals")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ANNOTATIONS",
         help="the split file (or its folder; for --format folder, the folder)",
     )
-    check.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
+    check.add_argument(
+        "--format", required=True, choices=FORMATS + UNTRIMMED_FORMATS, help="annotation format"
+    )
     check.add_argument(
         "--root", help="folder of the videos / frame folders (default: the folder of ANNOTATIONS)"
     )
@@ -47,7 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="split whose standard file is read when ANNOTATIONS is a folder",
     )
     check.add_argument(
-        "--labels", help="class-name file (default: the standard one next to ANNOTATIONS)"
+        "--labels",
+        help="class-name file (default: the standard one next to ANNOTATIONS); for "
+        "aihub-cctv a class map {name: class} (YAML or JSON)",
+    )
+    check.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="frames per second of ucf-crime (default 30) and xd-violence (default 24) videos",
     )
     check.add_argument(
         "--min-frames", type=int, default=8, help="fewer usable frames is 'too short' (default 8)"
@@ -121,8 +133,12 @@ def run_check(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise CLIError(f"--workers must be >= 0, got {args.workers}")
     options = {"labels": args.labels} if args.labels else {}
+    if args.fps is not None:
+        if args.format not in ("ucf-crime", "xd-violence") or not args.fps > 0:
+            raise CLIError(f"--fps (> 0) is for ucf-crime and xd-violence, got {args.fps}")
+        options["fps"] = args.fps
     root = args.root
-    if args.format == "folder":
+    if args.format in ("folder", "aihub-cctv"):
         root = root or args.annotations
     try:
         report = check_dataset(

@@ -8,10 +8,14 @@ policy, and SynthMotion (the embedded, procedurally generated motion benchmark).
 ((3, 8, 64, 64), 'moving something left')
 
 Real benchmarks, e.g. ``build_dataset("something-v2", "annotations/", "videos/",
-split="val")``; see ``docs/data.md``. This package stands alone: it imports nothing from the
-other rsanet subpackages.
+split="val")``; see ``docs/data.md``. Untrimmed surveillance recordings (AI Hub CCTV,
+UCF-Crime, XD-Violence, our intervals files) are read into labelled event intervals by
+``read_untrimmed``, and cut into labelled training windows by ``UntrimmedWindows``
+(``build_untrimmed_dataset``, ``split_by_session``). This package stands alone: it imports
+nothing from the other rsanet subpackages.
 """
 
+from rsanet.data.aihub import AIHUB_CLASS_NAMES, AIHUB_CLASSES, read_aihub_cctv
 from rsanet.data.annotations import (
     FILE_FORMATS,
     FORMATS,
@@ -47,6 +51,7 @@ from rsanet.data.decoding import (
     available_backends,
     decode_all,
     open_video,
+    probe_video,
 )
 from rsanet.data.errors import (
     BAD_SAMPLE_POLICIES,
@@ -55,6 +60,14 @@ from rsanet.data.errors import (
     BadSampleError,
     BadSampleLog,
     replacement_index,
+)
+from rsanet.data.events import (
+    Duplicate,
+    EventInterval,
+    UntrimmedAnnotations,
+    UntrimmedVideo,
+    find_duplicates,
+    parse_seconds,
 )
 from rsanet.data.sampling import DenseSampler, TSNSampler, build_sampler
 from rsanet.data.synthmotion import (
@@ -85,10 +98,37 @@ from rsanet.data.transforms import (
     denormalize,
     resolve_flip_pairs,
 )
+from rsanet.data.untrimmed import (
+    DEFAULT_FPS,
+    UCF_CRIME_CLASSES,
+    UNTRIMMED_FORMATS,
+    XD_VIOLENCE_CLASSES,
+    XD_VIOLENCE_CODES,
+    read_intervals,
+    read_ucf_crime,
+    read_untrimmed,
+    read_xd_violence,
+)
+from rsanet.data.windows import (
+    NORMAL_CLASS,
+    SessionSplit,
+    UntrimmedWindows,
+    Window,
+    WindowSampler,
+    build_untrimmed_dataset,
+    class_coverage,
+    recording_length,
+    session_key,
+    split_by_session,
+    window_label,
+)
 
 __all__ = [
+    "AIHUB_CLASSES",
+    "AIHUB_CLASS_NAMES",
     "BACKENDS",
     "BAD_SAMPLE_POLICIES",
+    "DEFAULT_FPS",
     "FILE_FORMATS",
     "FLIP_MODES",
     "FORMATS",
@@ -96,12 +136,17 @@ __all__ = [
     "IMAGENET_STD",
     "LABEL_FILES",
     "MULTI_SCALE_CROP_SCALES",
+    "NORMAL_CLASS",
     "SOMETHING_FLIP_PAIRS",
     "SPLIT_FILES",
     "SYNTHMOTION_CLASSES",
     "SYNTHMOTION_DEFAULT_VIDEOS",
     "SYNTHMOTION_FLIP_PAIRS",
+    "UCF_CRIME_CLASSES",
+    "UNTRIMMED_FORMATS",
     "VIDEO_EXTENSIONS",
+    "XD_VIOLENCE_CLASSES",
+    "XD_VIOLENCE_CODES",
     "AnnotationError",
     "Annotations",
     "BadSample",
@@ -112,6 +157,8 @@ __all__ = [
     "Compose",
     "DecordVideo",
     "DenseSampler",
+    "Duplicate",
+    "EventInterval",
     "FrameFolder",
     "FrameSource",
     "MultiScaleCrop",
@@ -120,23 +167,35 @@ __all__ = [
     "RandomHorizontalFlip",
     "Resize",
     "ResizeShortSide",
+    "SessionSplit",
     "SynthMotion",
     "TSNSampler",
     "ThreeCrop",
     "TorchCodecVideo",
+    "UntrimmedAnnotations",
+    "UntrimmedVideo",
+    "UntrimmedWindows",
     "VideoDataset",
     "VideoRecord",
+    "Window",
+    "WindowSampler",
     "available_backends",
     "build_dataset",
     "build_sampler",
     "build_transforms",
+    "build_untrimmed_dataset",
     "check_dataset",
     "check_source",
+    "class_coverage",
     "decode_all",
     "denormalize",
+    "find_duplicates",
     "open_video",
     "opposite",
+    "parse_seconds",
     "play_backwards",
+    "probe_video",
+    "read_aihub_cctv",
     "read_annotations",
     "read_class_names",
     "read_diving48",
@@ -144,16 +203,24 @@ __all__ = [
     "read_finegym",
     "read_finegym_categories",
     "read_folder",
+    "read_intervals",
     "read_list",
     "read_something_v1",
     "read_something_v1_labels",
     "read_something_v2",
     "read_something_v2_labels",
+    "read_ucf_crime",
+    "read_untrimmed",
+    "read_xd_violence",
+    "recording_length",
     "render_video",
     "replacement_index",
     "resolve_flip_pairs",
     "sample_path",
+    "session_key",
     "something_v2_label_name",
+    "split_by_session",
+    "window_label",
     "write_synthmotion",
     "write_video",
 ]

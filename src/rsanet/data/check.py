@@ -20,6 +20,8 @@ from rsanet.atomic import atomic_write_text, refuse_overwrite, remove_stale_temp
 from rsanet.data.annotations import VideoRecord, read_annotations
 from rsanet.data.decoding import FrameFolder, decode_all, open_video
 from rsanet.data.errors import BadSample, BadSampleError
+from rsanet.data.events import Duplicate
+from rsanet.data.untrimmed import UNTRIMMED_FORMATS, read_untrimmed
 
 
 @dataclass
@@ -29,17 +31,27 @@ class CheckReport:
     total: int
     ok: int
     bad: list[BadSample] = field(default_factory=list)
+    #: videos left out as byte-identical copies (untrimmed formats; None for the others)
+    duplicates: list[Duplicate] | None = None
 
     def to_dict(self) -> dict:
-        """``{"total": int, "ok": int, "bad": [{"path": str, "reason": str}, ...]}``"""
-        return {"total": self.total, "ok": self.ok, "bad": [b.to_dict() for b in self.bad]}
+        """``{"total": int, "ok": int, "bad": [{"path": str, "reason": str}, ...]}``, and
+        ``"duplicates": [{"path", "same_as", "sha256"}, ...]`` for untrimmed formats."""
+        out = {"total": self.total, "ok": self.ok, "bad": [b.to_dict() for b in self.bad]}
+        if self.duplicates is not None:
+            out["duplicates"] = [d.to_dict() for d in self.duplicates]
+        return out
 
     def summary(self, limit: int = 50) -> str:
         """A human-readable report: one line per problem (at most ``limit``), then totals."""
         lines = [str(bad) for bad in self.bad[:limit]]
         if len(self.bad) > limit:
             lines.append(f"... and {len(self.bad) - limit} more (use --json for all)")
+        for duplicate in (self.duplicates or [])[:limit]:
+            lines.append(f"{duplicate.path}: left out, the same bytes as {duplicate.same_as}")
         lines.append(f"checked {self.total} samples: {self.ok} ok, {len(self.bad)} bad")
+        if self.duplicates:
+            lines[-1] += f", {len(self.duplicates)} duplicate(s) left out"
         return "\n".join(lines)
 
     def write_json(self, path: str | Path) -> Path:
@@ -141,19 +153,32 @@ def check_dataset(
     sample, in ``workers`` processes (default: all cores; 0 or 1: in this process), with a
     progress bar on stderr. ``min_frames``: fewer usable frames is "too short".
     ``options`` go to :func:`~rsanet.data.annotations.read_annotations` (``labels``,
-    ``allow_outside_root``, ...). ``out``: also write the JSON report there, atomically; a
-    path that is an input or a sample is refused before anything is decoded."""
+    ``allow_outside_root``, ...), or for the untrimmed formats (``aihub-cctv``,
+    ``ucf-crime``, ``xd-violence``, ``intervals``) to
+    :func:`~rsanet.data.untrimmed.read_untrimmed` (``labels``, ``fps``, ...), whose
+    recordings are decoded whole and whose duplicates the report lists. ``out``: also write
+    the JSON report there, atomically; a path that is an input or a sample is refused before
+    anything is decoded."""
     if out is not None:
         check_report_path(out, [annotations, options.get("labels")])
     if root is not None and not Path(root).expanduser().is_dir():
         raise FileNotFoundError(f"data root {root} is not a folder (check the path)")
-    result = read_annotations(
-        format, annotations, root, split=split, policy="skip", quiet=True, **options
-    )
+    untrimmed = format in UNTRIMMED_FORMATS
+    if untrimmed:  # long recordings: each video decoded whole, its events not cut out
+        result = read_untrimmed(format, annotations, root, policy="skip", quiet=True, **options)
+    else:
+        result = read_annotations(
+            format, annotations, root, split=split, policy="skip", quiet=True, **options
+        )
     if out is not None:
-        check_report_path(out, [result.source, result.labels_source or None], result.records)
+        inputs = [result.source, result.labels_source or None]
+        if untrimmed:  # the per-video annotation files (AI Hub XML) are inputs too
+            inputs += [r.source for r in result.records] + [b.path for b in result.bad]
+        check_report_path(out, inputs, result.records)
     jobs = [
-        (r.path, backend, min_frames, r.num_frames, r.start_frame, r.end_frame)
+        (r.path, backend, min_frames, None, 0, None)
+        if untrimmed
+        else (r.path, backend, min_frames, r.num_frames, r.start_frame, r.end_frame)
         for r in result.records
     ]
     workers = (os.cpu_count() or 1) if workers is None else workers
@@ -180,7 +205,10 @@ def check_dataset(
                 found.append(problem)
     bar.close()
     report = CheckReport(
-        total=result.total_rows, ok=len(jobs) - len(found), bad=list(result.bad) + found
+        total=result.total_rows,
+        ok=len(jobs) - len(found),
+        bad=list(result.bad) + found,
+        duplicates=list(result.duplicates) if untrimmed else None,
     )
     if out is not None:
         report.write_json(Path(out).expanduser())

@@ -298,6 +298,79 @@ class PyAVVideo:
             raise BadSampleError(self.path, f"undecodable: {_av_reason(error)}") from None
         return _stack([frames[int(i)] for i in indices], self.path)
 
+    def read_seconds(self, times: Sequence[float]) -> np.ndarray:
+        """The frames nearest the times ``times`` (seconds from the first frame) as (N, H, W,
+        3) uint8, without indexing the file: one seek to the keyframe before the earliest
+        time, then decoding forward to the latest; frames more than one frame period from
+        every asked time are not decoded when nothing references them. For windows of long
+        recordings, where :meth:`read` would first demux the whole file. A time up to
+        ``max(4 frame periods, 0.5 s)`` past the last frame (durations are rounded) takes
+        the last frame; further is a truncated file."""
+        import av
+
+        targets = sorted({float(t) for t in times})
+        if not targets:
+            raise ValueError("read_seconds needs at least one time")
+        stream, context = self._stream, self._stream.codec_context
+        base = float(stream.time_base)
+        origin = stream.start_time or 0
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        period = 1.0 / rate
+        best: dict[float, tuple[float, np.ndarray]] = {}
+        edge: dict[str, tuple[float, object]] = {}
+
+        def nearby(t: float, reach: float) -> list[float]:
+            lo = bisect.bisect_left(targets, t - reach)
+            return targets[lo : bisect.bisect_right(targets, t + reach)]
+
+        self._decoder = None  # ``read`` seeks again after this
+        try:
+            position = origin + int(max(0.0, targets[0] - period) / base)
+            self._container.seek(position, backward=True, any_frame=False, stream=stream)
+            done = False
+            for packet in self._container.demux(stream):
+                if self._skip_unreferenced and packet.pts is not None:
+                    near = nearby((packet.pts - origin) * base, period)
+                    context.skip_frame = "DEFAULT" if near else "NONREF"
+                for frame in packet.decode():
+                    if frame.pts is None:
+                        continue
+                    self.frames_decoded += 1
+                    t = (frame.pts - origin) * base
+                    edge.setdefault("first", (t, frame))
+                    edge["last"] = (t, frame)
+                    image = None
+                    for target in nearby(t, period):
+                        if target not in best or abs(t - target) < best[target][0]:
+                            if image is None:
+                                image = frame.to_ndarray(format="rgb24")
+                            best[target] = (abs(t - target), image)
+                    if t > targets[-1] + period:
+                        done = True
+                        break
+                if done:
+                    break
+        except av.error.FFmpegError as error:
+            raise BadSampleError(self.path, f"undecodable: {_av_reason(error)}") from None
+        finally:
+            context.skip_frame = "DEFAULT"
+        tolerance = max(4 * period, 0.5)
+        for target in targets:
+            if target in best:
+                continue
+            for name in ("first", "last"):
+                if name in edge and abs(edge[name][0] - target) <= tolerance:
+                    best[target] = (0.0, edge[name][1].to_ndarray(format="rgb24"))
+                    break
+            else:
+                last = f"its last frame is at {edge['last'][0]:.2f} s" if edge else "none decoded"
+                raise BadSampleError(
+                    self.path,
+                    f"truncated: no frame near {target:.2f} s ({last}); re-download or "
+                    "re-encode the file, or fix its declared duration",
+                )
+        return _stack([best[float(t)][1] for t in times], self.path)
+
     def close(self) -> None:
         self._decoder = None
         self._container.close()
@@ -307,6 +380,39 @@ class PyAVVideo:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def probe_video(path: str | Path) -> tuple[float, float | None]:
+    """``(duration_s, fps)`` of a video file from its container header (nothing decoded;
+    ``fps`` None when the header has no rate); a BadSampleError when the file is missing,
+    not a video, or declares no duration."""
+    import av
+
+    path = str(path)
+    _check_file(path)
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
+        raise BadSampleError(path, f"cannot open as a video: {_av_reason(error, path)}") from None
+    with container:
+        if not container.streams.video:
+            raise BadSampleError(path, "no video stream in the file")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        if stream.duration:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        elif stream.frames and fps:
+            duration = stream.frames / fps
+        else:
+            raise BadSampleError(
+                path, "the container declares no duration (give it in the annotations)"
+            )
+    if not duration > 0:
+        raise BadSampleError(path, f"no frames: the container declares {duration:g} s")
+    return duration, fps
 
 
 def decode_all(path: str | Path, *, to_rgb: bool = True, threads: int = 0) -> int:

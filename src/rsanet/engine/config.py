@@ -61,6 +61,31 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+#: formats of untrimmed recordings, trained on windows (:data:`rsanet.data.UNTRIMMED_FORMATS`)
+UNTRIMMED_FORMATS = ("aihub-cctv", "ucf-crime", "xd-violence", "intervals")
+
+
+@dataclass
+class UntrimmedConfig:
+    """Windows of untrimmed recordings (``data.format`` one of :data:`UNTRIMMED_FORMATS`),
+    read by :func:`rsanet.data.build_untrimmed_dataset`."""
+
+    #: seconds per window (``data.num_frames`` frames spread evenly over it)
+    window_s: float = 4.0
+    #: the fraction of a window an event must cover for the window to be a positive
+    min_overlap: float = 0.5
+    #: the fraction of each training epoch's windows that are positives (the rest normal)
+    positive_fraction: float = 0.5
+    #: training windows drawn per epoch
+    windows_per_epoch: int = 1000
+    #: seconds between validation windows (null: window_s, windows side by side)
+    val_stride_s: float | None = None
+    #: without data.val_annotations: the fraction of recordings (whole sessions) validated on
+    val_fraction: float = 0.2
+    #: the seed of the session split (independent of train.seed)
+    split_seed: int = 0
+
+
 @dataclass
 class DataConfig:
     """The dataset, read by :func:`rsanet.data.build_dataset`."""
@@ -85,6 +110,8 @@ class DataConfig:
     options: dict[str, Any] = field(default_factory=dict)
     train_options: dict[str, Any] = field(default_factory=dict)
     val_options: dict[str, Any] = field(default_factory=dict)
+    #: windows of untrimmed recordings; null takes the defaults for those formats
+    untrimmed: UntrimmedConfig | None = None
 
 
 @dataclass
@@ -176,15 +203,23 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _section(hint: Any) -> Any:
+    """The dataclass of a section field, ``Section`` or ``Section | None``, else None."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else None
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
 def valid_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every dotted key of ``cls``: ``model``, ``model.name``, ... ``log.every_steps``."""
     keys = []
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"
         keys.append(key)
-        hint = _hints(cls)[f.name]
-        if dataclasses.is_dataclass(hint):
-            keys.extend(valid_keys(hint, key + "."))
+        section = _section(_hints(cls)[f.name])
+        if section is not None:
+            keys.extend(valid_keys(section, key + "."))
     return keys
 
 
@@ -225,6 +260,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             except _NotFinite:
                 raise
             except ConfigError as error:
+                if _section(hint) is not None and isinstance(value, Mapping):
+                    raise  # a section given as a map: its own key or value is wrong
                 errors.append(error)
         raise ConfigError(f"{key}: expected {_type_name(hint)}, got {_describe(value)}")
     if hint is bool:
@@ -366,6 +403,7 @@ def _set_path(values: dict[str, Any], key: str, value: Any, raw: str) -> None:
         if part not in hints:
             raise _unknown(here)
         hint = hints[part]
+        hint = _section(hint) or hint
         if last:
             if dataclasses.is_dataclass(hint):
                 raise ConfigError(
@@ -462,6 +500,7 @@ def validate(config: Config) -> None:
         0 <= d.num_workers <= MAX_WORKERS,
         f"data.num_workers must be in 0..{MAX_WORKERS}, got {d.num_workers}",
     )
+    _validate_untrimmed(d, e)
     _require(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
     _require(o.weight_decay >= 0, f"optim.weight_decay must be >= 0, got {o.weight_decay}")
     _require(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1), got {o.momentum}")
@@ -509,3 +548,51 @@ def validate(config: Config) -> None:
     _require(e.num_clips >= 1, f"eval.num_clips must be >= 1, got {e.num_clips}")
     _require(e.batch_size >= 1, f"eval.batch_size must be >= 1, got {e.batch_size}")
     _require(lg.every_steps >= 0, f"log.every_steps must be >= 0, got {lg.every_steps}")
+
+
+def _validate_untrimmed(d: DataConfig, e: EvalConfig) -> None:
+    if d.format not in UNTRIMMED_FORMATS:
+        _require(
+            d.untrimmed is None,
+            f"data.untrimmed applies to the untrimmed formats ({', '.join(UNTRIMMED_FORMATS)}), "
+            f"not {d.format!r}: remove data.untrimmed or change data.format",
+        )
+        return
+    u = d.untrimmed or UntrimmedConfig()
+    _require(
+        d.sampling == "tsn",
+        f"data.sampling must be tsn for {d.format} (data.num_frames frames spread evenly over "
+        f"data.untrimmed.window_s), got {d.sampling!r}: remove data.sampling",
+    )
+    _require(
+        e.num_clips == 1,
+        f"eval.num_clips must be 1 for {d.format} (each window is one clip; set "
+        f"data.untrimmed.val_stride_s for more windows), got {e.num_clips}",
+    )
+    _require(
+        u.window_s > 0,
+        f"data.untrimmed.window_s must be > 0 seconds, got {u.window_s} (e.g. 4.0)",
+    )
+    _require(
+        0 < u.min_overlap <= 1,
+        f"data.untrimmed.min_overlap must be in (0, 1] (the fraction of a window an event "
+        f"covers), got {u.min_overlap} (e.g. 0.5)",
+    )
+    _require(
+        0 <= u.positive_fraction <= 1,
+        f"data.untrimmed.positive_fraction must be in [0, 1], got {u.positive_fraction} "
+        "(e.g. 0.5: half the windows show an event)",
+    )
+    _require(
+        u.windows_per_epoch >= 1,
+        f"data.untrimmed.windows_per_epoch must be >= 1, got {u.windows_per_epoch}",
+    )
+    _require(
+        u.val_stride_s is None or u.val_stride_s > 0,
+        f"data.untrimmed.val_stride_s must be > 0 seconds or null (window_s), got {u.val_stride_s}",
+    )
+    _require(
+        0 < u.val_fraction < 1,
+        f"data.untrimmed.val_fraction must be in (0, 1), got {u.val_fraction} (e.g. 0.2); "
+        "or give data.train_annotations and data.val_annotations",
+    )

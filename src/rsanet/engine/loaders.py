@@ -1,7 +1,8 @@
 """Datasets and data loaders of a run, built from :class:`~rsanet.engine.config.DataConfig`.
 
 Training order is a function of ``(seed, epoch)``: the sampler permutes with
-``seed + epoch``, and the loader's generator (from which DataLoader draws the seed of each
+``seed + epoch``, a dataset with ``set_epoch`` (the windows of untrimmed recordings) draws
+that epoch's samples, and the loader's generator (from which DataLoader draws the seed of each
 worker: torch, numpy and ``random`` in worker ``i`` get ``base + i``) is reseeded from
 ``(seed, epoch, rank)`` at the start of each epoch by :func:`start_epoch`.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rsanet.engine.config import ConfigError, DataConfig
+from rsanet.engine.config import UNTRIMMED_FORMATS, ConfigError, DataConfig, UntrimmedConfig
 from rsanet.engine.distributed import (
     DistEnv,
     ResumableDistributedSampler,
@@ -31,7 +32,25 @@ def check_data_paths(data: DataConfig) -> None:
     if data.format in IN_MEMORY_FORMATS:
         return
     per_split = data.train_annotations is not None and data.val_annotations is not None
-    if data.annotations is None and not per_split and data.format != "folder":
+    if data.format in UNTRIMMED_FORMATS:
+        given = [k for k in ("train_annotations", "val_annotations") if getattr(data, k)]
+        if len(given) == 1:
+            raise ConfigError(
+                f"data.{given[0]} is set but not the other: give both data.train_annotations "
+                "and data.val_annotations, or neither (data.annotations is then split by "
+                "session, see data.untrimmed.val_fraction)"
+            )
+        if data.format == "aihub-cctv" and data.annotations is None and data.root is None:
+            raise ConfigError(
+                "data.annotations (or data.root) must be the AI Hub data folder holding the "
+                "class folders, for format 'aihub-cctv'"
+            )
+    if (
+        data.annotations is None
+        and not per_split
+        and data.format != "folder"
+        and not (data.format == "aihub-cctv" and data.root is not None)
+    ):
         raise ConfigError(
             f"data.annotations must be set for format {data.format!r} (the folder of the "
             "standard split files), or data.train_annotations and data.val_annotations"
@@ -55,11 +74,15 @@ def build_split(
     num_crops: int = 1,
 ) -> Dataset:
     """The ``split`` ("train" or "val") of ``data`` through :func:`rsanet.data.build_dataset`
-    (``options`` then ``train_options`` / ``val_options`` as format options)."""
+    (``options`` then ``train_options`` / ``val_options`` as format options); for the
+    untrimmed formats, windows through :func:`rsanet.data.build_untrimmed_dataset`."""
+    views = {"num_frames": num_frames, "num_clips": num_clips, "num_crops": num_crops}
     from rsanet.data import build_dataset
 
     check_data_paths(data)
     options = {**data.options, **(data.train_options if split == "train" else data.val_options)}
+    if data.format in UNTRIMMED_FORMATS:
+        return _build_untrimmed(data, split, options, train=train, seed=seed, **views)
     annotations = (
         data.train_annotations if split == "train" else data.val_annotations
     ) or data.annotations
@@ -84,6 +107,62 @@ def build_split(
         )
     except TypeError as error:  # unknown format options
         raise ConfigError(f"data options: {error}") from None
+
+
+def _path(value: str | None) -> str | None:
+    return str(Path(value).expanduser()) if value else None
+
+
+def _build_untrimmed(
+    data: DataConfig,
+    split: str,
+    options: dict,
+    *,
+    train: bool,
+    seed: int,
+    num_frames: int | None,
+    num_clips: int,
+    num_crops: int,
+) -> Dataset:
+    """Windows of untrimmed recordings: ``data.train_annotations`` / ``val_annotations``
+    when both are given, else ``data.annotations`` (or ``data.root``) split by session."""
+    from rsanet.data import build_untrimmed_dataset
+
+    if num_clips != 1:
+        raise ConfigError(
+            f"{data.format}: each window is one clip, so one clip per video (got {num_clips}); "
+            "set data.untrimmed.val_stride_s for more windows"
+        )
+    u = data.untrimmed or UntrimmedConfig()
+    per_split = data.train_annotations is not None and data.val_annotations is not None
+    annotations = _path(data.train_annotations if per_split else data.annotations)
+    try:
+        return build_untrimmed_dataset(
+            data.format,
+            annotations,
+            _path(data.root),
+            split=split,
+            val_annotations=_path(data.val_annotations) if per_split else None,
+            num_frames=num_frames or data.num_frames,
+            size=data.size,
+            train=train,
+            flip_mode=data.flip_mode,
+            bad_sample_policy=data.bad_sample_policy,
+            seed=seed,
+            num_crops=num_crops,
+            window_s=u.window_s,
+            min_overlap=u.min_overlap,
+            positive_fraction=u.positive_fraction,
+            windows_per_epoch=u.windows_per_epoch,
+            val_stride_s=u.val_stride_s,
+            val_fraction=u.val_fraction,
+            split_seed=u.split_seed,
+            **options,
+        )
+    except TypeError as error:  # unknown format options
+        raise ConfigError(f"data options: {error}") from None
+    except ValueError as error:  # windows that cannot be drawn, a split that cannot be made
+        raise ConfigError(f"data ({data.format}): {error}") from None
 
 
 def micro_batch_size(batch_size: int, world_size: int, accum_steps: int) -> int:
@@ -145,5 +224,8 @@ def start_epoch(
     from rsanet.engine.checkpoint import seed_everything
 
     sampler.set_epoch(epoch)
+    draw = getattr(loader.dataset, "set_epoch", None)
+    if draw is not None:  # datasets whose samples depend on the epoch (untrimmed windows)
+        draw(epoch)
     loader.generator.manual_seed(derived_seed(seed, epoch, env.rank, 1))
     seed_everything(derived_seed(seed, epoch, env.rank, 0))

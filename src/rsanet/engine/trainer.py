@@ -503,6 +503,17 @@ class _Run:
         self.best_top1 = -math.inf if best is None else float(best)
         self.best_epoch = int(ckpt.get("best_epoch", 0))
 
+    def _report_windows(self) -> None:
+        """Untrimmed recordings: print the windows of each set and the session split, and
+        write the split to ``DIR/split.json``."""
+        for name, dataset in (("train", self.train_set), ("val", self.val_set)):
+            if hasattr(dataset, "split_report") and hasattr(dataset, "summary"):
+                print(f"rsanet train: {name}: {dataset.summary()}", flush=True)
+        report = getattr(self.train_set, "split_report", None)
+        if report:
+            print(self.train_set.split_summary, flush=True)
+            atomic_write_text(self.output / "split.json", json.dumps(report, indent=2) + "\n")
+
     # -- checkpoints ------------------------------------------------------------------------
 
     def _save(self, path: Path, metrics: Mapping[str, Any]) -> None:
@@ -757,6 +768,7 @@ class _Run:
                 + (f", resuming after epoch {self.epoch}" if self.checkpoint is not None else ""),
                 flush=True,
             )
+            self._report_windows()
         stop = c.train.stop_after_epochs
         last: dict[str, Any] = {}
         try:

@@ -1,0 +1,729 @@
+"""Training on untrimmed recordings: fixed-length windows cut from long videos.
+
+A window is ``window_s`` seconds of one recording, decoded as ``num_frames`` frames at the
+centres of equal segments. Its label follows from the annotated events
+(:func:`window_label`): the event class covering the largest fraction of the window when
+that fraction is at least ``min_overlap`` (a *positive*), :data:`NORMAL_CLASS` when no
+event touches it (a *negative*), and no label at all (the window is never used) in between.
+``normal`` is class 0; the annotations' classes follow in their order.
+
+:class:`WindowSampler` plans the windows: for training, ``windows_per_epoch`` windows of
+which ``positive_fraction`` are positives (an event drawn uniformly, then a start time
+uniformly among those that cover enough of it) and the rest negatives (a start time
+uniformly over all event-free time of all recordings), a pure function of ``(seed,
+epoch)``; for validation a grid of windows ``stride_s`` apart over every recording.
+:class:`UntrimmedWindows` is the dataset: it decodes only the frames of a window (one seek by
+time), and a recording that cannot be read is a :class:`~rsanet.data.errors.BadSample`
+replaced like in :class:`~rsanet.data.datasets.VideoDataset`.
+
+:func:`split_by_session` splits recordings into training and validation sets without
+letting one session (AI Hub: every camera and season of ``metadata["session"]``; other
+formats: the video's name) fall on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from rsanet.data.decoding import BACKENDS, open_video, probe_video
+from rsanet.data.errors import (
+    BadSample,
+    BadSampleError,
+    BadSampleLog,
+    check_policy,
+    replacement_index,
+)
+from rsanet.data.events import EventInterval, UntrimmedAnnotations, UntrimmedVideo
+from rsanet.data.transforms import (
+    FLIP_MODES,
+    MULTI_SCALE_CROP_SCALES,
+    Compose,
+    Normalize,
+    build_transforms,
+    resolve_flip_pairs,
+)
+from rsanet.data.untrimmed import UNTRIMMED_FORMATS, read_untrimmed
+
+#: the label of windows that no event touches: class index 0
+NORMAL_CLASS = "normal"
+
+#: errors of decoders that mean "this file is bad", not "this code is"
+_DATA_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
+
+
+@dataclass(frozen=True)
+class Window:
+    """``[start_s, start_s + window_s]`` of recording ``video`` (an index into the dataset's
+    videos), labelled ``label`` (a class index; 0 is normal); ``overlap``: the fraction of
+    the window its class's events cover (0 for normal)."""
+
+    video: int
+    start_s: float
+    label: int
+    overlap: float
+
+
+def _covered(events: Iterable[EventInterval], start: float, end: float) -> float:
+    """Seconds of ``[start, end]`` inside the union of ``events``."""
+    spans = sorted((max(e.start_s, start), min(e.end_s, end)) for e in events)
+    total, reach = 0.0, start
+    for first, last in spans:
+        first = max(first, reach)
+        if last > first:
+            total += last - first
+            reach = last
+    return total
+
+
+def class_coverage(
+    events: Sequence[EventInterval], start_s: float, window_s: float
+) -> dict[str, float]:
+    """The fraction of ``[start_s, start_s + window_s]`` covered by the events of each class
+    (overlapping events of one class count once); classes that do not touch it are left
+    out."""
+    end = start_s + window_s
+    coverage = {}
+    for label in dict.fromkeys(e.label for e in events):
+        seconds = _covered((e for e in events if e.label == label), start_s, end)
+        if seconds > 0:
+            coverage[label] = seconds / window_s
+    return coverage
+
+
+def window_label(
+    events: Sequence[EventInterval], start_s: float, window_s: float, min_overlap: float
+) -> tuple[str | None, float]:
+    """``(label, overlap)`` of a window: the class covering the largest fraction when it is
+    at least ``min_overlap``, :data:`NORMAL_CLASS` (overlap 0) when no event touches the
+    window, else ``(None, largest fraction)``: too little of an event to call it one, too
+    much to call it normal."""
+    coverage = class_coverage(events, start_s, window_s)
+    if not coverage:
+        return NORMAL_CLASS, 0.0
+    label, overlap = max(coverage.items(), key=lambda item: item[1])
+    return (label, overlap) if overlap >= min_overlap - 1e-9 else (None, overlap)
+
+
+def _merged(events: Iterable[EventInterval]) -> list[tuple[float, float]]:
+    spans: list[tuple[float, float]] = []
+    for event in sorted(events, key=lambda e: (e.start_s, e.end_s)):
+        if spans and event.start_s <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], event.end_s))
+        else:
+            spans.append((event.start_s, event.end_s))
+    return spans
+
+
+def _check_window_options(
+    window_s: float, min_overlap: float, positive_fraction: float, windows_per_epoch: int
+) -> None:
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s must be a positive number of seconds, got {window_s!r}")
+    if not 0 < min_overlap <= 1:
+        raise ValueError(f"min_overlap must be in (0, 1], got {min_overlap!r}")
+    if not 0 <= positive_fraction <= 1:
+        raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction!r}")
+    if not isinstance(windows_per_epoch, int) or windows_per_epoch < 1:
+        raise ValueError(f"windows_per_epoch must be a positive integer, got {windows_per_epoch!r}")
+
+
+class WindowSampler:
+    """Plans the windows of recordings whose lengths are ``durations`` (seconds).
+
+    ``classes``: the class names, :data:`NORMAL_CLASS` first. Positive candidates are the
+    events that can cover ``min_overlap`` of a window (an event shorter than ``min_overlap *
+    window_s`` cannot: it is counted in ``unusable_events``); negatives start anywhere a
+    window touches no event. Recordings shorter than a window give none.
+    """
+
+    def __init__(
+        self,
+        videos: Sequence[UntrimmedVideo],
+        durations: Sequence[float],
+        classes: Sequence[str],
+        *,
+        window_s: float,
+        min_overlap: float = 0.5,
+        positive_fraction: float = 0.5,
+        windows_per_epoch: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        _check_window_options(window_s, min_overlap, positive_fraction, windows_per_epoch)
+        if len(videos) != len(durations):
+            raise ValueError("one duration per video is needed")
+        self.videos, self.durations = list(videos), [float(d) for d in durations]
+        self.classes = list(classes)
+        self.index = {name: i for i, name in enumerate(self.classes)}
+        self.window_s, self.min_overlap = float(window_s), float(min_overlap)
+        self.positive_fraction, self.windows_per_epoch = positive_fraction, windows_per_epoch
+        self.seed = seed
+        w, m = self.window_s, self.min_overlap
+        #: (video, lowest start, highest start) of each usable event / event-free stretch
+        self.positives: list[tuple[int, float, float]] = []
+        self.negatives: list[tuple[int, float, float]] = []
+        self.unusable_events = 0
+        for number, (video, duration) in enumerate(zip(self.videos, self.durations, strict=True)):
+            last_start = duration - w
+            for event in video.events:
+                low = max(0.0, event.start_s - (1 - m) * w)
+                high = min(last_start, event.end_s - m * w)
+                if event.duration_s >= m * w - 1e-9 and low <= high + 1e-9:
+                    self.positives.append((number, low, max(low, high)))
+                else:
+                    self.unusable_events += 1
+            reach = 0.0
+            for first, last in [*_merged(video.events), (duration + w, duration + w)]:
+                if min(first, duration) - reach >= w:
+                    self.negatives.append((number, reach, min(first, duration) - w))
+                reach = max(reach, last)
+        lengths = np.array([high - low for _, low, high in self.negatives], dtype=np.float64)
+        self._negative_weights = (
+            lengths / lengths.sum()
+            if lengths.sum() > 0
+            else np.full(len(lengths), 1 / max(1, len(lengths)))
+        )
+
+    @property
+    def num_positives(self) -> int:
+        """Positives per epoch: ``round(windows_per_epoch * positive_fraction)``."""
+        return round(self.windows_per_epoch * self.positive_fraction)
+
+    def check(self) -> None:
+        """A ValueError saying what to change when the epoch cannot be drawn."""
+        if self.num_positives and not self.positives:
+            raise ValueError(
+                f"no event can be a positive window: none covers min_overlap="
+                f"{self.min_overlap:g} of a {self.window_s:g} s window inside its recording "
+                f"(of {self.unusable_events} events in {len(self.videos)} recordings); lower "
+                "window_s or min_overlap, or add recordings with events"
+            )
+        if self.windows_per_epoch - self.num_positives and not self.negatives:
+            raise ValueError(
+                f"no {self.window_s:g} s stretch of any recording is free of events, so there "
+                "are no normal windows: lower window_s, add recordings without events, or set "
+                "positive_fraction to 1"
+            )
+
+    def _label(self, video: int, start: float) -> tuple[int, float] | None:
+        name, overlap = window_label(
+            self.videos[video].events, start, self.window_s, self.min_overlap
+        )
+        return None if name is None else (self.index[name], overlap)
+
+    def epoch(self, epoch: int) -> list[Window]:
+        """The ``windows_per_epoch`` windows of training epoch ``epoch``, shuffled: a pure
+        function of ``(seed, epoch)``."""
+        self.check()
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, int(epoch), 0x57494E])
+        windows = []
+        for _ in range(self.num_positives):
+            video, low, high = self.positives[int(rng.integers(len(self.positives)))]
+            start = float(low + rng.random() * (high - low))
+            label = self._label(video, start)
+            if label is None:  # cannot happen: the event alone covers min_overlap
+                raise AssertionError(f"window at {start} s of video {video} has no label")
+            windows.append(Window(video, start, *label))
+        for _ in range(self.windows_per_epoch - self.num_positives):
+            pick = int(rng.choice(len(self.negatives), p=self._negative_weights))
+            video, low, high = self.negatives[pick]
+            start = float(low + rng.random() * (high - low))
+            windows.append(Window(video, start, 0, 0.0))
+        return [windows[i] for i in rng.permutation(len(windows))]
+
+    def grid(self, stride_s: float | None = None) -> list[Window]:
+        """Windows ``stride_s`` (default ``window_s``) apart from 0 s over every recording,
+        in order; windows between normal and positive are left out."""
+        stride = self.window_s if stride_s is None else float(stride_s)
+        if not stride > 0:
+            raise ValueError(f"stride_s must be > 0, got {stride_s!r}")
+        windows = []
+        for video, duration in enumerate(self.durations):
+            count = math.floor((duration - self.window_s) / stride + 1e-9) + 1
+            for k in range(max(0, count)):
+                label = self._label(video, k * stride)
+                if label is not None:
+                    windows.append(Window(video, k * stride, *label))
+        return windows
+
+    def __repr__(self) -> str:
+        return (
+            f"WindowSampler(window_s={self.window_s:g}, min_overlap={self.min_overlap:g}, "
+            f"positive_fraction={self.positive_fraction:g}, "
+            f"windows_per_epoch={self.windows_per_epoch}, {len(self.videos)} recordings)"
+        )
+
+
+def recording_length(video: UntrimmedVideo) -> tuple[float, float | None]:
+    """``(duration_s, fps)`` of a recording: as its annotations declare them, else from the
+    container header (nothing decoded); a folder of frames needs the annotations' ``fps``.
+    Raises :class:`BadSampleError` when it cannot be known."""
+    fps = video.fps
+    if video.duration_s:
+        return float(video.duration_s), fps
+    if video.frames and fps:
+        return video.frames / fps, fps
+    if os.path.isdir(video.path):
+        if not fps:
+            raise BadSampleError(video.path, "a folder of frames needs its fps in the annotations")
+        source = open_video(video.path)
+        return source.num_frames() / fps, fps
+    duration, probed = probe_video(video.path)
+    return duration, fps or probed
+
+
+def _read_window(source, times: np.ndarray, fps: float | None) -> np.ndarray:
+    """Frames at ``times`` (seconds): by time with PyAV, else frame ``floor(t * fps)``."""
+    if hasattr(source, "read_seconds"):
+        return source.read_seconds(times)
+    if not fps:
+        raise BadSampleError(source.path, "frame rate unknown: give fps in the annotations")
+    count = source.num_frames()
+    indices = np.clip(np.floor(times * fps).astype(np.int64), 0, count - 1)
+    return source.read(indices)
+
+
+class UntrimmedWindows(Dataset):
+    """Windows of untrimmed recordings as ``(clip, label)``: clip (3, T, H, W) float32
+    (or (crops, 3, T, H, W)), label an int, ``classes[0] == "normal"``.
+
+    ``train=True``: the windows of :meth:`WindowSampler.epoch` for the epoch last given to
+    :meth:`set_epoch` (0 at first), ``len`` is ``windows_per_epoch``; ``train=False``: the
+    grid of windows ``stride_s`` apart. Recordings whose length cannot be known are left out
+    and listed in ``annotation_errors``; a window whose recording cannot be decoded is
+    reported in ``bad_samples`` and replaced by window
+    :func:`~rsanet.data.errors.replacement_index` of the same epoch (policy ``skip``) or
+    raised (``raise``).
+    """
+
+    def __init__(
+        self,
+        annotations: UntrimmedAnnotations,
+        *,
+        num_frames: int = 8,
+        window_s: float = 4.0,
+        min_overlap: float = 0.5,
+        positive_fraction: float = 0.5,
+        windows_per_epoch: int = 1000,
+        train: bool = True,
+        stride_s: float | None = None,
+        seed: int = 0,
+        transform: Callable | None = None,
+        backend: str = "pyav",
+        decode_threads: int = 1,
+        bad_sample_policy: str = "skip",
+        max_attempts: int = 10,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        if any(c.casefold() == NORMAL_CLASS for c in annotations.classes):
+            raise ValueError(
+                f"the annotations have a class named {NORMAL_CLASS!r}, the label of windows "
+                "without events: rename it (class map or labels file), or leave such "
+                "recordings without events"
+            )
+        self.classes = [NORMAL_CLASS, *annotations.classes]
+        self.num_frames, self.train, self.seed = num_frames, bool(train), seed
+        self.stride_s = stride_s
+        self.transform = transform if transform is not None else Compose([Normalize()])
+        self.backend, self.decode_threads = backend, decode_threads
+        self.policy = check_policy(bad_sample_policy)
+        self.max_attempts = max_attempts
+        self.bad_samples = BadSampleLog()
+        self.annotation_errors = list(annotations.bad)
+        self.videos: list[UntrimmedVideo] = []
+        durations, self.fps = [], []
+        for video in annotations.videos:
+            try:
+                duration, fps = recording_length(video)
+            except BadSampleError as error:
+                self.annotation_errors.append(error.bad)
+                self.bad_samples.report(error.bad, "recording left out")
+                continue
+            except _DATA_ERRORS as error:
+                bad = BadSample(video.path, f"unreadable: {type(error).__name__}: {error}")
+                self.annotation_errors.append(bad)
+                self.bad_samples.report(bad, "recording left out")
+                continue
+            self.videos.append(video)
+            durations.append(duration)
+            self.fps.append(fps)
+        if not self.videos:
+            raise ValueError(
+                "no usable recordings: "
+                + (str(self.annotation_errors[0]) if self.annotation_errors else "none given")
+            )
+        self.sampler = WindowSampler(
+            self.videos,
+            durations,
+            self.classes,
+            window_s=window_s,
+            min_overlap=min_overlap,
+            positive_fraction=positive_fraction,
+            windows_per_epoch=windows_per_epoch,
+            seed=seed,
+        )
+        self.durations = self.sampler.durations
+        self.epoch = 0
+        if self.train:
+            self.windows = self.sampler.epoch(0)
+        else:
+            self.windows = self.sampler.grid(stride_s)
+            if not self.windows:
+                raise ValueError(
+                    f"no validation windows: every recording is shorter than window_s="
+                    f"{window_s:g} s or every window is between normal and an event"
+                )
+        #: the session split this set comes from (:func:`split_by_session`), if any: its
+        #: report and its readable summary
+        self.split_report: dict | None = None
+        self.split_summary: str | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the training windows of ``epoch`` (validation grids do not change)."""
+        if self.train and epoch != self.epoch:
+            self.epoch = int(epoch)
+            self.windows = self.sampler.epoch(self.epoch)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def frame_times(self, window: Window) -> np.ndarray:
+        """Seconds of the ``num_frames`` frames of ``window``: the centres of equal
+        segments."""
+        step = self.sampler.window_s / self.num_frames
+        return window.start_s + (np.arange(self.num_frames) + 0.5) * step
+
+    def load_frames(self, index: int) -> tuple[np.ndarray, int]:
+        """Frames (1, T, H, W, 3) uint8 of window ``index`` and its label; raises
+        :class:`BadSampleError` when its recording cannot be read."""
+        window = self.windows[index]
+        video = self.videos[window.video]
+        try:
+            source = open_video(video.path, backend=self.backend, threads=self.decode_threads)
+            try:
+                frames = _read_window(source, self.frame_times(window), self.fps[window.video])
+            finally:
+                source.close()
+        except BadSampleError:
+            raise
+        except _DATA_ERRORS as error:
+            raise BadSampleError(
+                video.path, f"unreadable: {type(error).__name__}: {error}"
+            ) from None
+        return frames[None], window.label
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        current = index
+        for attempt in range(1, self.max_attempts + 2):
+            try:
+                frames, label = self.load_frames(current)
+                break
+            except BadSampleError as error:
+                if self.policy == "raise":
+                    self.bad_samples.report(error.bad, "raised: bad_sample_policy='raise'")
+                    raise
+                if attempt > self.max_attempts:
+                    self.bad_samples.report(error.bad, "giving up")
+                    raise RuntimeError(
+                        f"{self.max_attempts + 1} bad windows in a row from index {index}; "
+                        "check the recordings with: rsanet data check ANNOTATIONS --format "
+                        "FORMAT"
+                    ) from None
+                replacement = replacement_index(self.seed, index, attempt, len(self))
+                self.bad_samples.report(error.bad, f"window {current} replaced by {replacement}")
+                current = replacement
+        clip, label = self.transform(frames, label)
+        if clip.dim() == 5 and clip.shape[0] == 1:
+            clip = clip[0]
+        return clip, int(label)
+
+    def counts(self) -> dict[str, int]:
+        """Windows per class name in the current plan."""
+        found = Counter(self.classes[w.label] for w in self.windows)
+        return {name: found[name] for name in self.classes if found[name]}
+
+    def summary(self) -> str:
+        """One line: recordings, windows per class, events too short to be positives."""
+        counts = ", ".join(f"{name} {n}" for name, n in self.counts().items())
+        kind = f"epoch {self.epoch}" if self.train else "grid"
+        return (
+            f"{len(self.videos)} recordings, {len(self)} windows of "
+            f"{self.sampler.window_s:g} s ({kind}): {counts}; "
+            f"{self.sampler.unusable_events} events too short for min_overlap="
+            f"{self.sampler.min_overlap:g}; {len(self.annotation_errors)} bad annotations"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"UntrimmedWindows({len(self)} windows, {len(self.classes)} classes, {self.sampler!r})"
+        )
+
+
+# -- the split -----------------------------------------------------------------------------
+
+
+def session_key(video: UntrimmedVideo) -> str:
+    """The session of a recording: AI Hub's ``metadata["session"]``, else the video's file
+    name without its extension."""
+    session = video.metadata.get("session") if video.metadata else None
+    return str(session) if session else Path(video.path).stem
+
+
+@dataclass
+class SessionSplit:
+    """Training and validation recordings, no session on both sides; ``report`` says what
+    went where (JSON-able)."""
+
+    train: UntrimmedAnnotations
+    val: UntrimmedAnnotations
+    report: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """The report as a small table: sessions, recordings, then events per class."""
+        r = self.report
+        lines = [
+            f"split by session (val_fraction={r['val_fraction']:g}, seed={r['seed']}):",
+            f"  {'':<16}{'train':>8}{'val':>8}",
+            f"  {'sessions':<16}{r['sessions']['train']:>8}{r['sessions']['val']:>8}",
+            f"  {'recordings':<16}{r['videos']['train']:>8}{r['videos']['val']:>8}",
+        ]
+        for name in r["classes"]:
+            train, val = (r["events"][side].get(name, 0) for side in ("train", "val"))
+            label = f"{name} events" if name != NORMAL_CLASS else "normal recordings"
+            lines.append(f"  {label:<16}{train:>8}{val:>8}")
+        if r["missing_in_val"]:
+            lines.append(f"  no validation events of: {', '.join(r['missing_in_val'])}")
+        return "\n".join(lines)
+
+
+def _split_counts(videos: Sequence[UntrimmedVideo]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for video in videos:
+        counts.update(e.label for e in video.events)
+        if not video.events:
+            counts[NORMAL_CLASS] += 1
+    return dict(counts)
+
+
+def split_by_session(
+    annotations: UntrimmedAnnotations, val_fraction: float = 0.2, seed: int = 0
+) -> SessionSplit:
+    """Recordings split into training and validation with every recording of a session
+    (:func:`session_key`) on the same side.
+
+    Sessions are shuffled by ``seed``; first, while validation holds fewer than
+    ``val_fraction`` of the recordings, a session is moved there for each class (rarest
+    first) that has at least two sessions and none in validation yet; then sessions in
+    shuffled order until ``val_fraction`` of the recordings are there. Both sides keep the
+    full class list."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    sessions: dict[str, list[UntrimmedVideo]] = {}
+    for video in annotations.videos:
+        sessions.setdefault(session_key(video), []).append(video)
+    if len(sessions) < 2:
+        raise ValueError(
+            f"{len(sessions)} session(s): a split by session needs at least two (give "
+            "separate training and validation annotations instead)"
+        )
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x53504C])
+    names = sorted(sessions)
+    order = [names[i] for i in rng.permutation(len(names))]
+    target = val_fraction * len(annotations.videos)
+    val: list[str] = []
+    size = 0
+
+    def labels_of(name: str) -> set[str]:
+        return {label for v in sessions[name] for label in (v.labels or (NORMAL_CLASS,))}
+
+    per_class = Counter(label for name in order for label in labels_of(name))
+    for label in sorted(per_class, key=lambda c: (per_class[c], c)):
+        if size >= target or per_class[label] < 2:
+            continue
+        if any(label in labels_of(name) for name in val):
+            continue
+        pick = next(name for name in order if label in labels_of(name) and name not in val)
+        val.append(pick)
+        size += len(sessions[pick])
+    for name in order:
+        if size >= target or len(val) == len(order) - 1:
+            break
+        if name not in val:
+            val.append(name)
+            size += len(sessions[name])
+    chosen = set(val)
+    train_videos = [v for v in annotations.videos if session_key(v) not in chosen]
+    val_videos = [v for v in annotations.videos if session_key(v) in chosen]
+
+    def part(videos: list[UntrimmedVideo], bad: list[BadSample]) -> UntrimmedAnnotations:
+        return replace(annotations, videos=videos, bad=bad, duplicates=list(annotations.duplicates))
+
+    events = {"train": _split_counts(train_videos), "val": _split_counts(val_videos)}
+    classes = [*annotations.classes, NORMAL_CLASS]
+    report = {
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "classes": [c for c in classes if events["train"].get(c) or events["val"].get(c)],
+        "sessions": {"train": len(sessions) - len(chosen), "val": len(chosen)},
+        "videos": {"train": len(train_videos), "val": len(val_videos)},
+        "events": events,
+        "missing_in_val": [
+            c for c in annotations.classes if events["train"].get(c) and not events["val"].get(c)
+        ],
+        "val_sessions": sorted(chosen),
+        "train_sessions": sorted(set(sessions) - chosen),
+    }
+    return SessionSplit(part(train_videos, list(annotations.bad)), part(val_videos, []), report)
+
+
+# -- building from plain values ------------------------------------------------------------
+
+#: options of :func:`build_untrimmed_dataset` given to :func:`read_untrimmed`
+UNTRIMMED_READER_OPTIONS = {"labels", "class_map", "fps", "deduplicate", "allow_outside_root"}
+#: options of :func:`build_untrimmed_dataset` about decoding and augmentation
+UNTRIMMED_LOADING_OPTIONS = {
+    "backend",
+    "decode_threads",
+    "max_attempts",
+    "flip_pairs",
+    "flip_prob",
+    "scales",
+    "resize",
+}
+
+
+def _union_classes(*parts: UntrimmedAnnotations) -> list[str]:
+    return list(dict.fromkeys(c for part in parts for c in part.classes))
+
+
+def build_untrimmed_dataset(
+    format: str,
+    annotations: str | Path | None = None,
+    root: str | Path | None = None,
+    *,
+    split: str = "train",
+    val_annotations: str | Path | None = None,
+    num_frames: int = 8,
+    size: int = 224,
+    train: bool | None = None,
+    flip_mode: str = "none",
+    bad_sample_policy: str = "skip",
+    seed: int = 0,
+    num_crops: int = 1,
+    window_s: float = 4.0,
+    min_overlap: float = 0.5,
+    positive_fraction: float = 0.5,
+    windows_per_epoch: int = 1000,
+    val_stride_s: float | None = None,
+    val_fraction: float = 0.2,
+    split_seed: int = 0,
+    quiet: bool = False,
+    **options,
+) -> UntrimmedWindows:
+    """The ``split`` ("train" or "val") windows of untrimmed recordings in one of
+    :data:`~rsanet.data.untrimmed.UNTRIMMED_FORMATS`.
+
+    With ``val_annotations``, ``annotations`` holds the training recordings and
+    ``val_annotations`` the validation ones (classes: the union, training's first);
+    without it, the recordings of ``annotations`` (AI Hub: the data folder, or ``root``)
+    are split by :func:`split_by_session` (``val_fraction``, ``split_seed``), and the
+    dataset's ``split_report`` holds the report. ``train`` (default ``split == "train"``)
+    draws ``windows_per_epoch`` random windows per epoch with multi-scale crops and flips;
+    otherwise the grid ``val_stride_s`` apart (default ``window_s``) with a centre crop
+    (or ``num_crops=3``).
+
+    ``options``: reader options ``labels``, ``class_map``, ``fps``, ``deduplicate``,
+    ``allow_outside_root``; loading options ``backend``, ``decode_threads``,
+    ``max_attempts``, ``flip_prob``, ``flip_pairs``, ``scales``, ``resize``.
+    """
+    if format not in UNTRIMMED_FORMATS:
+        raise ValueError(f"unknown format {format!r}; one of {', '.join(UNTRIMMED_FORMATS)}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if flip_mode not in FLIP_MODES:
+        raise ValueError(f"flip_mode must be one of {', '.join(FLIP_MODES)}, got {flip_mode!r}")
+    accepted = UNTRIMMED_READER_OPTIONS | UNTRIMMED_LOADING_OPTIONS
+    unknown = set(options) - accepted
+    if unknown:
+        raise TypeError(
+            f"{format}: unknown options {sorted(unknown)}; accepted: {sorted(accepted)}"
+        )
+    check_policy(bad_sample_policy)
+    _check_window_options(window_s, min_overlap, positive_fraction, windows_per_epoch)
+    train = split == "train" if train is None else bool(train)
+    reader = {k: v for k, v in options.items() if k in UNTRIMMED_READER_OPTIONS}
+
+    def read(path: str | Path | None, **extra) -> UntrimmedAnnotations:
+        return read_untrimmed(
+            format, path, root, policy=bad_sample_policy, quiet=quiet, **reader, **extra
+        )
+
+    report = None
+    if val_annotations is not None:
+        train_part = read(annotations)
+        val_part = read(val_annotations, quiet=True) if split == "train" else read(val_annotations)
+        classes = _union_classes(train_part, val_part)
+        chosen = train_part if split == "train" else val_part
+        chosen = replace(chosen, classes=classes)
+    else:
+        everything = read(annotations)
+        parts = split_by_session(everything, val_fraction, split_seed)
+        chosen, report = (parts.train if split == "train" else parts.val), parts.report
+    pairs = resolve_flip_pairs(
+        [NORMAL_CLASS, *chosen.classes], tuple(tuple(p) for p in options.get("flip_pairs", ()))
+    )
+    transform = build_transforms(
+        train=train,
+        size=size,
+        flip_mode=flip_mode,
+        flip_pairs=pairs,
+        flip_prob=float(options.get("flip_prob", 0.5)),
+        num_crops=num_crops,
+        scales=options.get("scales", MULTI_SCALE_CROP_SCALES),
+        resize=options.get("resize"),
+    )
+    dataset = UntrimmedWindows(
+        chosen,
+        num_frames=num_frames,
+        window_s=window_s,
+        min_overlap=min_overlap,
+        positive_fraction=positive_fraction,
+        windows_per_epoch=windows_per_epoch,
+        train=train,
+        stride_s=val_stride_s,
+        seed=seed,
+        transform=transform,
+        backend=options.get("backend", "pyav"),
+        decode_threads=int(options.get("decode_threads", 1)),
+        bad_sample_policy=bad_sample_policy,
+        max_attempts=int(options.get("max_attempts", 10)),
+    )
+    dataset.split_report = report
+    dataset.split_summary = None if report is None else parts.summary()
+    return dataset
+
+
+__all__ = [
+    "NORMAL_CLASS",
+    "SessionSplit",
+    "UntrimmedWindows",
+    "Window",
+    "WindowSampler",
+    "build_untrimmed_dataset",
+    "class_coverage",
+    "recording_length",
+    "session_key",
+    "split_by_session",
+    "window_label",
+]

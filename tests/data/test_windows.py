@@ -1,0 +1,231 @@
+"""Training windows of untrimmed recordings: labels by overlap, the positive ratio,
+determinism per (seed, epoch), the validation grid, time-based decoding, bad recordings,
+and the split by session."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rsanet.data import (
+    NORMAL_CLASS,
+    EventInterval,
+    UntrimmedAnnotations,
+    UntrimmedVideo,
+    UntrimmedWindows,
+    build_untrimmed_dataset,
+    class_coverage,
+    open_video,
+    read_untrimmed,
+    session_key,
+    split_by_session,
+    window_label,
+)
+from support.untrimmed import BRIGHT, intervals_csv, recording
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """6 s recordings at 10 fps: ``fight.mp4`` with a fight from 1 s to 4 s (the square
+    moves then), ``quiet.mp4`` without events, in ``intervals.csv``; ``split.csv`` adds
+    ``fight2.mp4`` (a fight from 2 s to 5 s) and ``quiet2.mp4``."""
+    folder = tmp_path_factory.mktemp("untrimmed")
+    recording(folder / "fight.mp4", [(1.0, 4.0)])
+    recording(folder / "quiet.mp4")
+    recording(folder / "fight2.mp4", [(2.0, 5.0)])
+    recording(folder / "quiet2.mp4")
+    rows = [("fight.mp4", "fight", 1.0, 4.0), ("quiet.mp4",)]
+    intervals_csv(folder / "intervals.csv", rows)
+    intervals_csv(folder / "split.csv", [*rows, ("fight2.mp4", "fight", 2.0, 5.0), ("quiet2.mp4",)])
+    return folder
+
+
+def windows(annotations, **options):
+    defaults = {"num_frames": 4, "window_s": 1.0, "windows_per_epoch": 20, "seed": 3}
+    return UntrimmedWindows(annotations, **{**defaults, **options})
+
+
+def test_window_label_by_overlap():
+    events = [EventInterval("fight", 2.0, 4.0), EventInterval("fall", 3.5, 5.0)]
+    assert window_label(events, 2.0, 2.0, 0.5) == ("fight", 1.0)
+    assert window_label(events, 1.0, 2.0, 0.5) == ("fight", 0.5)  # at the threshold
+    assert window_label(events, 0.8, 2.0, 0.5) == (None, pytest.approx(0.4))  # ambiguous
+    assert window_label(events, 0.0, 2.0, 0.5) == (NORMAL_CLASS, 0.0)  # touches at 2.0 only
+    assert window_label(events, 4.0, 2.0, 0.5) == ("fall", 0.5)
+    # overlapping events of one class count once
+    same = [EventInterval("fight", 0.0, 1.5), EventInterval("fight", 1.0, 2.0)]
+    assert class_coverage(same, 0.0, 4.0) == {"fight": 0.5}
+
+
+def test_training_windows_follow_overlap_and_ratio(recordings):
+    data = read_untrimmed("intervals", recordings / "intervals.csv")
+    dataset = windows(data, positive_fraction=0.25, min_overlap=0.6)
+    assert dataset.classes == [NORMAL_CLASS, "fight"]
+    assert len(dataset) == 20 and dataset.counts() == {"normal": 15, "fight": 5}
+    for index, window in enumerate(dataset.windows):
+        video = dataset.videos[window.video]
+        assert 0 <= window.start_s <= 6.0 - 1.0
+        coverage = class_coverage(video.events, window.start_s, 1.0).get("fight", 0.0)
+        if window.label:
+            assert coverage >= 0.6 and window.overlap == pytest.approx(coverage)
+        else:
+            assert coverage == 0
+        # the decoded frames show the square exactly when their time is inside the event
+        frames, label = dataset.load_frames(index)
+        assert frames.shape == (1, 4, 32, 32, 3) and label == window.label
+        times = dataset.frame_times(window)
+        inside = [any(e.start_s <= t < e.end_s for e in video.events) for t in times]
+        bright = [(frame >= BRIGHT - 30).any() for frame in frames[0]]
+        # frames are the nearest at 10 fps: only those near an edge may fall either way
+        near_edge = [min(abs(t - 1.0), abs(t - 4.0)) < 0.1 for t in times]
+        assert all(b == i for b, i, e in zip(bright, inside, near_edge, strict=True) if not e)
+    clip, label = dataset[0]
+    assert tuple(clip.shape) == (3, 4, 32, 32) and clip.dtype.is_floating_point
+    only_positive = windows(data, positive_fraction=1.0)
+    assert all(w.label == 1 for w in only_positive.windows)
+
+
+def test_windows_are_a_function_of_seed_and_epoch(recordings):
+    data = read_untrimmed("intervals", recordings / "intervals.csv")
+    first, second = windows(data), windows(data)
+    assert first.windows == second.windows
+    first.set_epoch(1)
+    assert first.windows != second.windows
+    second.set_epoch(2)
+    second.set_epoch(1)  # a resumed run draws epoch 1 again: the same windows
+    assert first.windows == second.windows
+    assert windows(data, seed=4).windows != windows(data).windows
+    starts = {round(w.start_s, 6) for w in first.windows}
+    assert len(starts) > 15  # random start times, not a grid
+
+
+def test_validation_grid(recordings):
+    data = read_untrimmed("intervals", recordings / "intervals.csv")
+    grid = windows(data, train=False, stride_s=0.5, min_overlap=0.6)
+    starts = [(grid.videos[w.video].path.endswith("fight.mp4"), w.start_s) for w in grid.windows]
+    # fight.mp4: 0.5 s (0.5 covered) is neither normal nor a fight at min_overlap 0.6
+    assert (True, 0.5) not in starts and (True, 0.0) in starts and (True, 1.0) in starts
+    assert len([s for s in starts if not s[0]]) == 11  # 0, 0.5, ... 5.0
+    grid.set_epoch(5)
+    assert grid.windows == windows(data, train=False, stride_s=0.5, min_overlap=0.6).windows
+    assert all(w.start_s % 0.5 == 0 for w in grid.windows)
+
+
+def test_read_seconds_matches_frame_indices(recordings):
+    times = [k / 10 + 0.02 for k in range(0, 60, 7)]
+    with open_video(recordings / "fight.mp4") as by_time:
+        frames = by_time.read_seconds(times)
+    with open_video(recordings / "fight.mp4") as by_index:
+        expected = by_index.read(list(range(0, 60, 7)))
+    assert np.array_equal(frames, expected)
+
+
+def test_bad_recordings_are_skipped_not_fatal(recordings, tmp_path):
+    recording(tmp_path / "fight.mp4", [(1.0, 4.0)])
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 50)
+    (tmp_path / "unprobed.mp4").write_bytes(b"not a video at all")
+    csv = intervals_csv(
+        tmp_path / "intervals.csv",
+        [
+            ("fight.mp4", "fight", 1.0, 4.0),
+            ("broken.mp4", "fight", 1.0, 3.0, 6.0),  # a duration: found bad when decoded
+            ("unprobed.mp4", None, None, None),  # no duration: found bad when probed
+        ],
+    )
+    data = read_untrimmed("intervals", csv)
+    dataset = windows(data, positive_fraction=0.5)
+    assert [v.path.rsplit("/", 1)[1] for v in dataset.videos] == ["fight.mp4", "broken.mp4"]
+    assert any("unprobed.mp4" in bad.path for bad in dataset.annotation_errors)
+    for index in range(len(dataset)):
+        clip, label = dataset[index]
+        assert tuple(clip.shape) == (3, 4, 32, 32)
+    assert dataset.bad_samples.count > 0
+    assert any(bad.path.endswith("broken.mp4") for bad in dataset.bad_samples.entries)
+
+    strict = windows(data, positive_fraction=0.5, bad_sample_policy="raise")
+    index = next(i for i, w in enumerate(strict.windows) if w.video == 1)
+    with pytest.raises(ValueError, match="broken.mp4"):
+        strict[index]
+
+
+def test_impossible_epochs_are_clear_errors(recordings):
+    data = read_untrimmed("intervals", recordings / "intervals.csv")
+    with pytest.raises(ValueError, match="no event can be a positive window"):
+        windows(data, window_s=5.0, min_overlap=0.9)
+    only_fight = UntrimmedAnnotations([data.videos[0]], data.classes)
+    with pytest.raises(ValueError, match="no normal windows|free of events"):
+        windows(only_fight, window_s=4.0)
+    normal = UntrimmedAnnotations(data.videos, ["Normal"])
+    with pytest.raises(ValueError, match="class named 'normal'"):
+        windows(normal)
+
+
+def aihub_like() -> UntrimmedAnnotations:
+    """12 sessions x 3 cameras x 2 seasons of AI Hub-like names (no files needed)."""
+    videos = []
+    for s in range(12):
+        label = ("assault", "fight", "theft")[s % 3]
+        for cam in (1, 2, 3):
+            for season in ("spring", "summer"):
+                name = f"{s}-1_cam0{cam}_{label}01_place0{s % 4}_day_{season}"
+                videos.append(
+                    UntrimmedVideo(
+                        f"/data/{label}/{name}.mp4",
+                        (EventInterval(label, 10.0, 20.0),),
+                        (label,),
+                        60.0,
+                        metadata={"session": f"{s}-1", "camera": f"cam0{cam}", "season": season},
+                    )
+                )
+    return UntrimmedAnnotations(videos, ["assault", "fight", "theft"])
+
+
+def test_split_keeps_sessions_together():
+    data = aihub_like()
+    split = split_by_session(data, val_fraction=0.25, seed=1)
+    train_sessions = {session_key(v) for v in split.train.videos}
+    val_sessions = {session_key(v) for v in split.val.videos}
+    assert not train_sessions & val_sessions
+    assert len(split.train.videos) + len(split.val.videos) == len(data.videos)
+    assert len(split.val.videos) % 6 == 0  # whole sessions: 3 cameras x 2 seasons
+    assert len(split.val.videos) >= 0.25 * len(data.videos)
+    report = split.report
+    assert report["sessions"] == {"train": len(train_sessions), "val": len(val_sessions)}
+    assert set(report["events"]["val"]) == {"assault", "fight", "theft"}  # every class
+    assert report["missing_in_val"] == [] and report["val_sessions"] == sorted(val_sessions)
+    assert json.loads(json.dumps(report)) == report
+    text = split.summary()
+    assert "sessions" in text and "fight events" in text
+    assert split_by_session(data, 0.25, seed=1).report == report  # deterministic
+    assert split.train.classes == split.val.classes == data.classes
+
+
+def test_split_by_video_name_without_sessions(recordings):
+    data = read_untrimmed("intervals", recordings / "intervals.csv")
+    split = split_by_session(data, val_fraction=0.5, seed=0)
+    assert {session_key(v) for v in data.videos} == {"fight", "quiet"}
+    assert len(split.train.videos) == len(split.val.videos) == 1
+    with pytest.raises(ValueError, match="at least two"):
+        split_by_session(UntrimmedAnnotations(data.videos[:1], data.classes), 0.5)
+
+
+def test_build_from_plain_values(recordings):
+    annotations = str(recordings / "split.csv")
+    common = {"num_frames": 4, "size": 32, "window_s": 1.0, "windows_per_epoch": 8}
+    common |= {"val_fraction": 0.5}
+    train = build_untrimmed_dataset("intervals", annotations, split="train", **common)
+    val = build_untrimmed_dataset("intervals", annotations, split="val", **common)
+    assert train.split_report["videos"] == {"train": 2, "val": 2}
+    assert train.split_report["events"]["val"] == {"fight": 1, "normal": 1}
+    assert train.classes == val.classes == [NORMAL_CLASS, "fight"]
+    assert train.split_report == val.split_report and train.split_summary
+    assert {v.path for v in train.videos}.isdisjoint(v.path for v in val.videos)
+    assert tuple(train[0][0].shape) == (3, 4, 32, 32)
+    with pytest.raises(TypeError, match="unknown options"):
+        build_untrimmed_dataset("intervals", annotations, stride=2, **common)
+    per_file = build_untrimmed_dataset(
+        "intervals", annotations, split="val", val_annotations=annotations, **common
+    )
+    assert per_file.split_report is None and len(per_file.videos) == 4

@@ -1,0 +1,110 @@
+"""Training on windows of untrimmed recordings through ``rsanet train``: the example
+configuration's block, the session split written with the run, and clear errors for
+wrong ``data.untrimmed`` values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rsanet.cli import main
+from rsanet.data import UNTRIMMED_FORMATS
+from rsanet.engine import ConfigError, config_from_dict
+from rsanet.engine import config as config_module
+from support.untrimmed import intervals_csv, recording
+
+EXAMPLE = Path(__file__).parents[2] / "configs" / "untrimmed_intervals_example.yaml"
+
+
+@pytest.fixture(scope="module")
+def cameras(tmp_path_factory) -> Path:
+    """Four 6 s recordings at 10 fps, two with a fight, and their intervals CSV."""
+    folder = tmp_path_factory.mktemp("cameras")
+    rows = []
+    for number, event in enumerate([(1.0, 4.0), None, (2.0, 5.0), None]):
+        name = f"cam{number}.mp4"
+        recording(folder / "videos" / name, [event] if event else [])
+        rows.append((name, "fight", *event) if event else (name,))
+    intervals_csv(folder / "intervals.csv", rows)
+    return folder
+
+
+def example_config(cameras: Path) -> dict:
+    """The example configuration with the test's paths, sized for a few seconds."""
+    config = yaml.safe_load(EXAMPLE.read_text())
+    data = config["data"]
+    data.update(
+        annotations=str(cameras / "intervals.csv"),
+        root=str(cameras / "videos"),
+        num_frames=4,
+        size=32,
+        num_workers=0,
+    )
+    data["untrimmed"].update(windows_per_epoch=8, val_stride_s=1.0, window_s=1.0, val_fraction=0.5)
+    config["train"].update(epochs=1, batch_size=4, num_threads=1)
+    config["optim"]["warmup_epochs"] = 0
+    config["eval"]["batch_size"] = 8
+    config["log"] = {"progress": "never", "tensorboard": False}
+    return config
+
+
+def test_formats_agree_with_the_data_package():
+    assert config_module.UNTRIMMED_FORMATS == UNTRIMMED_FORMATS
+
+
+def test_rsanet_train_on_untrimmed_recordings(tmp_path, cameras, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(example_config(cameras)))
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "split by session" in printed and "windows of 1 s" in printed
+    split = json.loads((out / "split.json").read_text())
+    assert split["videos"] == {"train": 2, "val": 2}
+    assert split["events"]["train"] == split["events"]["val"] == {"fight": 1, "normal": 1}
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epoch = next(r for r in records if r.get("event") == "epoch")
+    assert epoch["train_samples"] == 8 and epoch["val_num_samples"] > 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["untrimmed"]["windows_per_epoch"] == 8
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"min_overlap": 1.5}, r"data.untrimmed.min_overlap must be in \(0, 1\]"),
+        ({"positive_fraction": -0.1}, r"data.untrimmed.positive_fraction must be in \[0, 1\]"),
+        ({"windows_per_epoch": 0}, "data.untrimmed.windows_per_epoch must be >= 1"),
+        ({"window_s": 0}, "data.untrimmed.window_s must be > 0"),
+        ({"val_stride_s": -1}, "data.untrimmed.val_stride_s must be > 0"),
+        ({"windows_per_epochs": 3}, "did you mean 'data.untrimmed.windows_per_epoch'"),
+    ],
+)
+def test_untrimmed_fields_are_checked(cameras, change, message):
+    config = example_config(cameras)
+    config["data"]["untrimmed"].update(change)
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(config)
+
+
+def test_untrimmed_block_needs_an_untrimmed_format(cameras):
+    config = example_config(cameras)
+    config["data"]["format"] = "list"
+    with pytest.raises(ConfigError, match="data.untrimmed applies to the untrimmed formats"):
+        config_from_dict(config)
+    config = example_config(cameras)
+    config["data"]["sampling"] = "dense"
+    with pytest.raises(ConfigError, match="data.sampling must be tsn"):
+        config_from_dict(config)
+
+
+def test_impossible_windows_stop_before_training(tmp_path, cameras, capsys):
+    config = example_config(cameras)
+    config["data"]["untrimmed"].update(window_s=5.5, min_overlap=1.0)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path), "--output", str(tmp_path / "run")]) == 2
+    assert "no event can be a positive window" in capsys.readouterr().err
