@@ -353,6 +353,12 @@ def _fmt(value: Any, digits: int = 3, percent: bool = False) -> str:
     return f"{100 * value:.1f} %" if percent else f"{value:.{digits}f}"
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: settings, a per-class table with the overall row, the sweep
     and the failures."""
@@ -361,7 +367,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Event-level evaluation",
         "",
         f"{len(report['videos']) - len(report['failures'])} of {len(report['videos'])} "
-        f"recordings evaluated ({report['speed']['video_s'] / 3600:.2f} h of video), "
+        f"recordings evaluated ({_duration(report['speed']['video_s'])} of video), "
         f"window {settings['window_s']:g} s, stride {settings['stride_s']:g} s, smoothing "
         f"{settings['smoothing']}, tolerance {settings['tolerance_s']:g} s; real-time factor "
         f"{_fmt(report['speed']['realtime_factor'], 1)}.",
@@ -487,7 +493,7 @@ def pr_curve_png(runs: Sequence[VideoRun], evaluation: EventEvaluation) -> bytes
         ax.step(
             np.r_[0.0, recall],
             np.r_[precision[0], precision],
-            where="post",
+            where="pre",  # precision P_n on (R_{n-1}, R_n]
             lw=width,
             color="black" if i == 0 else f"C{(i - 1) % 10}",
             label=f"{name} (AP {ap:.3f})",
