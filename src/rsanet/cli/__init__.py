@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "demo",
     "train",
     "eval",
+    "eval_events",
     "profile",
     "data",
     "predict",

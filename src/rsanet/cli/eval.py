@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "predictions as JSON lines. Several --checkpoint options ensemble the networks by "
             "averaging their softmax scores (e.g. the 8- and 16-frame RSANet: RSANet EN)."
         ),
+        epilog="Alerts over long annotated recordings (event recall, false alarms per hour, "
+        "latency, frame-level AUC/AP, threshold sweep): see `rsanet eval-events --help`.",
     )
     add_config_argument(parser)
     parser.add_argument(

@@ -1,0 +1,251 @@
+"""``rsanet eval-events CHECKPOINT --format FMT --annotations FILE [--root DIR] [--rules
+RULES] [--tolerance S] [--target-fa-per-hour N] [--out DIR]``: event-level evaluation of
+the alerting pipeline over long annotated recordings (see ``docs/events.md``)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+#: the command's name (``rsanet eval CONFIG`` keeps its positional CONFIG, so event-level
+#: evaluation is a command of its own rather than ``rsanet eval events``)
+COMMAND = "eval-events"
+#: :data:`rsanet.data.untrimmed.UNTRIMMED_FORMATS` (not imported here: it loads torch, and
+#: ``rsanet --help`` must stay fast; a test keeps the two equal)
+FORMATS = ("aihub-cctv", "ucf-crime", "xd-violence", "intervals")
+
+
+def _number(minimum: float, maximum: float, *, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [minimum, maximum] (> minimum when strict)."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        low_ok = value > minimum if strict else value >= minimum
+        if not math.isfinite(value) or not low_ok or value > maximum:
+            bound = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(
+                f"must be {bound} {minimum:g} and <= {maximum:g}, got {text!r}"
+            )
+        return value
+
+    return number
+
+
+def _count(minimum: int, maximum: int) -> Callable[[str], int]:
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(
+                f"must be between {minimum} and {maximum}, got {text!r}"
+            )
+        return value
+
+    return count
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        COMMAND,
+        help="event-level evaluation of alerts over long recordings",
+        description=(
+            "Run the sliding-window predictor, score smoothing and alert rules of "
+            "`rsanet predict` over every annotated long recording (each decoded once, "
+            "faster than real time) and score the alerts against the events: recall, "
+            "precision and F1 with a time tolerance, false alarms per hour of event-free "
+            "video, detection latency, and frame-level ROC-AUC / AP of the window scores. "
+            "Writes events.json, events.md, a timeline figure per video and a PR curve to "
+            "--out. With --target-fa-per-hour, also finds per class the lowest threshold "
+            "meeting that false-alarm rate and writes it as a rules file for "
+            "`rsanet predict --rules`. A recording that cannot be read is listed as a "
+            "failure (exit code 1) and the others are evaluated."
+        ),
+    )
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="an rsanet checkpoint")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
+    parser.add_argument(
+        "--annotations",
+        required=True,
+        metavar="FILE",
+        help="the annotation file (or its folder; for aihub-cctv the data folder)",
+    )
+    parser.add_argument("--root", metavar="DIR", help="the videos' folder (default: FILE's)")
+    parser.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="intervals: the allowed class names; aihub-cctv: a class map (YAML / JSON)",
+    )
+    parser.add_argument(
+        "--fps",
+        type=_number(0, 1000, strict=True),
+        help="frame rate of ucf-crime (30) and xd-violence (24) frame numbers",
+    )
+    parser.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="alert rules as `rsanet predict --rules` reads them (default: threshold 0.5, "
+        "min_duration 0, cooldown 60 s for every evaluated class)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=_number(0, 3600),
+        default=2.0,
+        metavar="S",
+        help="an alert up to S seconds before or after an event still detects it (2)",
+    )
+    parser.add_argument(
+        "--window-seconds",
+        type=_number(0, 300, strict=True),
+        default=2.0,
+        metavar="S",
+        help="sliding windows of S seconds (2, as rsanet predict)",
+    )
+    parser.add_argument(
+        "--stride-seconds",
+        type=_number(0, 300, strict=True),
+        metavar="S",
+        help="a window every S seconds (default: half the window)",
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=_count(1, 1000),
+        default=3,
+        metavar="N",
+        help="average the scores of the last N windows (3; 1: none)",
+    )
+    parser.add_argument(
+        "--size", type=_count(8, 2048), help="crop side (default: checkpoint's, else 224)"
+    )
+    parser.add_argument(
+        "--normal-class",
+        dest="normal",
+        metavar="NAME",
+        action="append",
+        help="a model class that is no event (repeatable; default: classes named normal, "
+        "background, none or no_event)",
+    )
+    parser.add_argument(
+        "--target-fa-per-hour",
+        type=_number(0, 1e6),
+        metavar="N",
+        help="find per class the lowest threshold with at most N false alarms per hour "
+        "(the rules' min_duration and cooldown kept) and write the rules file",
+    )
+    parser.add_argument(
+        "--rules-out",
+        metavar="FILE",
+        help="where --target-fa-per-hour writes the rules (.yaml or .json; default OUT/rules.yaml)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default: eval_events/ beside the checkpoint)",
+    )
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--threads", type=_count(1, 1024), help="PyTorch threads")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(func=run)
+
+
+def build_predictor(args: argparse.Namespace):
+    """The Predictor of the checkpoint (as ``rsanet predict --checkpoint`` builds it)."""
+    from rsanet.inference import Predictor
+
+    return Predictor.from_checkpoint(args.checkpoint, size=args.size, smoothing=args.smoothing)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the inputs (exit 2), run every recording, write the outputs; exit 1 when a
+    recording failed, 2 when all did."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from rsanet.atomic import refuse_overwrite
+    from rsanet.cli import CLIError
+    from rsanet.data import read_untrimmed
+    from rsanet.inference import load_rules
+    from rsanet.inference.event_eval import EventEvaluation, write_outputs
+
+    if args.fps is not None and args.format not in ("ucf-crime", "xd-violence"):
+        raise CLIError("--fps is for ucf-crime and xd-violence")
+    if args.rules_out and args.target_fa_per_hour is None:
+        raise CLIError("--rules-out needs --target-fa-per-hour")
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval_events"
+    inputs = [args.checkpoint, args.rules, args.annotations, args.labels]
+    for name in ("events.json", "events.md"):
+        refuse_overwrite(out / name, inputs, what="report")
+    if args.rules_out:
+        refuse_overwrite(args.rules_out, inputs, what="--rules-out file")
+    options = {}
+    if args.labels:
+        options["labels"] = args.labels
+    if args.fps is not None:
+        options["fps"] = args.fps
+    annotations = args.annotations
+    root = args.root
+    data = read_untrimmed(args.format, annotations, root, quiet=args.json, **options)
+    if not data.videos:
+        raise CLIError(f"{args.annotations}: no usable recording (every annotation is bad)")
+    rules = load_rules(args.rules) if args.rules else None
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    predictor = build_predictor(args)
+    window = args.window_seconds
+    stride = args.stride_seconds or window / 2
+    evaluation = EventEvaluation(
+        predictor, window=window, stride=stride, rules=rules, normal=args.normal
+    )
+
+    def progress(number: int, total: int, run) -> None:
+        if args.json:
+            return
+        status = f"error: {run.error}" if run.error else f"{len(run.alerts)} alert(s)"
+        rate = run.duration_s / run.wall_s if run.wall_s > 0 else 0.0
+        print(
+            f"[{number}/{total}] {run.path}: {run.duration_s:.1f} s in {run.wall_s:.1f} s "
+            f"({rate:.1f}x real time), {status}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    report, runs = evaluation.run(
+        data.videos,
+        tolerance=args.tolerance,
+        target_fa_per_hour=args.target_fa_per_hour,
+        progress=progress,
+    )
+    report["checkpoint"] = str(args.checkpoint)
+    report["annotations"] = {
+        "format": args.format,
+        "file": str(args.annotations),
+        "bad": [{"path": b.path, "reason": b.reason} for b in data.bad],
+    }
+    write_outputs(
+        report,
+        runs,
+        evaluation,
+        out,
+        figures=not args.no_figures,
+        rules_out=args.rules_out,
+    )
+    if args.json:
+        print(json.dumps(report, allow_nan=False))
+    else:
+        from rsanet.inference.event_eval import markdown
+
+        print(markdown(report), end="")
+        for key, path in report["files"].items():
+            print(f"  {key:<10} {path}")
+    failures = len(report["failures"])
+    if failures and failures == len(runs):
+        raise CLIError(f"no recording could be evaluated ({failures} failed)")
+    return 1 if failures else 0

@@ -1,0 +1,213 @@
+"""``rsanet eval-events`` end to end: tiny generated recordings with an intervals file, an
+untrained rsanet_tiny checkpoint (structure only), and a stub model whose scores follow the
+pixels (exact numbers, through the command's own code path)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import rsanet.cli
+from rsanet.inference import AlertRule, Predictor, load_rules
+from support.inference import CLASSES, encode
+
+FPS = 10
+
+
+def recording(path, seconds: float, bright: list[tuple[float, float]] = ()):
+    """A 32 x 32 video at 10 fps: dark, bright during each ``bright`` span [a, b)."""
+    frames = np.full((round(seconds * FPS), 32, 32, 3), 30, np.uint8)
+    for a, b in bright:
+        frames[round(a * FPS) : round(b * FPS)] = 220
+    return encode(path, frames, fps=FPS)
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    monkeypatch.setattr(rsanet.cli, "COMMAND_MODULES", ["eval", "eval_events"])
+
+    def run(*args: object) -> SimpleNamespace:
+        code = rsanet.cli.main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return SimpleNamespace(code=code, out=captured.out, err=captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """a.mp4 (8 s, bright 2-4 s annotated and 6-7 s not), b.mp4 (4 s, dark, an event at
+    1-2 s), broken.mp4 (not a video), and intervals.csv listing the three."""
+    root = tmp_path_factory.mktemp("recordings")
+    recording(root / "a.mp4", 8, [(2, 4), (6, 7)])
+    recording(root / "b.mp4", 4)
+    (root / "broken.mp4").write_bytes(b"not a video at all" * 10)
+    (root / "intervals.csv").write_text(
+        "video,label,start_s,end_s\n"
+        "a.mp4,fighting,2.0,4.0\n"
+        "b.mp4,fighting,1.0,2.0\n"
+        "broken.mp4,falling,0.5,1.0\n"
+    )
+    rules = root / "rules.yaml"
+    rules.write_text("rules:\n  fighting: {threshold: 0.5, min_duration: 0, cooldown: 3}\n")
+    return SimpleNamespace(root=root, csv=root / "intervals.csv", rules=rules)
+
+
+def test_eval_help_points_at_eval_events(run_cli, capsys):
+    with pytest.raises(SystemExit):
+        run_cli("eval", "--help")
+    assert "rsanet eval-events --help" in " ".join(capsys.readouterr().out.split())
+
+
+def test_untrained_checkpoint_structure(run_cli, data, checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    result = run_cli(
+        "eval-events",
+        checkpoint,
+        "--format",
+        "intervals",
+        "--annotations",
+        data.csv,
+        "--root",
+        data.root,
+        "--size",
+        32,
+        "--window-seconds",
+        2,
+        "--target-fa-per-hour",
+        1000,
+        "--out",
+        out,
+    )
+    assert result.code == 1, result.err  # one recording failed, the others were evaluated
+    report = json.loads((out / "events.json").read_text())
+    assert [v["path"].rsplit("/", 1)[-1] for v in report["videos"]] == [
+        "a.mp4",
+        "b.mp4",
+        "broken.mp4",
+    ]
+    assert len(report["failures"]) == 1 and "broken.mp4" in report["failures"][0]["path"]
+    assert set(report["event"]["classes"]) == set(CLASSES)  # none is named normal
+    assert report["event"]["overall"]["events"] == 2  # the broken video's event is out
+    for video in report["videos"][:2]:
+        assert video["decode_passes"] == 1 and video["windows"] > 0
+        assert video["frames"] == round(video["duration_s"] * FPS)
+    assert report["frame"]["frames"] == 120
+    assert report["speed"]["decode_passes_per_video"] == 1
+    assert len(list((out / "timelines").glob("*.png"))) == 2
+    assert (out / "pr_curve.png").stat().st_size > 0
+    assert "**overall**" in (out / "events.md").read_text()
+    rules = load_rules(out / "rules.yaml")
+    assert [rule.label for rule in rules] == list(CLASSES)
+    assert all(rule.cooldown == 60 for rule in rules)  # the default rules' timing is kept
+    assert "| fighting |" in result.out
+
+
+class PixelModel:
+    """Logits that follow the pixels: 'fighting' when every sampled frame is bright,
+    'walking' otherwise."""
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        bright = bool((clip.mean(dim=(1, 3, 4)) > 0).all())
+        logits = torch.zeros(1, len(CLASSES))
+        logits[0, 0 if bright else 3] = 5.0  # scores 0.98 and 0.0066
+        return logits
+
+
+def test_exact_numbers_with_a_stub_model(run_cli, data, monkeypatch, tmp_path):
+    import rsanet.cli.eval_events as command
+
+    def stub(args):
+        return Predictor(PixelModel(), CLASSES, num_frames=4, size=32, smoothing=args.smoothing)
+
+    monkeypatch.setattr(command, "build_predictor", stub)
+    out = tmp_path / "out"
+    result = run_cli(
+        "eval-events",
+        "unused.pt",
+        "--format",
+        "intervals",
+        "--annotations",
+        data.csv,
+        "--root",
+        data.root,
+        "--rules",
+        data.rules,
+        "--window-seconds",
+        1,
+        "--stride-seconds",
+        0.5,
+        "--smoothing",
+        1,
+        "--tolerance",
+        0.5,
+        "--normal-class",
+        "walking",
+        "--target-fa-per-hour",
+        0,
+        "--out",
+        out,
+        "--json",
+    )
+    assert result.code == 1, result.err
+    report = json.loads(result.out)
+    assert report == json.loads((out / "events.json").read_text())
+    a, b, broken = report["videos"]
+    # windows [e - 1, e) every 0.5 s; all four sampled frames are bright for e = 3.0, 3.5,
+    # 4.0 (fires at 3.0; cooldown 3 s) and e = 7.0 (fires: a false alarm)
+    assert [(x["time"], x["outcome"]) for x in a["alerts"]] == [
+        (pytest.approx(3.0), "hit"),
+        (pytest.approx(7.0), "false_alarm"),
+    ]
+    assert (a["windows"], a["duration_s"], b["alerts"], b["missed"]) == (15, 8.0, [], 1)
+    assert broken["error"]
+    fighting = report["event"]["classes"]["fighting"]
+    assert list(report["event"]["classes"]) == ["fighting"]  # the rules' classes
+    # event-free time: 8 - 3 s (a: [1.5, 4.5]) + 4 - 2 s (b: [0.5, 2.5]) = 7 s
+    assert fighting["event_free_hours"] == pytest.approx(7 / 3600)
+    assert fighting["fa_per_hour"] == pytest.approx(3600 / 7)
+    assert (fighting["recall"], fighting["precision"], fighting["f1"]) == (0.5, 0.5, 0.5)
+    assert fighting["latency_median_s"] == pytest.approx(1.0)
+    assert fighting["latency_p90_s"] == pytest.approx(1.0)
+    assert report["event"]["overall"]["fa_per_hour"] == pytest.approx(3600 / 7)
+    # frames: 10 positives scored high (both windows bright), 10 mid (one of two), 12 low;
+    # negatives: 10 mid (a, 6-7 s) and 78 low. AUC = (10*88 + 10*(78 + 5) + 12*39) / (32*88)
+    frame = report["frame"]
+    assert frame["frames"] == 120
+    assert set(frame["classes"]) == {"fighting", "falling", "loitering"}
+    assert frame["classes"]["fighting"]["positive_frames"] == 32
+    assert frame["classes"]["fighting"]["auc"] == pytest.approx(2178 / 2816)
+    ap = 10 / 32 + (10 / 32) * (2 / 3) + (12 / 32) * (32 / 120)
+    assert frame["classes"]["fighting"]["ap"] == pytest.approx(ap)
+    assert frame["overall"]["auc"] == pytest.approx(2178 / 2816)  # max over the three
+    assert frame["classes"]["falling"]["ap"] is None  # no falling event was evaluated
+    # the sweep: no false alarm at all needs a threshold above the bright score
+    sweep = report["sweep"]["classes"]["fighting"]
+    assert sweep["achieved"] and sweep["false_alarms"] == 0 and sweep["recall"] == 0.0
+    rules = load_rules(out / "rules.yaml")
+    assert rules == [AlertRule("fighting", sweep["threshold"], 0.0, 3.0)]
+    assert sweep["threshold"] > a["alerts"][0]["score"] - 1e-6
+
+
+def test_usage_errors(run_cli, data, tmp_path):
+    result = run_cli(
+        "eval-events", "x.pt", "--format", "intervals", "--annotations", data.csv,
+        "--rules-out", tmp_path / "r.yaml",
+    )  # fmt: skip
+    assert result.code == 2 and "--rules-out needs --target-fa-per-hour" in result.err
+    result = run_cli(
+        "eval-events", "x.pt", "--format", "intervals", "--annotations", data.csv,
+        "--out", tmp_path, "--rules", tmp_path / "missing.yaml",
+    )  # fmt: skip
+    assert result.code == 2 and "missing.yaml" in result.err
+
+
+def test_formats_match_the_readers():
+    from rsanet.cli.eval_events import FORMATS
+    from rsanet.data.untrimmed import UNTRIMMED_FORMATS
+
+    assert set(FORMATS) == set(UNTRIMMED_FORMATS)
