@@ -54,6 +54,27 @@ def count(minimum: int, maximum: int) -> Callable[[str], int]:
     return parse
 
 
+def number(minimum: float, maximum: float, *, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [minimum, maximum] (above minimum when
+    ``strict``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        low_ok = value > minimum if strict else value >= minimum
+        if not math.isfinite(value) or not low_ok or value > maximum:
+            bound = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(
+                f"must be {bound} {minimum:g} and <= {maximum:g}, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
 # -- inputs ----------------------------------------------------------------------------
 
 

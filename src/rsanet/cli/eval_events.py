@@ -5,8 +5,8 @@ the alerting pipeline over long annotated recordings (see ``docs/events.md``).""
 from __future__ import annotations
 
 import argparse
-import math
-from collections.abc import Callable
+
+from rsanet.cli._args import add_json_option, add_weights_option, count, number
 
 #: the command's name (``rsanet eval CONFIG`` keeps its positional CONFIG, so event-level
 #: evaluation is a command of its own rather than ``rsanet eval events``)
@@ -14,40 +14,6 @@ COMMAND = "eval-events"
 #: :data:`rsanet.data.untrimmed.UNTRIMMED_FORMATS` (not imported here: it loads torch, and
 #: ``rsanet --help`` must stay fast; a test keeps the two equal)
 FORMATS = ("aihub-cctv", "ucf-crime", "xd-violence", "intervals")
-
-
-def _number(minimum: float, maximum: float, *, strict: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number in [minimum, maximum] (> minimum when strict)."""
-
-    def number(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        low_ok = value > minimum if strict else value >= minimum
-        if not math.isfinite(value) or not low_ok or value > maximum:
-            bound = ">" if strict else ">="
-            raise argparse.ArgumentTypeError(
-                f"must be {bound} {minimum:g} and <= {maximum:g}, got {text!r}"
-            )
-        return value
-
-    return number
-
-
-def _count(minimum: int, maximum: int) -> Callable[[str], int]:
-    def count(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if not minimum <= value <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"must be between {minimum} and {maximum}, got {text!r}"
-            )
-        return value
-
-    return count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "failure (exit code 1) and the others are evaluated."
         ),
     )
-    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="an rsanet checkpoint")
+    parser.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="an rsanet checkpoint (or a weights-only NAME.safetensors)",
+    )
+    add_weights_option(parser, "run")
     parser.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
     parser.add_argument(
         "--annotations",
@@ -83,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fps",
-        type=_number(0, 1000, strict=True),
+        type=number(0, 1000, strict=True),
         help="frame rate of ucf-crime (30) and xd-violence (24) frame numbers",
     )
     parser.add_argument(
@@ -94,33 +65,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--tolerance",
-        type=_number(0, 3600),
+        type=number(0, 3600),
         default=2.0,
         metavar="S",
         help="an alert up to S seconds before or after an event still detects it (2)",
     )
     parser.add_argument(
         "--window-seconds",
-        type=_number(0, 300, strict=True),
+        type=number(0, 300, strict=True),
         default=2.0,
         metavar="S",
         help="sliding windows of S seconds (2, as rsanet predict)",
     )
     parser.add_argument(
         "--stride-seconds",
-        type=_number(0, 300, strict=True),
+        type=number(0, 300, strict=True),
         metavar="S",
         help="a window every S seconds (default: half the window)",
     )
     parser.add_argument(
         "--smoothing",
-        type=_count(1, 1000),
+        type=count(1, 1000),
         default=3,
         metavar="N",
         help="average the scores of the last N windows (3; 1: none)",
     )
     parser.add_argument(
-        "--size", type=_count(8, 2048), help="crop side (default: checkpoint's, else 224)"
+        "--size", type=count(8, 2048), help="crop side (default: checkpoint's, else 224)"
     )
     parser.add_argument(
         "--normal-class",
@@ -132,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--target-fa-per-hour",
-        type=_number(0, 1e6),
+        type=number(0, 1e6),
         metavar="N",
         help="find per class the lowest threshold with at most N false alarms per hour "
         "(the rules' min_duration and cooldown kept) and write the rules file",
@@ -148,8 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="output folder (default: eval_events/ beside the checkpoint)",
     )
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    parser.add_argument("--threads", type=_count(1, 1024), help="PyTorch threads")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--threads", type=count(1, 1024), help="PyTorch threads")
+    add_json_option(parser, "print the report as one JSON object")
     parser.set_defaults(func=run)
 
 
@@ -157,7 +128,9 @@ def build_predictor(args: argparse.Namespace):
     """The Predictor of the checkpoint (as ``rsanet predict --checkpoint`` builds it)."""
     from rsanet.inference import Predictor
 
-    return Predictor.from_checkpoint(args.checkpoint, size=args.size, smoothing=args.smoothing)
+    return Predictor.from_checkpoint(
+        args.checkpoint, size=args.size, smoothing=args.smoothing, weights=args.weights
+    )
 
 
 def run(args: argparse.Namespace) -> int:
