@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 #: the crop side of a checkpoint's model when neither the command nor the checkpoint says
 DEFAULT_SIZE = 224
+#: the longest sliding window (and stride) a command accepts, in seconds
+MAX_WINDOW_SECONDS = 300.0
 
 
 # -- argparse types ----------------------------------------------------------------------
@@ -150,6 +152,24 @@ def add_model_shape_options(
     )
     parser.add_argument(
         "--num-classes", type=int, default=num_classes, help=f"classes (default {num_classes})"
+    )
+
+
+def add_stride_and_smoothing_options(parser: argparse.ArgumentParser) -> None:
+    """``--stride-seconds S`` (``args.stride_seconds``, None: half the window) and
+    ``--smoothing N`` (``args.smoothing``, 3) of the sliding-window predictor."""
+    parser.add_argument(
+        "--stride-seconds",
+        type=seconds(MAX_WINDOW_SECONDS),
+        metavar="S",
+        help="a window every S seconds (default: half the window)",
+    )
+    parser.add_argument(
+        "--smoothing",
+        type=count(1, 1000),
+        default=3,
+        metavar="N",
+        help="average the scores of the last N windows (3; 1: none)",
     )
 
 

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import argparse
 
-from rsanet.cli._args import add_json_option, add_weights_option, count, number
+from rsanet.cli._args import (
+    MAX_WINDOW_SECONDS,
+    add_json_option,
+    add_stride_and_smoothing_options,
+    add_weights_option,
+    count,
+    number,
+    seconds,
+)
 
 #: the command's name (``rsanet eval CONFIG`` keeps its positional CONFIG, so event-level
 #: evaluation is a command of its own rather than ``rsanet eval events``)
@@ -72,24 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--window-seconds",
-        type=number(0, 300, strict=True),
+        type=seconds(MAX_WINDOW_SECONDS),
         default=2.0,
         metavar="S",
         help="sliding windows of S seconds (2, as rsanet predict)",
     )
-    parser.add_argument(
-        "--stride-seconds",
-        type=number(0, 300, strict=True),
-        metavar="S",
-        help="a window every S seconds (default: half the window)",
-    )
-    parser.add_argument(
-        "--smoothing",
-        type=count(1, 1000),
-        default=3,
-        metavar="N",
-        help="average the scores of the last N windows (3; 1: none)",
-    )
+    add_stride_and_smoothing_options(parser)
     parser.add_argument(
         "--size", type=count(8, 2048), help="crop side (default: checkpoint's, else 224)"
     )

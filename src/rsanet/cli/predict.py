@@ -9,9 +9,11 @@ import sys
 from typing import Any
 
 from rsanet.cli._args import (
+    MAX_WINDOW_SECONDS,
     add_checkpoint_option,
     add_crop_size_option,
     add_json_option,
+    add_stride_and_smoothing_options,
     add_weights_option,
     count,
     seconds,
@@ -20,7 +22,6 @@ from rsanet.cli._args import (
 WINDOW_SECONDS = 2.0
 #: upper bounds of the time options: beyond them a window's frames would not fit in memory
 #: (a window holds up to 120 frames per second) or a wait would never end in practice
-MAX_WINDOW_SECONDS = 300.0
 MAX_WAIT_SECONDS = 3600.0
 
 
@@ -53,19 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"sliding windows of S seconds (default {WINDOW_SECONDS:g} for "
         "streams; files get one clip-level prediction without it)",
     )
-    parser.add_argument(
-        "--stride-seconds",
-        type=seconds(MAX_WINDOW_SECONDS),
-        metavar="S",
-        help="a window every S seconds (default: half the window)",
-    )
-    parser.add_argument(
-        "--smoothing",
-        type=count(1, 1000),
-        default=3,
-        metavar="N",
-        help="average the scores of the last N windows (3; 1: none)",
-    )
+    add_stride_and_smoothing_options(parser)
     parser.add_argument(
         "--live",
         action="store_true",

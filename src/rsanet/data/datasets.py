@@ -20,8 +20,8 @@ from rsanet.data.errors import (
     BadSample,
     BadSampleError,
     BadSampleLog,
+    ReplacesBadSamples,
     check_policy,
-    replacement_index,
 )
 from rsanet.data.sampling import DenseSampler, TSNSampler, build_sampler
 from rsanet.data.synthmotion import SYNTHMOTION_FLIP_PAIRS, SynthMotion
@@ -40,7 +40,7 @@ from rsanet.data.transforms import (
 _DATA_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
 
 
-class VideoDataset(Dataset):
+class VideoDataset(ReplacesBadSamples, Dataset):
     """Clips of annotated videos or frame folders.
 
     ``sampler`` maps a frame count to indices (K, T); ``transform(frames (K, T, H, W, 3)
@@ -120,31 +120,6 @@ class VideoDataset(Dataset):
                 record.path, f"unreadable: {type(error).__name__}: {error}"
             ) from None
         return frames.reshape(*indices.shape, *frames.shape[1:]), record.label
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        current = index
-        for attempt in range(1, self.max_attempts + 2):
-            try:
-                frames, label = self.load_frames(current)
-                break
-            except BadSampleError as error:
-                if self.policy == "raise":
-                    self.bad_samples.report(error.bad, "raised: bad_sample_policy='raise'")
-                    raise
-                if attempt > self.max_attempts:
-                    self.bad_samples.report(error.bad, "giving up")
-                    raise RuntimeError(
-                        f"{self.max_attempts + 1} bad samples in a row from index {index}; "
-                        "check the data with: rsanet data check ANNOTATIONS --format FORMAT "
-                        "--root DIR"
-                    ) from None
-                replacement = replacement_index(self.seed, index, attempt, len(self))
-                self.bad_samples.report(error.bad, f"sample {current} replaced by {replacement}")
-                current = replacement
-        clip, label = self.transform(frames, label)
-        if clip.dim() == 5 and clip.shape[0] == 1:
-            clip = clip[0]
-        return clip, int(label)
 
     def __repr__(self) -> str:
         return (

@@ -107,3 +107,46 @@ def replacement_index(seed: int, index: int, attempt: int, length: int) -> int:
     state = np.random.SeedSequence([seed & 0xFFFFFFFF, index, attempt, 0x5EED]).generate_state(2)
     offset = 1 + (int(state[0]) | (int(state[1]) << 32)) % (length - 1)
     return (index + offset) % length
+
+
+class ReplacesBadSamples:
+    """``__getitem__`` for datasets whose ``load_frames(index)`` may raise
+    :class:`BadSampleError`: policy ``raise`` re-raises, ``skip`` loads
+    :func:`replacement_index` instead (reported to ``bad_samples``) and gives up after
+    ``max_attempts`` replacements in a row. The frames then go through ``transform``.
+
+    A subclass sets ``policy``, ``max_attempts``, ``seed``, ``bad_samples`` (a
+    :class:`BadSampleLog`) and ``transform``, and names its items and the command that checks
+    them (:attr:`item_name`, :attr:`check_hint`) for the give-up message."""
+
+    item_name = "sample"
+    check_hint = "rsanet data check ANNOTATIONS --format FORMAT --root DIR"
+
+    def load_frames(self, index: int):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __getitem__(self, index: int):
+        current = index
+        for attempt in range(1, self.max_attempts + 2):
+            try:
+                frames, label = self.load_frames(current)
+                break
+            except BadSampleError as error:
+                if self.policy == "raise":
+                    self.bad_samples.report(error.bad, "raised: bad_sample_policy='raise'")
+                    raise
+                if attempt > self.max_attempts:
+                    self.bad_samples.report(error.bad, "giving up")
+                    raise RuntimeError(
+                        f"{self.max_attempts + 1} bad {self.item_name}s in a row from index "
+                        f"{index}; check the data with: {self.check_hint}"
+                    ) from None
+                replacement = replacement_index(self.seed, index, attempt, len(self))
+                self.bad_samples.report(
+                    error.bad, f"{self.item_name} {current} replaced by {replacement}"
+                )
+                current = replacement
+        clip, label = self.transform(frames, label)
+        if clip.dim() == 5 and clip.shape[0] == 1:
+            clip = clip[0]
+        return clip, int(label)

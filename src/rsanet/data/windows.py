@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from rsanet.data.decoding import BACKENDS, open_video, probe_video
@@ -39,8 +38,8 @@ from rsanet.data.errors import (
     BadSample,
     BadSampleError,
     BadSampleLog,
+    ReplacesBadSamples,
     check_policy,
-    replacement_index,
 )
 from rsanet.data.events import EventInterval, UntrimmedAnnotations, UntrimmedVideo
 from rsanet.data.transforms import (
@@ -291,7 +290,7 @@ def _read_window(source, times: np.ndarray, fps: float | None) -> np.ndarray:
     return source.read(indices)
 
 
-class UntrimmedWindows(Dataset):
+class UntrimmedWindows(ReplacesBadSamples, Dataset):
     """Windows of untrimmed recordings as ``(clip, label)``: clip (3, T, H, W) float32
     (or (crops, 3, T, H, W)), label an int, ``classes[0] == "normal"``.
 
@@ -303,6 +302,9 @@ class UntrimmedWindows(Dataset):
     :func:`~rsanet.data.errors.replacement_index` of the same epoch (policy ``skip``) or
     raised (``raise``).
     """
+
+    item_name = "window"
+    check_hint = "rsanet data check ANNOTATIONS --format FORMAT"
 
     def __init__(
         self,
@@ -422,31 +424,6 @@ class UntrimmedWindows(Dataset):
                 video.path, f"unreadable: {type(error).__name__}: {error}"
             ) from None
         return frames[None], window.label
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        current = index
-        for attempt in range(1, self.max_attempts + 2):
-            try:
-                frames, label = self.load_frames(current)
-                break
-            except BadSampleError as error:
-                if self.policy == "raise":
-                    self.bad_samples.report(error.bad, "raised: bad_sample_policy='raise'")
-                    raise
-                if attempt > self.max_attempts:
-                    self.bad_samples.report(error.bad, "giving up")
-                    raise RuntimeError(
-                        f"{self.max_attempts + 1} bad windows in a row from index {index}; "
-                        "check the recordings with: rsanet data check ANNOTATIONS --format "
-                        "FORMAT"
-                    ) from None
-                replacement = replacement_index(self.seed, index, attempt, len(self))
-                self.bad_samples.report(error.bad, f"window {current} replaced by {replacement}")
-                current = replacement
-        clip, label = self.transform(frames, label)
-        if clip.dim() == 5 and clip.shape[0] == 1:
-            clip = clip[0]
-        return clip, int(label)
 
     def counts(self) -> dict[str, int]:
         """Windows per class name in the current plan."""
