@@ -153,13 +153,15 @@ def read_text(path: str | Path) -> str:
         ) from None
 
 
-def _read_lines(path: str | Path) -> list[str]:
+def read_lines(path: str | Path) -> list[str]:
     """The lines of a text file, numbered as editors number them (only ``\\n``, ``\\r\\n``
     and ``\\r`` end a line)."""
     return re.split(r"\r\n|\r|\n", read_text(path))
 
 
-def _read_json(path: str | Path) -> object:
+def read_json(path: str | Path) -> object:
+    """The JSON value of a file; an :class:`AnnotationError` naming the file and the line
+    where it does not parse."""
     path = Path(path)
     text = read_text(path)
     try:
@@ -260,7 +262,7 @@ def read_something_v1_labels(path: str | Path, class_order: str = "sorted") -> l
     the ids of the TSN/TSM/RSA code (names sorted), ``file`` keeps the file's order."""
     if class_order not in ("sorted", "file"):
         raise ValueError(f"class_order must be 'sorted' or 'file', got {class_order!r}")
-    names = [line.strip() for line in _read_lines(path) if line.strip()]
+    names = [line.strip() for line in read_lines(path) if line.strip()]
     if not names:
         raise AnnotationError(str(path), "no class names (expected one name per line)")
     return sorted(names) if class_order == "sorted" else names
@@ -280,7 +282,7 @@ def read_something_v1(
     classes = read_something_v1_labels(labels, class_order)
     index = _class_index(classes, Path(labels))
     records, bad = [], []
-    for number, line in enumerate(_read_lines(annotations), start=1):
+    for number, line in enumerate(read_lines(annotations), start=1):
         if not line.strip():
             continue
         where = f"{annotations}:{number}"
@@ -307,7 +309,7 @@ def something_v2_label_name(template: str) -> str:
 
 def read_something_v2_labels(path: str | Path) -> list[str]:
     """Class names by id of ``something-something-v2-labels.json`` (``{name: "id"}``)."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not data:
         raise AnnotationError(str(path), "expected a JSON object {class name: id}")
     by_id: dict[int, str] = {}
@@ -334,7 +336,7 @@ def read_something_v2(
     annotations, root = Path(annotations), Path(root)
     classes = read_something_v2_labels(labels)
     index = _class_index(classes, Path(labels))
-    entries = _read_json(annotations)
+    entries = read_json(annotations)
     if not isinstance(entries, list):
         raise AnnotationError(str(annotations), "expected a JSON list of {id, template} objects")
     records, bad = [], []
@@ -366,7 +368,7 @@ def read_something_v2(
 def read_diving48_vocab(path: str | Path) -> list[str]:
     """Class names of ``Diving48_vocab.json``: a list of ``[takeoff, somersault, twist,
     flight]`` lists, joined by spaces (``"Back 15som 05Twis FREE"``)."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list) or not data:
         raise AnnotationError(str(path), "expected a JSON list of class descriptions")
     names = []
@@ -392,7 +394,7 @@ def read_diving48(
     "end_frame"}`` objects; videos ``ROOT/<vid_name>.mp4``, frames ``[start, end)`` used."""
     annotations, root = Path(annotations), Path(root)
     classes = read_diving48_vocab(labels)
-    entries = _read_json(annotations)
+    entries = read_json(annotations)
     if not isinstance(entries, list):
         raise AnnotationError(str(annotations), "expected a JSON list of {vid_name, label, ...}")
     records, bad = [], []
@@ -439,7 +441,7 @@ def read_finegym_categories(path: str | Path) -> list[str]:
     """Class names of ``gym99_categories.txt`` / ``gym288_categories.txt``: lines
     ``Clabel: N; set: S; Glabel: G; (VT) name``."""
     by_id: dict[int, str] = {}
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         match = _GYM_CATEGORY.match(line)
@@ -466,7 +468,7 @@ def read_finegym(
     annotations, root = Path(annotations), Path(root)
     classes = read_finegym_categories(labels)
     records, bad = [], []
-    for number, line in enumerate(_read_lines(annotations), start=1):
+    for number, line in enumerate(read_lines(annotations), start=1):
         if not line.strip():
             continue
         where = f"{annotations}:{number}"
@@ -492,7 +494,7 @@ def read_finegym(
 
 def read_class_names(path: str | Path) -> list[str]:
     """One class name per line (``classes.txt``, ``category.txt``)."""
-    names = [line.strip() for line in _read_lines(path) if line.strip()]
+    names = [line.strip() for line in read_lines(path) if line.strip()]
     if not names:
         raise AnnotationError(str(path), "no class names (expected one name per line)")
     return names
@@ -511,7 +513,7 @@ def read_list(
     annotations, root = Path(annotations), Path(root)
     classes = read_class_names(labels) if labels is not None else None
     records, bad = [], []
-    for number, line in enumerate(_read_lines(annotations), start=1):
+    for number, line in enumerate(read_lines(annotations), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         where = f"{annotations}:{number}"

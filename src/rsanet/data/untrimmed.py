@@ -31,10 +31,10 @@ from pathlib import Path
 
 from rsanet.data.aihub import read_aihub_cctv
 from rsanet.data.annotations import (
-    _read_json,
-    _read_lines,
     check_allow_outside_root,
     read_class_names,
+    read_json,
+    read_lines,
     read_text,
     report_bad_rows,
     sample_path,
@@ -151,7 +151,7 @@ def read_ucf_crime(
     find = _VideoFinder(Path(root), allow_outside_root)
     by_name = {name.casefold(): name for name in UCF_CRIME_CLASSES}
     videos, bad = [], []
-    for number, line in enumerate(_read_lines(annotations), start=1):
+    for number, line in enumerate(read_lines(annotations), start=1):
         if not line.strip():
             continue
         where = f"{annotations}:{number}"
@@ -218,7 +218,7 @@ def read_xd_violence(
     annotations = Path(annotations)
     find = _VideoFinder(Path(root), allow_outside_root)
     videos, bad = [], []
-    for number, line in enumerate(_read_lines(annotations), start=1):
+    for number, line in enumerate(read_lines(annotations), start=1):
         if not line.strip():
             continue
         where = f"{annotations}:{number}"
@@ -249,7 +249,7 @@ INTERVAL_FIELDS = ("video", "label", "start_s", "end_s")
 def _interval_rows(path: Path) -> Iterable[tuple[str, Mapping]]:
     """``(where, row)`` of an intervals CSV (with a header) or JSON list."""
     if path.suffix.lower() == ".json":
-        entries = _read_json(path)
+        entries = read_json(path)
         if not isinstance(entries, list):
             raise AnnotationError(str(path), "expected a JSON list of {video, label, ...}")
         for number, entry in enumerate(entries):
