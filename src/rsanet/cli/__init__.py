@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "data",
     "predict",
     "export",
+    "serve",
     "visualize",
     "study",
 ]

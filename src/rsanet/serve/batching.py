@@ -1,0 +1,164 @@
+"""One inference loop for every camera: the windows that are due, from all cameras, go
+through the model in ONE batched forward (as DeepStream batches the sequences of all its
+streams into one NCDHW tensor), then each camera smooths its own scores.
+
+A backend whose batch size was fixed at export (an ONNX file with input (1, 3, T, S, S))
+is fed in chunks of that size: still one loop, but one forward per chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from rsanet.inference.predictor import Predictor
+from rsanet.inference.results import WindowResult
+from rsanet.inference.windows import Window
+from rsanet.serve.cameras import Camera
+
+logger = logging.getLogger("rsanet.serve")
+
+
+class DeviceBackend:
+    """A PyTorch model on ``device``: clips are moved there, logits come back to the CPU."""
+
+    def __init__(self, model: torch.nn.Module, device: str) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model(clip.to(self.device, non_blocking=True)).float().cpu()
+
+
+def fixed_batch(backend: object) -> int | None:
+    """The batch size an exported backend insists on (None: any)."""
+    shape = getattr(backend, "input_shape", None)
+    if isinstance(shape, tuple) and shape and isinstance(shape[0], int) and shape[0] > 0:
+        return int(shape[0])
+    return None
+
+
+def forward_windows(
+    predictor: Predictor, windows: Sequence[Window], *, max_batch: int = 32
+) -> tuple[list[np.ndarray | None], float]:
+    """Class probabilities (K,) of each window (None for a window whose logits were not
+    finite) and the milliseconds the whole batch took (preprocessing and model)."""
+    started = time.perf_counter()
+    clips = [
+        predictor.clip([frame.image for frame in window.sample(predictor.num_frames)])
+        for window in windows
+    ]
+    batch = torch.cat(clips)
+    size = fixed_batch(predictor.backend) or max_batch
+    outputs = []
+    for first in range(0, len(batch), size):
+        chunk = batch[first : first + size]
+        if fixed_batch(predictor.backend) and len(chunk) < size:  # pad a fixed-size batch
+            pad = chunk[-1:].expand(size - len(chunk), *chunk.shape[1:])
+            logits = predictor.backend(torch.cat([chunk, pad]))[: len(chunk)]
+        else:
+            logits = predictor.backend(chunk)
+        if not isinstance(logits, torch.Tensor):
+            logits = torch.as_tensor(np.asarray(logits))
+        outputs.append(logits.detach().float().cpu())
+    logits = torch.cat(outputs)
+    if logits.shape != (len(windows), len(predictor.classes)):
+        raise ValueError(
+            f"the model returned logits of shape {tuple(logits.shape)}, expected "
+            f"({len(windows)}, {len(predictor.classes)})"
+        )
+    finite = torch.isfinite(logits).all(dim=1)
+    probs = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
+    results = [probs[i] if bool(finite[i]) else None for i in range(len(windows))]
+    return results, (time.perf_counter() - started) * 1e3
+
+
+class InferenceLoop:
+    """Gathers due windows from ``cameras`` and runs them as one batch, until :meth:`stop`.
+
+    ``on_result(camera, result)`` is called for each window, in this loop's thread;
+    ``forwards`` and ``batch_sizes`` count the batches (the metrics and tests read them).
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        cameras: Sequence[Camera],
+        *,
+        on_result: Callable[[Camera, WindowResult], None] | None = None,
+        idle: float = 0.01,
+        max_batch: int = 32,
+    ) -> None:
+        self.predictor, self.cameras = predictor, list(cameras)
+        self.on_result = on_result
+        self.idle, self.max_batch = float(idle), int(max_batch)
+        self.forwards = 0
+        self.batch_sizes: list[int] = []
+        self.errors = 0
+        self.last_error: str | None = None
+        self._halt = threading.Event()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._halt.is_set()
+
+    def step(self) -> int:
+        """One round: poll every camera, forward the due windows together; returns how
+        many windows were run."""
+        due = []
+        for camera in self.cameras:
+            try:
+                window = camera.poll()
+            except Exception as error:  # one camera's failure never stops the others
+                self._fail(f"camera {camera.name}", error)
+                continue
+            if window is not None:
+                due.append((camera, window))
+        if not due:
+            return 0
+        try:
+            scores, compute_ms = forward_windows(
+                self.predictor, [window for _, window in due], max_batch=self.max_batch
+            )
+        except Exception as error:
+            self._fail("the model", error)
+            return 0
+        self.forwards += 1
+        self.batch_sizes.append(len(due))
+        del self.batch_sizes[:-1000]
+        for (camera, window), raw in zip(due, scores, strict=True):
+            if raw is None:
+                self._fail(
+                    f"camera {camera.name}",
+                    ValueError("the model returned non-finite logits; window skipped"),
+                )
+                continue
+            result = camera.result(window, raw, compute_ms)
+            if self.on_result is not None:
+                try:
+                    self.on_result(camera, result)
+                except Exception as error:
+                    self._fail(f"camera {camera.name}: alerts", error)
+        return len(due)
+
+    def _fail(self, where: str, error: BaseException) -> None:
+        from rsanet.inference.redact import one_line
+
+        self.errors += 1
+        self.last_error = f"{where}: {one_line(error)}"
+        logger.warning("%s", self.last_error)
+
+    def run(self) -> None:
+        """Step until :meth:`stop`, resting ``idle`` seconds when nothing was due."""
+        while not self._halt.is_set():
+            if not self.step():
+                self._halt.wait(self.idle)
