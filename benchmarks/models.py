@@ -1,14 +1,14 @@
 """Whole-network cost: inference and training-step time, activation and peak memory, against
 ``tsn_r50`` (the same backbone without temporal modelling) measured in the same run.
 
-    python benchmarks/models.py [--models rsanet_r50 tsm_r50 ...] [--baseline tsn_r50]
+    python benchmarks/models.py [--models rsanet_r50 tsm_r50 uniformer_s ...] [--baseline tsn_r50]
                                 [--frames 8] [--native-frames] [--size 224] [--batch 2]
                                 [--repeats 3] [--checkpointing] [--inference-only]
                                 [--device cpu] [--json]
 
 Inference is one clip (1, 3, T, S, S) without gradients; a training step is forward,
 cross-entropy and backward of a batch. ``--native-frames`` gives every model a clip of its
-own length (its factory's ``num_frames``: 16 for MViT, 32 for ViViT-B) instead of
+own length (its factory's ``num_frames``: 16 for MViT and UniFormer, 32 for ViViT-B) instead of
 ``--frames``; ``--inference-only`` measures parameters, GFLOPs and inference time only
 (the full-size video transformers' training steps take minutes on a CPU). "Activation
 memory" is the size of the tensors that autograd keeps for backward (distinct storages,

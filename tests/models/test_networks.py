@@ -43,8 +43,10 @@ def test_required_models_are_registered_and_exposed_at_top_level():
     ]
 
 
-#: the TSN ResNets (the video transformers are tested in test_transformers.py)
-RESNETS = [n for n in list_models() if not n.startswith(("timesformer_", "vivit_", "mvit_"))]
+#: the TSN ResNets (the video transformers are tested in test_transformers.py and
+#: test_uniformer.py)
+TRANSFORMERS = ("timesformer_", "vivit_", "mvit_", "uniformer_")
+RESNETS = [n for n in list_models() if not n.startswith(TRANSFORMERS)]
 
 
 @pytest.mark.parametrize("name", RESNETS)

@@ -1,5 +1,5 @@
 """Networks for clips (N, 3, T, H, W): TSN ResNets with RSA and baseline transforms, and
-the video transformers TimeSformer, ViViT and MViT.
+the video transformers TimeSformer, ViViT, MViT and UniFormer.
 
 >>> import rsanet
 >>> model = rsanet.create_model("rsanet_tiny", num_classes=10)
@@ -41,6 +41,13 @@ from rsanet.models.safetensors_file import (
     weights_file_paths,
 )
 from rsanet.models.timesformer import DividedBlock, TimeSformer
+from rsanet.models.uniformer import (
+    GlobalBlock,
+    LocalBlock,
+    UniFormer,
+    UniFormerLoadResult,
+    load_uniformer_checkpoint,
+)
 from rsanet.models.vit import PatchEmbed3d, ViTEncoder, resize_pos_embed
 from rsanet.models.vit_weights import ViTLoadResult, inflate_patch_kernel, load_vit_checkpoint
 from rsanet.models.vivit import ViViTFactorisedEncoder
@@ -74,7 +81,9 @@ __all__ = [
     "CheckpointMismatchError",
     "DividedBlock",
     "DropPath",
+    "GlobalBlock",
     "ImageNetLoadResult",
+    "LocalBlock",
     "MViT",
     "ModelProfile",
     "MultiScaleBlock",
@@ -83,6 +92,8 @@ __all__ = [
     "ResNetTSN",
     "StageProfile",
     "TimeSformer",
+    "UniFormer",
+    "UniFormerLoadResult",
     "UnknownModelError",
     "ViTEncoder",
     "ViTLoadResult",
@@ -100,6 +111,7 @@ __all__ = [
     "load_imagenet_resnet",
     "load_model",
     "load_state_dict_checked",
+    "load_uniformer_checkpoint",
     "load_vit_checkpoint",
     "model_factory",
     "profile_model",

@@ -21,6 +21,7 @@ from torch import nn
 
 from rsanet.models.registry import model_factory
 from rsanet.models.safetensors_file import SAFETENSORS_FORMAT, is_weights_file, read_weights_file
+from rsanet.models.uniformer import UniFormer, load_uniformer_checkpoint
 from rsanet.models.vit import VideoTransformer
 from rsanet.models.vit_weights import load_vit_checkpoint
 from rsanet.models.weights import (
@@ -51,11 +52,14 @@ def create_model(
     Args:
         name: a name from :func:`rsanet.models.list_models`.
         num_classes: classifier outputs (default: the factory's, 174 for Something-V1).
-        num_frames: clip length T (default: the factory's: 8; 16 for MViT, 32 for vivit_b).
+        num_frames: clip length T (default: the factory's: 8; 16 for MViT and UniFormer-S/B,
+            32 for vivit_b).
         pretrained: path of a 2-D ImageNet checkpoint: a ResNet in torchvision's layout,
             inflated into the backbone by :func:`rsanet.models.load_imagenet_resnet`, or for
             the video transformers with a ViT part (TimeSformer, ViViT) a ViT/DeiT in timm's
-            layout, loaded by :func:`rsanet.models.load_vit_checkpoint`.
+            layout, loaded by :func:`rsanet.models.load_vit_checkpoint`; for UniFormer the
+            authors' 2-D ImageNet UniFormer, inflated by
+            :func:`rsanet.models.load_uniformer_checkpoint`.
         pretrained_transform_blocks: for a ResNet with ``pretrained``, how its transform
             blocks are initialised: ``"fresh"`` (default, the authors' way: the whole block
             keeps its initialisation, an identity residual) or
@@ -89,10 +93,13 @@ def create_model(
             config[key] = getattr(model, key)
     model.rsanet_config = config
     if pretrained is not None:
-        if isinstance(model, VideoTransformer):
+        if isinstance(model, VideoTransformer | UniFormer):
             if pretrained_transform_blocks is not None:
                 raise ValueError(f"pretrained_transform_blocks applies to ResNets, not to {name!r}")
-            load_vit_checkpoint(model, pretrained)
+            if isinstance(model, UniFormer):
+                load_uniformer_checkpoint(model, pretrained)
+            else:
+                load_vit_checkpoint(model, pretrained)
         else:
             load_imagenet_resnet(
                 model, pretrained, transform_blocks=pretrained_transform_blocks or "fresh"

@@ -12,10 +12,11 @@ Families (the transform at the RSA positions varies, everything else is equal):
 ``timesformer_*``  TimeSformer, divided space-time attention (Bertasius et al. 2021)
 ``vivit_*``    ViViT Model 2, the factorised encoder (Arnab et al. 2021)
 ``mvit_*``     MViT (v1), multiscale stages with pooling attention (Fan et al. 2021)
+``uniformer_*``  UniFormer, local then global relation aggregators (Li et al. 2022)
 =============  ==============================================================
 
 Every factory takes its class's keyword arguments as overrides (``ResNetTSN``,
-``TimeSformer``, ``ViViTFactorisedEncoder``, ``MViT``). ResNet defaults: 174 classes
+``TimeSformer``, ``ViViTFactorisedEncoder``, ``MViT``, ``UniFormer``). ResNet defaults: 174 classes
 (Something-Something V1), 8 frames, the paper's head dropout 0.3 and stochastic depth
 up to 0.2 for the full-size networks; the ``*_tiny`` networks default to neither dropout
 nor stochastic depth (short CPU runs). The video transformers default to 174 classes and
@@ -30,6 +31,7 @@ from rsanet.models.mvit import MViT
 from rsanet.models.registry import register_model
 from rsanet.models.resnet import RSA_R50_POSITIONS, ResNetTSN
 from rsanet.models.timesformer import TimeSformer
+from rsanet.models.uniformer import UniFormer
 from rsanet.models.vivit import ViViTFactorisedEncoder
 
 #: the paper's RSA layer settings (nh = 8, dk = dv = D = planes / 8 are the layer defaults)
@@ -292,3 +294,34 @@ def mvit_tiny(**kwargs: Any) -> MViT:
         "drop_path_rate": 0.0,
     }
     return _build_transformer(MViT, "mvit_tiny", defaults, kwargs)
+
+
+@register_model
+def uniformer_s(**kwargs: Any) -> UniFormer:
+    """UniFormer-S for video: stages of 3-4-8-3 blocks (local, local, global, global),
+    widths 64-128-320-512, head dimension 64, a 3x4x4 stem at stride 2x4x4, 16 x 224 x 224
+    clips, drop path 0.1 (the authors' Kinetics recipe)."""
+    defaults = {"depths": (3, 4, 8, 3), "num_frames": 16, "drop_path_rate": 0.1}
+    return _build_transformer(UniFormer, "uniformer_s", defaults, kwargs)
+
+
+@register_model
+def uniformer_b(**kwargs: Any) -> UniFormer:
+    """UniFormer-B for video: UniFormer-S with stages of 5-8-20-7 blocks."""
+    defaults = {"depths": (5, 8, 20, 7), "num_frames": 16, "drop_path_rate": 0.1}
+    return _build_transformer(UniFormer, "uniformer_b", defaults, kwargs)
+
+
+@register_model
+def uniformer_tiny(**kwargs: Any) -> UniFormer:
+    """Ours, not the paper's: UniFormer's structure (the same stem, strides and local /
+    global split) with stages of 1-2-3-1 blocks, widths 32-64-128-256, head dimension 32,
+    for SynthMotion's 8 x 48 x 48 clips on a CPU."""
+    defaults = {
+        "depths": (1, 2, 3, 1),
+        "widths": (32, 64, 128, 256),
+        "head_dim": 32,
+        "num_frames": 8,
+        "drop_path_rate": 0.0,
+    }
+    return _build_transformer(UniFormer, "uniformer_tiny", defaults, kwargs)
