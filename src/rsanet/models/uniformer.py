@@ -150,7 +150,7 @@ class UniFormer(nn.Module):
     Args:
         depths: blocks per stage (UniFormer-S 3-4-8-3, UniFormer-B 5-8-20-7).
         widths: channels per stage (64, 128, 320, 512 for both).
-        head_dim: channels per attention head in the global stages (heads = width / 64).
+        head_dim: channels per attention head in the global stages (heads = width / head_dim).
         local_stages: how many leading stages use local MHRA (the paper: 2).
         stem_kernel, stem_stride, stem_padding: the first patch embedding (the paper's video
             model: 3x4x4 at stride 2x4x4, padding 1x0x0); later ones are 1x2x2 at stride
