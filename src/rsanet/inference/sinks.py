@@ -158,7 +158,7 @@ class EventLog:
         self._file.close()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
+class NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect is a failed delivery: following it would turn the POST into a GET (the
     alert lost while reported sent) and could carry the credentials to another host."""
 
@@ -227,7 +227,7 @@ class WebhookSink:
             self._headers["Authorization"] = f"Basic {token}"
         elif user:
             self._headers["Authorization"] = f"Bearer {user}"
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = urllib.request.build_opener(NoRedirect)
         self._queue: queue.Queue[bytes] = queue.Queue(maxsize=max_pending)
         self._lock = threading.Lock()
         self._closing = threading.Event()

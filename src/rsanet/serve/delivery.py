@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable
 
 from rsanet.inference.redact import redact_text, redact_url, split_credentials
-from rsanet.inference.sinks import RETRY_STATUSES, _NoRedirect
+from rsanet.inference.sinks import RETRY_STATUSES, NoRedirect
 from rsanet.inference.stream import Backoff
 from rsanet.serve.store import Delivery, EventStore
 
@@ -48,7 +48,7 @@ class WebhookPoster:
             self.headers["Authorization"] = f"Basic {token}"
         elif user:
             self.headers["Authorization"] = f"Bearer {user}"
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._opener = urllib.request.build_opener(NoRedirect)
 
     def __call__(self, body: bytes) -> tuple[str, bool] | None:
         request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
