@@ -29,9 +29,11 @@ drunkenness    a person staggers slowly: zig-zag path, swaying body, uneven spee
 =============  ============================================================================
 
 Every person walks in from off screen and leaves off screen; outside the event the actors
-walk like the distractors. Zones and bins also appear in normal scenes, so that their
-presence is no giveaway. Everything is a pure function of ``(seed, session index, class)``
-(:func:`plan_session`); the renderer is in :mod:`rsanet.data.synthcctv_render`.
+walk like the distractors. Nobody but an intruder enters the zone (paths go round it).
+Zones and bins also appear in normal scenes, so that their presence is no giveaway.
+Everything is a pure function of ``(seed, session index, class)`` (:func:`plan_session`);
+the renderer is in :mod:`rsanet.data.synthcctv_render`. The bytes written are too (see
+:data:`X264_OPTIONS` and :func:`to_yuv420p`).
 
 Layout (``OUT``)::
 
@@ -46,6 +48,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -177,14 +180,15 @@ class _Stage:
     def speed(self) -> float:
         return self.rng.uniform(0.10, 0.16) * self.w
 
-    def spot(self) -> tuple[float, float]:
-        """A free point seen by every camera, away from the zone and the bin."""
+    def spot(self, clearance: float = 0.06) -> tuple[float, float]:
+        """A free point seen by every camera, away from the bin and at least ``clearance``
+        (a fraction of the width) from the zone."""
         best, best_score = (0.0, 0.0), -math.inf
         for _ in range(100):  # the first clear point, else the clearest
             x, y = self.rng.uniform(0.3, 0.7) * self.w, self.rng.uniform(0.35, 0.88) * self.h
             score = min(
                 [math.hypot(x - ax, y - ay) - 0.15 * self.w for ax, ay in self.avoid]
-                + ([] if self.zone is None else [self.zone.distance(x, y) - 0.06 * self.w])
+                + ([] if self.zone is None else [self.zone.distance(x, y) - clearance * self.w])
                 + [math.inf]
             )
             if score > 0:
@@ -201,21 +205,50 @@ class _Stage:
     def side(self) -> float:
         return -1.0 if self.rng.random() < 0.5 else 1.0
 
-    def visit(self, point, arrive: float, leave: float, *, keys=(), enter=None, exit=None) -> list:
-        """Keyframes: walk in from off screen (on the side ``enter``, else a random one) to
-        ``point`` by ``arrive``, follow ``keys`` (or stand) until ``leave``, walk off screen
-        (to the side ``exit``)."""
-        x, y = point
-        sx, sy = self.off_screen(enter or self.side(), y)
+    def clear(self, *points) -> bool:
+        """Whether the straight path through ``points`` stays out of the zone."""
+        if self.zone is None:
+            return True
+        for (ax, ay), (bx, by) in pairwise(points):
+            for f in np.linspace(0, 1, 25):
+                if self.zone.contains(ax + f * (bx - ax), ay + f * (by - ay), 0.02 * self.w):
+                    return False
+        return True
+
+    def _route(self, point, side) -> list:
+        """Points from off screen on ``side`` (or the other side) to ``point`` avoiding the
+        zone: straight, else along a line just above or below it."""
+        first = side or self.side()
+        for candidate in (first,) if side else (first, -first):
+            start = self.off_screen(candidate, point[1])
+            if self.clear(start, point):
+                return [start, point]
+        z = self.zone
+        below = point[1] > (z.y0 + z.y1) / 2
+        lane = z.y1 + 0.06 * self.h if below else z.y0 - 0.06 * self.h
+        return [(self.off_screen(first, lane)[0], lane), (point[0], lane), point]
+
+    def _timed(self, points, at: float, *, ending: bool) -> list:
+        """Keyframes walking through ``points`` at one speed, ending (or starting) at ``at``."""
+        steps = [math.hypot(bx - ax, by - ay) for (ax, ay), (bx, by) in pairwise(points)]
         speed = self.speed()
-        start = arrive - math.hypot(x - sx, y - sy) / speed
-        inner = list(keys) or [(leave, x, y)]
-        lx, ly = inner[-1][1:]
-        ex, ey = self.off_screen(exit or self.side(), ly)
-        if abs(lx - self.w / 2) > 0.9 * self.w:  # already off screen: a step further out
-            ex, ey = lx + math.copysign(0.1 * self.w, lx - self.w / 2), ly
-        end = inner[-1][0] + math.hypot(ex - lx, ey - ly) / self.speed()
-        return [(start, sx, sy), (arrive, x, y), *inner, (end, ex, ey)]
+        times = np.concatenate([[0.0], np.cumsum(steps)]) / speed
+        times = times + (at - times[-1] if ending else at)
+        return [(float(t), x, y) for t, (x, y) in zip(times, points, strict=True)]
+
+    def visit(self, point, arrive: float, leave: float, *, keys=(), enter=None, exit=None) -> list:
+        """Keyframes: walk in from off screen (on the side ``enter``, else either) to
+        ``point`` by ``arrive``, follow ``keys`` (or stand) until ``leave``, walk off screen
+        (to the side ``exit``); around the zone, never through it."""
+        inner = list(keys) or [(leave, *point)]
+        last = inner[-1][1:]
+        coming = self._timed(self._route(point, enter), arrive, ending=True)
+        if abs(last[0] - self.w / 2) > 0.9 * self.w:  # already off screen: a step further out
+            away = [last, (last[0] + math.copysign(0.1 * self.w, last[0] - self.w / 2), last[1])]
+        else:
+            away = self._route(last, exit)[::-1]
+        going = self._timed(away, inner[-1][0], ending=False)
+        return [*coming, *inner, *going[1:]]
 
     def actor(self, keys, name: str) -> Actor:
         return Actor(Track(keys), self.rng, self.h, name)
@@ -237,7 +270,7 @@ def _fight(stage: _Stage, ts: float, te: float):
         freq, phase = rng.uniform(1.5, 2.5), rng.uniform(0, 2 * math.pi)
         hit, sway = _wave(freq, phase), _wave(1.3 * freq, rng.uniform(0, 2 * math.pi))
         person.add("arm", lambda t, hit=hit: window(t, ts, te) * hit(t))
-        person.add("dx", lambda t, hit=hit, s=side: window(t, ts, te) * -s * 0.1 * gap * 5 * hit(t))
+        person.add("dx", lambda t, hit=hit, s=side: window(t, ts, te) * -s * 0.5 * gap * hit(t))
         person.add("dy", lambda t, sway=sway: window(t, ts, te) * 0.2 * gap * (sway(t) - 0.5))
         person.add(
             "tilt", lambda t, sway=sway, s=side: window(t, ts, te) * s * 0.3 * (sway(t) - 0.5)
@@ -290,7 +323,7 @@ def _fainting(stage: _Stage, ts: float, te: float):
 
 def _loitering(stage: _Stage, ts: float, te: float):
     rng = stage.rng
-    cx, cy = stage.spot()
+    cx, cy = stage.spot(clearance=0.12)
     radius, speed = 0.07 * stage.w, rng.uniform(0.03, 0.06) * stage.w
     keys, t, (x, y) = [], ts, (cx, cy)
     while t < te:
@@ -342,8 +375,12 @@ def _dumping(stage: _Stage, ts: float, te: float):
     side = -1.0 if rng.random() < 0.5 else 1.0  # walking direction
     speed = stage.speed()
     arrive, drop, leave = ts + 0.3 * d, ts + 0.45 * d, ts + 0.6 * d
+    drift = rng.uniform(-0.05, 0.05) * stage.h
     before = (x - side * speed * 0.3 * d, y)
-    after = (x + side * speed * 0.4 * d, y + rng.uniform(-0.05, 0.05) * stage.h)
+    after = (x + side * speed * 0.4 * d, y + drift)
+    if not stage.clear(before, (x, y), after):  # the other way round, past the zone
+        side = -side
+        before, after = (x - side * speed * 0.3 * d, y), (x + side * speed * 0.4 * d, y + drift)
     keys = stage.visit(
         before, ts, te, keys=[(arrive, x, y), (leave, x, y), (te, *after)], enter=-side, exit=side
     )
@@ -384,6 +421,8 @@ def _kidnapping(stage: _Stage, ts: float, te: float):
     x, y = stage.spot()
     gap = 0.25 * float(body_height(np.array(y), stage.h))
     side = -1.0 if x < stage.w / 2 else 1.0  # the nearer edge, where they go
+    if not stage.clear((x, y), (stage.off_screen(side, y)[0], y)):
+        side = -side  # the other edge: the zone is in the way
     grab = ts + 1.0
     exit_x = stage.off_screen(side, y)[0]
     victim = stage.actor(
@@ -416,10 +455,16 @@ def _kidnapping(stage: _Stage, ts: float, te: float):
 def _drunkenness(stage: _Stage, ts: float, te: float):
     rng = stage.rng
     d = te - ts
-    _, y = stage.spot()
     side = -1.0 if rng.random() < 0.5 else 1.0
     speed = min(rng.uniform(0.05, 0.08) * stage.w, 0.75 * stage.w / d)
     start_x = stage.w / 2 - side * speed * d / 2
+    for _ in range(20):  # a lane whose zig-zag stays clear of the zone
+        _, y = stage.spot()
+        end_x, wide = start_x + side * speed * d, 0.07 * stage.h
+        if stage.clear((start_x, y - wide), (end_x, y - wide)) and stage.clear(
+            (start_x, y + wide), (end_x, y + wide)
+        ):
+            break
     steps = max(2, int(d / 1.0))
     keys = []
     for k in range(1, steps + 1):
