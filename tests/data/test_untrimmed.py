@@ -191,6 +191,21 @@ def test_aihub_folder_class_when_the_event_name_is_absent(tmp_path):
     assert video.labels == ("fainting",)
 
 
+def test_reader_accepts_recordings_without_an_event(tmp_path):
+    folder = tmp_path / "00.정상(normal)" / "s1"
+    folder.mkdir(parents=True)
+    (folder / "s1_cam01_normal01_place01_day_spring.mp4").write_bytes(b"video")
+    (folder / "s1_cam01_normal01_place01_day_spring.xml").write_text(
+        "<annotation><header><fps>10</fps><frames>40</frames></header>"
+        "<object><objectname>Person01</objectname><action><actionname>walking</actionname>"
+        "<frame><start>0</start><end>20</end></frame></action></object></annotation>"
+    )
+    [video] = read_aihub_cctv(tmp_path).videos
+    assert video.events == () and video.labels == () and video.duration_s == 4.0
+    assert video.actions[0].label == "walking" and "eventname" not in video.metadata
+    assert video.metadata["session"] == "s1"
+
+
 def _only_bad(tmp_path, xml: bytes) -> str:
     put(tmp_path, f"{ASSAULT}/a/1-1/1-1_cam01_assault01_place01_day_spring", xml)
     result = read_aihub_cctv(tmp_path)

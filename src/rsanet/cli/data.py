@@ -1,5 +1,6 @@
-"""``rsanet data check`` (decode a benchmark split once, report bad samples) and ``rsanet
-data synth`` (write SynthMotion to disk with list files)."""
+"""``rsanet data check`` (decode a benchmark split once, report bad samples), ``rsanet
+data synth`` (write SynthMotion to disk with list files) and ``rsanet data synth-cctv``
+(write SynthCCTV recordings in the AI Hub layout)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ UNTRIMMED_FORMATS = ("aihub-cctv", "ucf-crime", "xd-violence", "intervals")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "data",
-        help="check a benchmark's files, write SynthMotion to disk",
+        help="check a benchmark's files, write SynthMotion or SynthCCTV to disk",
         description="Data tools: 'check' decodes every sample of a split and reports the bad "
-        "ones; 'synth' writes SynthMotion videos and list files.",
+        "ones; 'synth' writes SynthMotion videos and list files; 'synth-cctv' writes SynthCCTV "
+        "camera recordings in the AI Hub layout.",
     )
     commands = parser.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     parser.set_defaults(func=lambda args: _missing_subcommand(parser))
@@ -118,6 +120,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     synth.set_defaults(func=run_synth)
 
+    cctv = commands.add_parser(
+        "synth-cctv",
+        help="write SynthCCTV recordings (AI Hub layout)",
+        description="Write SynthCCTV to OUT: multi-camera sessions of untrimmed surveillance "
+        "recordings with at most one event each, as AI Hub class folders of .mp4 files with "
+        "their .xml (normal recordings under 00.정상(normal), XML without <event>), and "
+        "OUT/synthcctv.json. Read it back with --format aihub-cctv. Deterministic from "
+        "--seed; a second run with the same options completes an interrupted one.",
+    )
+    cctv.add_argument("--out", required=True, help="output folder")
+    cctv.add_argument("--sessions", type=int, default=40, help="sessions (default 40)")
+    cctv.add_argument(
+        "--cameras", default="2-3", help="cameras per session, N or MIN-MAX within 1-3 (2-3)"
+    )
+    cctv.add_argument(
+        "--seconds", type=float, default=30.0, help="length of each recording (default 30)"
+    )
+    cctv.add_argument("--fps", type=int, default=10, help="frames per second (default 10)")
+    cctv.add_argument("--size", default="160x120", help="frame size WxH (default 160x120)")
+    cctv.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="CLASS",
+        help="event classes (names or comma lists; default all ten: "
+        "assault fight theft vandalism fainting loitering intrusion dumping kidnapping "
+        "drunkenness)",
+    )
+    cctv.add_argument(
+        "--normal-fraction",
+        type=float,
+        default=0.25,
+        help="fraction of sessions without an event (default 0.25)",
+    )
+    cctv.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
+    cctv.add_argument(
+        "--workers", type=int, default=0, help="rendering processes (default 0: this process)"
+    )
+    cctv.set_defaults(func=run_synth_cctv)
+
 
 def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
@@ -196,4 +237,74 @@ def run_synth(args: argparse.Namespace) -> int:
         ) from None
     print(f"wrote SynthMotion to {args.out}: {paths['train']}, {paths['val']}, {paths['classes']}")
     print(f"read it with: build_dataset('list', '{paths['train']}', '{args.out}')")
+    return 0
+
+
+def _range(text: str, what: str) -> tuple[int, int]:
+    from rsanet.cli import CLIError
+
+    low, _, high = text.partition("-")
+    try:
+        values = (int(low), int(high or low))
+    except ValueError:
+        raise CLIError(f"{what} must be N or MIN-MAX, got {text!r}") from None
+    return values
+
+
+def run_synth_cctv(args: argparse.Namespace) -> int:
+    from rsanet.cli import CLIError
+    from rsanet.data.synthcctv import SYNTHCCTV_CLASSES, write_synthcctv
+
+    cameras = _range(args.cameras, "--cameras")
+    if not 1 <= cameras[0] <= cameras[1] <= 3:
+        raise CLIError(f"--cameras must be within 1-3 (e.g. 2-3), got {args.cameras}")
+    width, _, height = args.size.lower().partition("x")
+    try:
+        size = (int(width), int(height))
+    except ValueError:
+        raise CLIError(f"--size must be WxH (e.g. 160x120), got {args.size!r}") from None
+    if min(size) < 32 or size[0] % 2 or size[1] % 2:
+        raise CLIError(f"--size must be even and at least 32x32, got {args.size}")
+    if args.sessions < 1:
+        raise CLIError(f"--sessions must be >= 1, got {args.sessions}")
+    if args.seconds < 3 or args.fps < 1:
+        raise CLIError(f"--seconds must be >= 3 and --fps >= 1, got {args.seconds}, {args.fps}")
+    if not 0 <= args.normal_fraction <= 1:
+        raise CLIError(f"--normal-fraction must be in [0, 1], got {args.normal_fraction}")
+    if args.workers < 0:
+        raise CLIError(f"--workers must be >= 0, got {args.workers}")
+    classes = None
+    if args.classes:
+        classes = [c for item in args.classes for c in item.split(",") if c]
+        unknown = [c for c in classes if c not in SYNTHCCTV_CLASSES]
+        if unknown or not classes:
+            choices = ", ".join(SYNTHCCTV_CLASSES)
+            raise CLIError(f"unknown --classes {', '.join(unknown)}; choose from {choices}")
+    try:
+        summary = write_synthcctv(
+            args.out,
+            args.sessions,
+            cameras=cameras,
+            seconds=args.seconds,
+            fps=args.fps,
+            size=size,
+            classes=classes,
+            normal_fraction=args.normal_fraction,
+            seed=args.seed,
+            workers=args.workers,
+            progress=True,
+        )
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+    except OSError as error:
+        raise CLIError(
+            f"cannot write SynthCCTV to {args.out}: {error} (recordings already complete are "
+            "intact; fix the cause and run the same command again)"
+        ) from None
+    print(
+        f"wrote SynthCCTV to {args.out}: {len(summary['recordings'])} recordings "
+        f"({summary['written']} written, {summary['skipped']} already there), "
+        f"{summary['bytes'] / 1e6:.1f} MB"
+    )
+    print(f"check it with: rsanet data check {args.out} --format aihub-cctv")
     return 0

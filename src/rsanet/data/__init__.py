@@ -11,8 +11,9 @@ Real benchmarks, e.g. ``build_dataset("something-v2", "annotations/", "videos/",
 split="val")``; see ``docs/data.md``. Untrimmed surveillance recordings (AI Hub CCTV,
 UCF-Crime, XD-Violence, our intervals files) are read into labelled event intervals by
 ``read_untrimmed``, and cut into labelled training windows by ``UntrimmedWindows``
-(``build_untrimmed_dataset``, ``split_by_session``). This package stands alone: it imports
-nothing from the other rsanet subpackages.
+(``build_untrimmed_dataset``, ``split_by_session``). SynthCCTV
+(:mod:`rsanet.data.synthcctv`) generates such recordings in the AI Hub layout. This package
+stands alone: it imports nothing from the other rsanet subpackages.
 """
 
 from rsanet.data.aihub import AIHUB_CLASS_NAMES, AIHUB_CLASSES, read_aihub_cctv

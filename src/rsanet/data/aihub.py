@@ -6,8 +6,9 @@ Layout as extracted: ``ROOT/01.폭행(assult)/inside_croki_01/101-1/101-1_cam01_
 place01_day_spring.mp4`` (+ ``.xml``); any depth works, the class folder is the first one
 whose name the class map knows. The XML ``<annotation>`` gives ``header/fps|frames|duration``
 (and ``inout``, ``location``, ``season``, ``weather``, ``time``, ``population``),
-``event/eventname|starttime|duration`` (times ``HH:MM:SS.f``) and, per ``object``, its
-``action/actionname`` with ``frame/start|end`` frame numbers.
+``event/eventname|starttime|duration`` (times ``HH:MM:SS.f``; an XML without ``<event>`` is
+a normal recording, with no event) and, per ``object``, its ``action/actionname`` with
+``frame/start|end`` frame numbers.
 
 The 12 classes get short English ids (:data:`AIHUB_CLASSES`); :data:`AIHUB_CLASS_NAMES`
 maps every spelling met to them: Korean names, the folders' misspelled English (``assult``,
@@ -180,26 +181,31 @@ def parse_aihub_xml(
     duration = parse_seconds(_text(root, "header/duration"))
     if fps and frames is not None:
         duration = frames / fps
-    for field in ("event/starttime", "event/duration"):
-        if _text(root, field) is None:
-            return bad(f"missing field {field} (the event's time; add it or remove the file)")
-    start, length = (parse_seconds(_text(root, f)) for f in ("event/starttime", "event/duration"))
-    if start is None or length is None:
-        return bad(
-            f"event/starttime or event/duration ({_text(root, 'event/starttime')!r}, "
-            f"{_text(root, 'event/duration')!r}) is not a time HH:MM:SS.f; fix it"
-        )
+    events: tuple[EventInterval, ...] = ()  # no <event> element at all: a normal recording
     eventname = _text(root, "event/eventname")
-    label = names.get(name_key(eventname)) if eventname else None
-    label = label or folder_label
-    if label is None:
-        return bad(
-            f"unknown class: event/eventname {eventname!r} and no class folder above it are in "
-            "the class map (add the name to the map: class_map= or --labels MAP.yaml)"
+    if root.find("event") is not None:
+        for field in ("event/starttime", "event/duration"):
+            if _text(root, field) is None:
+                return bad(f"missing field {field} (the event's time; add it or remove the file)")
+        start, length = (
+            parse_seconds(_text(root, f)) for f in ("event/starttime", "event/duration")
         )
-    problem = interval_problem(start, start + length, duration, "event/starttime+duration")
-    if problem:
-        return bad(problem)
+        if start is None or length is None:
+            return bad(
+                f"event/starttime or event/duration ({_text(root, 'event/starttime')!r}, "
+                f"{_text(root, 'event/duration')!r}) is not a time HH:MM:SS.f; fix it"
+            )
+        label = names.get(name_key(eventname)) if eventname else None
+        label = label or folder_label
+        if label is None:
+            return bad(
+                f"unknown class: event/eventname {eventname!r} and no class folder above it are "
+                "in the class map (add the name to the map: class_map= or --labels MAP.yaml)"
+            )
+        problem = interval_problem(start, start + length, duration, "event/starttime+duration")
+        if problem:
+            return bad(problem)
+        events = (EventInterval(label, start, start + length),)
     actions = []
     for number, obj in enumerate(root.findall("object"), start=1):
         actor = normalise_object_name(_text(obj, "objectname") or f"object_{number}")
@@ -224,8 +230,8 @@ def parse_aihub_xml(
         metadata["eventname"] = eventname
     return UntrimmedVideo(
         video_path,
-        (EventInterval(label, start, start + length),),
-        (label,),
+        events,
+        tuple(event.label for event in events),
         duration,
         fps,
         None if frames is None else int(frames),
