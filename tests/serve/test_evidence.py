@@ -47,8 +47,12 @@ def test_a_clip_from_before_to_after_the_alert_and_a_snapshot(tmp_path):
     clip, snapshot = tmp_path / stored["clip"], tmp_path / stored["snapshot"]
     assert stored["clip"].startswith("evidence/door/") and clip.suffix == ".mp4"
     with av.open(str(clip)) as container:
+        codec = container.streams.video[0].codec_context
+        assert "Baseline" in codec.profile and codec.pix_fmt == "yuv420p"  # browsers play it
         decoded = list(container.decode(video=0))
     assert 35 <= len(decoded) <= 42  # 1 s before + 0.5 s after at 25 fps
+    data = clip.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")  # +faststart: the index first
     assert decoded[0].width == 64 and decoded[0].height == 48
     with Image.open(snapshot) as picture:
         assert picture.format == "JPEG" and picture.size == (64, 48)

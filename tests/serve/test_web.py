@@ -98,6 +98,10 @@ def test_clip_and_snapshot_are_served(store, tmp_path, image):
     assert event["clip_url"] == "/api/events/1/clip"
     clip = api.get(event["clip_url"])
     assert clip.status_code == 200 and clip.headers["content-type"] == "video/mp4"
+    assert clip.headers["accept-ranges"] == "bytes"  # <video> asks for ranges
+    part = api.get(event["clip_url"], headers={"Range": "bytes=4-7"})
+    assert part.status_code == 206 and part.content == b"ftyp"
+    assert part.headers["content-range"].startswith("bytes 4-7/")
     snapshot = api.get(event["snapshot_url"])
     assert snapshot.headers["content-type"] == "image/jpeg" and snapshot.content[:2] == b"\xff\xd8"
     assert api.get("/api/events/2/clip").status_code == 404  # evidence pending
@@ -149,6 +153,9 @@ def test_with_a_token_requests_without_it_are_refused(store, tmp_path, cameras):
     assert api.post("/api/events/1/ack").status_code == 401
     assert api.get("/api/events", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert api.get("/healthz").status_code == 200
+    page = api.get("/", headers={"Accept": "text/html,*/*"})  # a browser: what to do
+    assert page.status_code == 401 and page.headers["content-type"].startswith("text/html")
+    assert "?token=" in page.text and TOKEN not in page.text
     good = {"Authorization": f"Bearer {TOKEN}"}
     assert api.get("/api/events", headers=good).status_code == 200
     assert api.get(f"/api/cameras?token={TOKEN}").status_code == 200

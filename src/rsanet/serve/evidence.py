@@ -4,9 +4,10 @@ seconds after it, and a JPEG snapshot of the moment it fired.
 * Each camera keeps a bounded pre-buffer of its decoded frames (the last ``pre + window``
   seconds, at most ``max_frames``); an alert starts a recording with the buffered frames
   and adds the frames that follow until ``post`` seconds have passed.
-* Finished recordings are encoded (PyAV, H.264) and the snapshot written (Pillow) by one
-  writer thread, so the inference loop never waits for an encoder. Both files are
-  written atomically (:mod:`rsanet.atomic`): a crash never leaves half a clip.
+* Finished recordings are encoded (PyAV: H.264 constrained baseline, yuv420p, the index
+  first with ``+faststart``: what browsers play while it downloads) and the snapshot
+  written (Pillow) by one writer thread, so the inference loop never waits for an encoder.
+  Both files are written atomically (:mod:`rsanet.atomic`): a crash never leaves half a clip.
 * A failed write (a full disk: ENOSPC, see :func:`rsanet.atomic.disk_full_error`) marks the
   event's evidence ``missing`` with the reason; the event itself is already stored and
   its deliveries queued.
@@ -87,19 +88,21 @@ def relative_paths(camera: str, event_id: int, created: float) -> tuple[str, str
 
 
 def encode_clip(path: Path, shots: list[Shot], *, crf: int = 26) -> Path:
-    """H.264 mp4 of ``shots`` (timestamps from their arrival times), written atomically."""
+    """H.264 mp4 of ``shots`` (timestamps from their arrival times), written atomically:
+    baseline profile, yuv420p, the index (``moov``) before the data so that a browser's
+    ``<video>`` starts playing before the whole file arrives."""
     import av
 
     height, width = shots[-1].image.shape[:2]
     height, width = height - height % 2, width - width % 2  # yuv420p needs even sides
     origin = shots[0].arrival
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format="mp4") as out:
+        with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
             stream = out.add_stream("libx264", rate=25)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
             stream.codec_context.time_base = Fraction(1, 1000)
-            stream.options = {"preset": "veryfast", "crf": str(crf)}
+            stream.options = {"preset": "veryfast", "crf": str(crf), "profile": "baseline"}
             last = -1
             for shot in shots:
                 image = shot.image

@@ -10,9 +10,10 @@ evidence, camera states), ``/metrics`` (Prometheus) and ``/healthz``.
 Security: with a token, every request but ``/healthz`` must carry it, as ``Authorization:
 Bearer TOKEN``, as ``?token=TOKEN`` (the page's first load; the answer sets a cookie that
 the page's ``<video>`` and ``<img>`` elements then send), or as that cookie; otherwise
-401. The token is compared in constant time and never logged (uvicorn's access log, which
-would print query strings, is off). Binding to anything but the loopback without a token
-is refused (:func:`check_bind`).
+401 (for a browser opening a page, a short page saying how to open the dashboard; JSON
+for the rest). The token is compared in constant time and never logged (uvicorn's access
+log, which would print query strings, is off). Binding to anything but the loopback
+without a token is refused (:func:`check_bind`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 
 from rsanet.serve.config import LOCALHOSTS, ConfigError
@@ -110,14 +117,37 @@ class TokenGate:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] in ("http", "websocket") and not self.allowed(scope):
-            response = JSONResponse(
-                {"detail": "a token is required (Authorization: Bearer TOKEN)"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-            await response(scope, receive, send)
+            await refusal(scope)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+REFUSED_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>rsanet serve: token required</title>
+<link rel="icon" href="data:,"></head>
+<body style="font-family: system-ui, sans-serif; background: #111; color: #eee; padding: 1em">
+<h1 style="font-size: 1.2em">rsanet serve</h1>
+<p id="error" class="error" role="alert" style="background: #a02020; padding: 0.6em 1em">
+Not authorised (HTTP 401): this server needs its token. Open the page as
+<code>/?token=TOKEN</code> (the page then keeps it in a cookie and removes it from the
+address bar).</p></body></html>
+"""
+
+
+def refusal(scope: dict[str, Any]) -> Response:
+    """The 401: JSON for API clients, a short page saying what to do for a browser that
+    navigates to a page (it would otherwise show raw JSON, or nothing)."""
+    from starlette.requests import HTTPConnection
+
+    headers = {"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"}
+    accept = HTTPConnection(scope).headers.get("accept", "")
+    if scope.get("method") == "GET" and "text/html" in accept:
+        return HTMLResponse(REFUSED_PAGE, status_code=401, headers=headers)
+    return JSONResponse(
+        {"detail": "a token is required (Authorization: Bearer TOKEN)"},
+        status_code=401,
+        headers=headers,
+    )
 
 
 def parse_time(value: str | None, name: str) -> float | None:
