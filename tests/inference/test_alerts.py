@@ -188,3 +188,11 @@ def test_cli_rules_naming_unknown_classes(cli, checkpoint, bikes, tmp_path):
     rules = rules_file(tmp_path, {"theft": 0.5})
     result = cli("predict", bikes, "--checkpoint", checkpoint, "--rules", rules)
     assert result.code == 2 and "the model has no class 'theft'" in result.err
+
+
+def test_a_clock_that_starts_again_clears_the_cooldown():
+    """A looping file replayed from its start (or a stream whose time resets on reconnection)
+    must alert again: its new times are not comparable with the cooldown's."""
+    engine = AlertEngine([AlertRule("fighting", 0.5, min_duration=0, cooldown=60)], CLASSES)
+    assert len(fire(engine, [0.9, 0.9, 0.9])) == 1  # the cooldown holds within one pass
+    assert len(fire(engine, [0.9, 0.9])) == 1  # second pass: times start at 2 s again

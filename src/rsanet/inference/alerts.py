@@ -186,7 +186,11 @@ def check_rules(rules: Sequence[AlertRule], classes: Sequence[str], where: str =
 
 class AlertEngine:
     """Applies rules to consecutive window results; :meth:`update` returns the events fired
-    by a window. :meth:`reset` forgets running conditions (after an outage)."""
+    by a window. :meth:`reset` forgets running conditions (after an outage). A window that
+    ends before the previous one means the source's clock started again (a looping file
+    replayed from its start, a stream reconnected with its time reset): running conditions
+    and cooldowns are forgotten too, since times on the two clocks cannot be compared (a
+    cooldown would otherwise hold until the new clock passed the old one)."""
 
     def __init__(self, rules: Sequence[AlertRule], classes: Sequence[str]) -> None:
         check_rules(rules, classes)
@@ -195,6 +199,7 @@ class AlertEngine:
         self._since: dict[int, float | None] = {}
         self._peak: dict[int, float] = {}
         self._last_fired: dict[int, float] = {}
+        self._last_end: float | None = None
         self.fired = 0
 
     def reset(self) -> None:
@@ -202,6 +207,10 @@ class AlertEngine:
         self._peak.clear()
 
     def update(self, result: WindowResult) -> list[AlertEvent]:
+        if self._last_end is not None and result.end < self._last_end:
+            self.reset()
+            self._last_fired.clear()
+        self._last_end = result.end
         events = []
         for number, rule in enumerate(self.rules):
             score = result.score_of(self._index[rule.label])
