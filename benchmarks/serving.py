@@ -4,7 +4,7 @@ per camera, measured in one run on the same machine state.
 
     python benchmarks/serving.py [--cameras 1 2 4 8 16] [--seconds 20] [--fps 25]
         [--window 2] [--stride 1] [--size 224] [--modes serve processes]
-        [--serve-threads N] [--process-threads 1] [--keep-going] [--json]
+        [--serve-threads 1] [--process-threads 1] [--keep-going] [--json]
 
 Every camera is the same synthetic H.264 clip (320 x 240, a moving square, ``--fps``)
 replayed at its real frame rate: serve reads it in a loop for ``--seconds``, each predict
@@ -14,8 +14,12 @@ windows skipped (a camera had a newer window ready before the old one ran), the 
 run, and the window latency (from the arrival of a window's last frame to its scores: mean
 and 95th percentile). The largest N without a dropped frame is given for each mode, and
 their ratio. A mode stops growing N after the first N where it drops frames (unless
-``--keep-going``). Weights are untrained (speed does not depend on them); other work on
-the machine makes every figure worse (the load average is printed with them).
+``--keep-going``). Each forward gets one PyTorch thread in both modes by default (the
+readers need the other cores; on a small busy machine more intra-op threads cost more
+than they bring). Serve's model is warmed up before its cameras start; each predict
+process warms up on its first windows, as it would in service. Weights are untrained
+(speed does not depend on them); other work on the machine makes every figure worse (the
+load average is printed with them).
 """
 
 from __future__ import annotations
@@ -189,8 +193,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="model input size (224)")
     parser.add_argument("--modes", nargs="+", choices=("serve", "processes"),
                         default=["serve", "processes"])  # fmt: skip
-    parser.add_argument("--serve-threads", type=int, default=os.cpu_count() or 1,
-                        help="PyTorch threads of the serve process (all cores)")  # fmt: skip
+    parser.add_argument("--serve-threads", type=int, default=1,
+                        help="PyTorch threads of the serve process (1)")  # fmt: skip
     parser.add_argument("--process-threads", type=int, default=1,
                         help="PyTorch threads of each predict process (1)")  # fmt: skip
     parser.add_argument("--keep-going", action="store_true",
