@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export a checkpoint to ONNX, TorchScript or safetensors",
         description=(
             "Export the model of an rsanet checkpoint for clips (1, 3, FRAMES, SIZE, SIZE) to "
-            "ONNX (opset 17) or TorchScript (traced), or its weights to NAME.safetensors with "
+            "ONNX (opset 17; --dynamic-batch: any batch N) or TorchScript (traced), or its "
+            "weights to NAME.safetensors with "
             "NAME.json beside it (model, configuration, classes, input size, normalisation; "
             "loaded without pickle by rsanet.load_model and rsanet predict --checkpoint), "
             "then load the file back and print the max absolute difference of its logits "
@@ -51,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
     parser.add_argument(
+        "--dynamic-batch",
+        action="store_true",
+        help="onnx: leave the batch dimension free (N, 3, T, S, S), checked at batches 1 "
+        "and 3; rsanet serve then runs the windows of all its cameras in one call",
+    )
+    parser.add_argument(
         "--unfold-mb",
         type=float,
         default=64,
@@ -82,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             f"--tolerance must be a finite number >= 0, got {args.tolerance} (--no-check "
             "skips the parity check)"
         )
+    if getattr(args, "dynamic_batch", False) and args.format != "onnx":
+        raise CLIError(f"--dynamic-batch is for --format onnx, not {args.format}")
     if Path(args.out).is_dir():
         raise CLIError(f"--out {args.out!r} is a folder: give the file to write")
     outputs = [args.out]
@@ -120,6 +129,8 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
 
     shape = export_shape(args, classifier)
     frames, size = shape[2], shape[3]
+    if getattr(args, "dynamic_batch", False):
+        shape = ("N", *shape[1:])
     print(
         f"exporting {classifier.name} ({classifier.weights} weights) for clips {shape} "
         f"to {args.out} ({args.format}) ...",
@@ -140,6 +151,7 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
         },
         check=not args.no_check,
         unfold_mb=args.unfold_mb,
+        dynamic_batch=getattr(args, "dynamic_batch", False),
     )
     print(result.describe())
     if result.max_abs_diff is not None and not result.max_abs_diff <= args.tolerance:

@@ -26,9 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run the cameras of CONFIG (YAML) in one process: one reader per camera, one "
             "batched model forward for all of them, alert rules per camera, events stored in "
-            "SQLite before any webhook is tried, an evidence clip and snapshot per alert, and "
-            "an HTTP API with a dashboard (127.0.0.1 unless a token protects it). SIGINT or "
-            "SIGTERM stop it and flush everything."
+            "SQLite before any webhook or MQTT message is sent, an evidence clip and snapshot "
+            "per alert, and an HTTP API with a dashboard (127.0.0.1 unless a token protects "
+            "it). SIGINT or SIGTERM stop it and flush everything."
         ),
     )
     parser.add_argument("config", metavar="CONFIG", help="the serve configuration (YAML)")

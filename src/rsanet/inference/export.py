@@ -5,7 +5,9 @@ see :mod:`rsanet.models.safetensors_file`), which :func:`rsanet.load_model` and
 ``rsanet predict --checkpoint`` load without pickle.
 
 Exported models take a clip of a fixed shape (N, 3, T, size, size) (the shape given at export)
-and return logits (N, K). RSA and local self-attention export as plain operators: the
+and return logits (N, K); an ONNX export with ``dynamic_batch`` takes any N (its parity is
+checked at batches 1 and 3), so ``rsanet serve`` runs the windows of all its cameras through
+it in one call. RSA and local self-attention export as plain operators: the
 neighbourhood gather becomes one shifted slice per neighbour, processed a few frames at a time
 (``unfold_mb`` bounds the memory of one chunk; larger chunks make smaller graphs). The class
 names and the model name are stored in the file (ONNX metadata, TorchScript extra file).
@@ -55,6 +57,8 @@ class ExportResult:
     export_s: float
     #: every file written (the safetensors format writes a JSON beside the tensors)
     files: tuple[Path, ...] = ()
+    #: an ONNX file taking any batch size (its parity checked at batches 1 and 3)
+    dynamic_batch: bool = False
 
     def describe(self) -> str:
         parity = (
@@ -63,8 +67,12 @@ class ExportResult:
             else f"max abs difference vs PyTorch {self.max_abs_diff:.3g}"
         )
         written = " and ".join(str(f) for f in self.files) if self.files else str(self.path)
+        shape = tuple(self.input_shape)
+        if self.dynamic_batch:
+            shape = "(N, " + ", ".join(str(d) for d in shape[1:]) + "), any batch N"
+            parity = parity if self.max_abs_diff is None else f"{parity} at batches 1 and 3"
         return (
-            f"exported {self.format} to {written} (input {tuple(self.input_shape)}, "
+            f"exported {self.format} to {written} (input {shape}, "
             f"{self.export_s:.1f} s); parity: {parity}"
         )
 
@@ -111,10 +119,13 @@ def export_onnx(
     batch: int = 1,
     metadata: dict[str, Any] | None = None,
     unfold_mb: float | None = 64,
+    dynamic_batch: bool = False,
 ) -> Path:
     """Export ``model`` to ONNX (opset 17, TorchScript-based exporter) for clips
-    (batch, 3, frames, size, size); ``metadata`` is stored as JSON under ``rsanet``. The
-    file is written atomically (a full disk raises DiskFullError, the old file intact)."""
+    (batch, 3, frames, size, size); ``dynamic_batch``: the batch dimension (of the clip and
+    of the logits) is left free, named ``batch``. ``metadata`` is stored as JSON under
+    ``rsanet``. The file is written atomically (a full disk raises DiskFullError, the old
+    file intact)."""
     import onnx
 
     _check_shape(frames, size, batch)
@@ -133,6 +144,9 @@ def export_onnx(
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             do_constant_folding=True,
+            dynamic_axes=(
+                {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+            ),
         )
     proto = onnx.load_model_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
@@ -296,10 +310,17 @@ class TorchScriptBackend:
 
 
 def max_abs_difference(model: nn.Module, backend: Any, clip: torch.Tensor) -> float:
-    """max |backend(clip) - model(clip)| over the logits."""
+    """max |backend(clip) - model(clip)| over the logits (ValueError when their shapes
+    differ: a file that ignores the batch it is given)."""
     with torch.inference_mode():
         expected = model.eval()(clip)
-    return float((backend(clip).float() - expected.float()).abs().max())
+    got = backend(clip)
+    if tuple(got.shape) != tuple(expected.shape):
+        raise ValueError(
+            f"the exported model returned logits {tuple(got.shape)} for a clip "
+            f"{tuple(clip.shape)}; PyTorch returns {tuple(expected.shape)}"
+        )
+    return float((got.float() - expected.float()).abs().max())
 
 
 def export_model(
@@ -313,15 +334,19 @@ def export_model(
     metadata: dict[str, Any] | None = None,
     check: bool = True,
     unfold_mb: float | None = 64,
+    dynamic_batch: bool = False,
 ) -> ExportResult:
     """Export ``model`` (``format`` ``onnx``, ``torchscript`` or ``safetensors``) and,
     with ``check``, load the file back and compare its logits with PyTorch's on a random
     clip. The file is replaced atomically; temporaries a killed export left beside it are
     removed first. For ``safetensors`` (:func:`export_safetensors`) ``path`` names the
     tensor file (or the stem) and a JSON is written beside it; ``frames`` and ``size`` are
-    recorded, ``batch`` and ``unfold_mb`` play no part."""
+    recorded, ``batch`` and ``unfold_mb`` play no part. ``dynamic_batch`` (ONNX only): the
+    file takes any batch size, checked at batches 1 and 3."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if dynamic_batch and format != "onnx":
+        raise ValueError(f"dynamic_batch is for the onnx format, not {format}")
     metadata = {"num_frames": frames, "size": size, **(metadata or {})}
     start = time.perf_counter()
     if format == "safetensors":
@@ -329,6 +354,9 @@ def export_model(
         path = files[0]
     else:
         remove_stale_temporaries(path)  # left beside the file by a killed export
+        options = {"dynamic_batch": True} if dynamic_batch else {}
+        if dynamic_batch:
+            metadata["dynamic_batch"] = True
         exporter = export_onnx if format == "onnx" else export_torchscript
         path = exporter(
             model,
@@ -338,6 +366,7 @@ def export_model(
             batch=batch,
             metadata=metadata,
             unfold_mb=unfold_mb,
+            **options,
         )
         files = (Path(path),)
     export_s = time.perf_counter() - start
@@ -349,8 +378,17 @@ def export_model(
             "safetensors": SafetensorsBackend,
         }
         backend = backends[format](path)
-        clip = example_clip(frames, size, batch=batch, seed=1)
-        difference = max_abs_difference(model, backend, clip)
+        batches = (1, 3) if dynamic_batch else (batch,)
+        difference = max(
+            max_abs_difference(model, backend, example_clip(frames, size, batch=n, seed=1))
+            for n in batches
+        )
     return ExportResult(
-        Path(path), format, (batch, 3, frames, size, size), difference, export_s, tuple(files)
+        Path(path),
+        format,
+        (-1 if dynamic_batch else batch, 3, frames, size, size),
+        difference,
+        export_s,
+        tuple(files),
+        dynamic_batch,
     )

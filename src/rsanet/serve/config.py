@@ -16,6 +16,8 @@
               retention_days: 14, max_total_mb: 20000}
     http: {host: 127.0.0.1, port: 8080, token: null}
     webhook: {url: "https://hooks.example/alerts", auth: "Bearer abc", retries: 10}
+    mqtt: {host: broker.lan, port: 1883, username: rsanet, password: secret,
+           topic_prefix: rsanet, client_id: rsanet-serve, qos: 1, tls: false}
 
 Relative paths are read from the configuration's folder. Every error is one line that
 names the field (and the camera: ``cameras[1] (door): url: missing``); URLs in messages
@@ -94,6 +96,28 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """The MQTT broker events and availability are published to (see
+    :mod:`rsanet.serve.mqtt`); the password is never shown."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    topic_prefix: str = "rsanet"
+    client_id: str = "rsanet-serve"
+    qos: int = 1
+    tls: bool = False
+
+    @property
+    def display(self) -> str:
+        """``mqtt://user@host:port`` (no password)."""
+        user = f"{self.username}@" if self.username else ""
+        scheme = "mqtts" if self.tls else "mqtt"
+        return redact_text(f"{scheme}://{user}{self.host}:{self.port}")
+
+
+@dataclass(frozen=True)
 class ServeConfig:
     model: Path
     cameras: list[CameraConfig]
@@ -107,6 +131,7 @@ class ServeConfig:
     rules: Path | None = None
     http: HttpConfig = HttpConfig()
     webhook: WebhookConfig | None = None
+    mqtt: MqttConfig | None = None
 
     def rules_of(self, camera: CameraConfig) -> Path | None:
         return camera.rules or self.rules
@@ -114,12 +139,15 @@ class ServeConfig:
 
 TOP_KEYS = {
     "model", "backend", "device", "window_seconds", "stride_seconds", "smoothing", "top_k",
-    "rules", "cameras", "storage", "http", "webhook",
+    "rules", "cameras", "storage", "http", "webhook", "mqtt",
 }  # fmt: skip
 CAMERA_KEYS = {"name", "url", "rules", "loop"}
 STORAGE_KEYS = {"folder", "pre_seconds", "post_seconds", "retention_days", "max_total_mb"}
 HTTP_KEYS = {"host", "port", "token"}
 WEBHOOK_KEYS = {"url", "auth", "retries", "timeout"}
+MQTT_KEYS = {"host", "port", "username", "password", "topic_prefix", "client_id", "qos", "tls"}
+#: an MQTT topic level: no wildcards, no empty level
+TOPIC_PATTERN = re.compile(r"^[^/+#\x00]+(/[^/+#\x00]+)*$")
 
 
 def _fail(where: str, message: str) -> ConfigError:
@@ -301,6 +329,7 @@ def _parse(data: Any, base: Path) -> ServeConfig:
             retries=_integer(_optional(hook, "retries", 10), "webhook: retries", 0, 10**6),
             timeout=_number(_optional(hook, "timeout", 5.0), "webhook: timeout", high=300),
         )
+    mqtt = None if data.get("mqtt") is None else parse_mqtt(data["mqtt"])
     return ServeConfig(
         model=model,
         cameras=cameras,
@@ -314,6 +343,46 @@ def _parse(data: Any, base: Path) -> ServeConfig:
         rules=rules,
         http=http,
         webhook=webhook,
+        mqtt=mqtt,
+    )
+
+
+def parse_mqtt(data: Any) -> MqttConfig:
+    """The ``mqtt`` block: the broker, credentials, topic prefix, QoS (1 or 2: a publish is
+    acknowledged by the broker before its delivery is marked sent) and TLS."""
+    data = _mapping(data, "mqtt", MQTT_KEYS)
+    host = _text(data.get("host"), "mqtt: host")
+    tls = _optional(data, "tls", False)
+    if not isinstance(tls, bool):
+        raise _fail("mqtt: tls", f"expected true or false, got {tls!r}")
+    prefix = _text(_optional(data, "topic_prefix", "rsanet"), "mqtt: topic_prefix")
+    if not TOPIC_PATTERN.match(prefix):
+        raise _fail(
+            "mqtt: topic_prefix",
+            f"levels separated by '/', none empty, no wildcards '+' or '#', got {prefix!r}",
+        )
+    username, password = data.get("username"), data.get("password")
+    if password is not None and username is None:
+        raise _fail("mqtt: password", "given without a username")
+    client_id = _text(_optional(data, "client_id", "rsanet-serve"), "mqtt: client_id")
+    if len(client_id.encode()) > 65535:
+        raise _fail("mqtt: client_id", "too long")
+    qos = data.get("qos", 1)
+    if qos not in (1, 2) or isinstance(qos, bool):
+        raise _fail(
+            "mqtt: qos",
+            f"expected 1 or 2 (a delivery is marked sent once the broker acknowledged it), "
+            f"got {qos!r}",
+        )
+    return MqttConfig(
+        host=host,
+        port=_integer(_optional(data, "port", 8883 if tls else 1883), "mqtt: port", 1, 65535),
+        username=None if username is None else _text(str(username), "mqtt: username"),
+        password=None if password is None else str(password),
+        topic_prefix=prefix,
+        client_id=client_id,
+        qos=int(qos),
+        tls=tls,
     )
 
 

@@ -1,5 +1,6 @@
-"""Delivering the outbox: a worker thread POSTs the pending webhook deliveries of the
-:class:`~rsanet.serve.store.EventStore`, retrying with capped exponential backoff.
+"""Delivering the outbox: a worker thread per sink sends its pending deliveries from the
+:class:`~rsanet.serve.store.EventStore` (the webhook's POSTs here, MQTT's publishes with
+:mod:`rsanet.serve.mqtt`), retrying with capped exponential backoff.
 
 Deliveries live in the store, not in memory: a delivery that was pending when the server
 stopped or crashed is sent after the restart. Each attempt's outcome is written back
@@ -71,10 +72,13 @@ class WebhookPoster:
 class OutboxWorker(threading.Thread):
     """Delivers the store's due deliveries of ``sink`` with ``post`` until :meth:`stop`.
 
-    ``retries``: further attempts after the first failed one; ``backoff``: delay before
-    retry n. :meth:`wake` after a new event makes it look at once. :meth:`stop` gives the
-    deliveries that are due ``flush_timeout`` seconds, then leaves the rest pending in the
-    store (for the next start)."""
+    ``retries``: further attempts after the first failed one (None: retried until
+    delivered); ``backoff``: delay before retry n; ``ordered``: the deliveries are sent in
+    the order they were stored, a failed one holding back those after it (MQTT: an
+    event's ``new``, ``update`` and ``end`` arrive in order). :meth:`wake` after a new
+    event makes it look at once. :meth:`stop` gives the deliveries that are due
+    ``flush_timeout`` seconds, then leaves the rest pending in the store (for the next
+    start)."""
 
     def __init__(
         self,
@@ -82,15 +86,17 @@ class OutboxWorker(threading.Thread):
         post: Callable[[bytes], tuple[str, bool] | None],
         *,
         sink: str = WEBHOOK,
-        retries: int = 10,
+        retries: int | None = 10,
         backoff: Backoff | None = None,
+        ordered: bool = False,
         display: str = "",
         flush_timeout: float = 10.0,
         on_result: Callable[[Delivery, bool, str | None], None] | None = None,
     ) -> None:
         super().__init__(name=f"rsanet-{sink}", daemon=True)
         self.store, self.post, self.sink = store, post, sink
-        self.retries = int(retries)
+        self.retries = None if retries is None else int(retries)
+        self.ordered = bool(ordered)
         self.backoff = backoff or Backoff(initial=1.0, maximum=300.0)
         self.display = display or sink
         self.flush_timeout = float(flush_timeout)
@@ -129,14 +135,14 @@ class OutboxWorker(threading.Thread):
                 return
             if worked:
                 continue
-            due = self.store.next_due()
+            due = self.store.next_due(sink=self.sink, ordered=self.ordered)
             wait = 1.0 if due is None else min(1.0, max(0.0, due - time.time()))
             self._wake.wait(wait)
             self._wake.clear()
 
     def _round(self) -> bool:
         """Attempt each due delivery once; True when there were some."""
-        due = [d for d in self.store.due() if d.sink == self.sink]
+        due = self.store.due(sink=self.sink, ordered=self.ordered)
         for delivery in due:
             if self._stopping.is_set() and self._out_of_time():
                 return True
@@ -148,7 +154,7 @@ class OutboxWorker(threading.Thread):
                 continue
             reason, retry = outcome
             attempt = delivery.attempts + 1
-            if retry and attempt <= self.retries:
+            if retry and (self.retries is None or attempt <= self.retries):
                 self.retried += 1
                 retry_at = time.time() + self.backoff.delay(attempt)
                 logger.info(
@@ -165,6 +171,8 @@ class OutboxWorker(threading.Thread):
                 )  # fmt: skip
             self.store.attempt_failed(delivery.id, reason, retry_at)
             self._report(delivery, False, reason)
+            if self.ordered and retry_at is not None:
+                break  # the next ones wait for this one
         return bool(due)
 
     def _report(self, delivery: Delivery, ok: bool, reason: str | None) -> None:

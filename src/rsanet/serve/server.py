@@ -6,8 +6,8 @@
         -> inference loop (due windows of all cameras, ONE batched forward; per camera:
            smoothing, alert rules)
         -> store (SQLite, WAL, synced: the event and its pending deliveries, first)
-        -> evidence recorder (clip + snapshot, its own thread), outbox worker (webhook,
-           retries), live stream (SSE), metrics
+        -> evidence recorder (clip + snapshot, its own thread), outbox workers (webhook,
+           MQTT; retries), live stream (SSE), metrics
     HTTP API + dashboard (uvicorn, one thread)
 
 SIGINT / SIGTERM stop the loop between windows (an alert is stored and handed to its sinks
@@ -38,6 +38,7 @@ from rsanet.serve.config import ConfigError, ServeConfig
 from rsanet.serve.delivery import WEBHOOK, OutboxWorker, WebhookPoster
 from rsanet.serve.evidence import EvidenceRecorder, mark_interrupted
 from rsanet.serve.metrics import ServeMetrics
+from rsanet.serve.mqtt import MQTT, MqttPublisher, event_messages
 from rsanet.serve.store import EventStore
 from rsanet.serve.web import Broadcaster, WebServer, check_bind, create_app, event_view
 
@@ -89,6 +90,8 @@ class Server:
         openers: per camera name, how to open it (tests); default PyAV on the URL.
         http: serve the API and dashboard (False: no web server, e.g. in tests).
         webhook_backoff: delays between webhook retries.
+        mqtt_backoff: delays between MQTT retries (the broker coming back makes every
+            pending message due at once anyway).
         flush_timeout: seconds the pending deliveries get at shutdown.
     """
 
@@ -100,6 +103,7 @@ class Server:
         openers: Mapping[str, Opener] | None = None,
         http: bool = True,
         webhook_backoff: Backoff | None = None,
+        mqtt_backoff: Backoff | None = None,
         camera_backoff: Backoff | None = None,
         flush_timeout: float = 10.0,
     ) -> None:
@@ -116,6 +120,8 @@ class Server:
         storage = config.storage
         storage.folder.mkdir(parents=True, exist_ok=True)
         self.store = EventStore(storage.folder / DATABASE)
+        if config.mqtt is not None:  # every change of an event spools its MQTT message
+            self.store.messages = event_messages
         mark_interrupted(self.store)
         self.broadcaster = Broadcaster()
         self.cameras: list[Camera] = []
@@ -154,6 +160,20 @@ class Server:
                 retries=hook.retries,
                 backoff=webhook_backoff,
                 display=f"webhook {hook.display_url}",
+                flush_timeout=flush_timeout,
+            )
+        self.mqtt: MqttPublisher | None = None
+        self.mqtt_worker: OutboxWorker | None = None
+        if config.mqtt is not None:
+            self.mqtt = MqttPublisher(config.mqtt, on_connect=self._mqtt_connected)
+            self.mqtt_worker = OutboxWorker(
+                self.store,
+                self.mqtt,
+                sink=MQTT,
+                retries=None,
+                ordered=True,
+                backoff=mqtt_backoff or Backoff(initial=1.0, maximum=60.0),
+                display=self.mqtt.display,
                 flush_timeout=flush_timeout,
             )
         self.closing = threading.Event()
@@ -240,8 +260,9 @@ class Server:
         self.alerts += 1
         moment = last_arrival - (last_time - event.time)
         self.evidence.start(stored["id"], camera.name, moment)
-        if self.worker is not None:
-            self.worker.wake()
+        for worker in (self.worker, self.mqtt_worker):
+            if worker is not None:
+                worker.wake()
         self.metrics.alerts.labels(camera.name, event.label).inc()
         self.broadcaster.publish("alert", event_view(stored))
         logger.warning(
@@ -249,8 +270,16 @@ class Server:
             event.label, camera.name, event.score, event.threshold, stored["id"],
         )  # fmt: skip
 
+    def _mqtt_connected(self) -> None:
+        """The broker is (back) up: what is pending for it is due now."""
+        self.store.retry_now(MQTT)
+        if self.mqtt_worker is not None:
+            self.mqtt_worker.wake()
+
     def _evidence_ready(self, event_id: int, status: str) -> None:
         self.metrics.evidence.labels(status).inc()
+        if self.mqtt_worker is not None:
+            self.mqtt_worker.wake()
         self.broadcaster.publish("evidence", {"id": event_id, "evidence": status})
 
     # -- start and stop ------------------------------------------------------------------
@@ -268,6 +297,9 @@ class Server:
         self.evidence.prune()
         if self.worker is not None:
             self.worker.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
+            self.mqtt_worker.start()
         if self.web is not None:
             self.web.start()
         for camera in self.cameras:
@@ -322,8 +354,11 @@ class Server:
         for camera in self.cameras:
             camera.stop()
         self.evidence.close()
-        if self.worker is not None and self.worker.is_alive():
-            self.worker.stop()
+        for worker in (self.worker, self.mqtt_worker):
+            if worker is not None and worker.is_alive():
+                worker.stop()
+        if self.mqtt is not None:
+            self.mqtt.stop()
         if self.web is not None and self._started:
             self.web.stop()
         self.store.close()
@@ -349,6 +384,11 @@ class Server:
                 if self.worker is not None
                 else None
             ),
+            "mqtt": (
+                {"sent": self.mqtt_worker.sent, "failed": self.mqtt_worker.failed}
+                if self.mqtt_worker is not None
+                else None
+            ),
         }
 
 
@@ -363,11 +403,12 @@ def describe_summary(summary: dict[str, Any]) -> str:
                 f"{camera['outages']} outage(s)"
             )
         )
-    hook = summary.get("webhook")
+    hook, mqtt = summary.get("webhook"), summary.get("mqtt")
     lines.append(
         f"{summary['alerts']} alert(s), {summary['forwards']} batched forward(s), evidence "
         f"{summary['evidence']['written']} written / {summary['evidence']['missing']} missing"
         + (f", webhook {hook['sent']} sent / {hook['failed']} failed" if hook else "")
+        + (f", mqtt {mqtt['sent']} sent" if mqtt else "")
         + (f" (stopped by {summary['signal']})" if summary.get("signal") else "")
     )
     return "\n".join(lines)

@@ -10,6 +10,10 @@ SQLite database.
   rare, so the cost of one sync per event is nothing next to the guarantee.
 * One connection shared by the threads of the server (inference loop, delivery worker,
   web API) behind a lock: SQLite serialises writers anyway.
+* :attr:`EventStore.messages`, when set, turns every change of an event (stored, evidence
+  written, acknowledged) into outbox rows committed in the same transaction as the change
+  (the MQTT sink's ``new`` / ``update`` / ``end`` messages): a change is never on disk
+  without its messages, nor a message without its change.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +77,18 @@ class Delivery:
     attempts: int
 
 
-class EventStore:
-    """Events and their outbox in the SQLite file ``path`` (created with its folder)."""
+#: ``messages(before, after)`` -> the outbox rows ``(sink, payload)`` a change of an event
+#: adds (``before`` is None for a new event)
+Messages = Callable[[dict[str, Any] | None, dict[str, Any]], Sequence[tuple[str, dict[str, Any]]]]
 
-    def __init__(self, path: str | Path) -> None:
+
+class EventStore:
+    """Events and their outbox in the SQLite file ``path`` (created with its folder).
+
+    ``messages``: see :data:`Messages` (may also be set later)."""
+
+    def __init__(self, path: str | Path, *, messages: Messages | None = None) -> None:
+        self.messages = messages
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -119,11 +131,42 @@ class EventStore:
                 event_id = int(cursor.lastrowid)
                 body = json.dumps({**(payload or {}), "id": event_id}, allow_nan=False)
                 for sink in sinks:
-                    self._db.execute(
-                        "INSERT INTO outbox (event_id, sink, payload, next_attempt, created) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (event_id, sink, body, now, now),
-                    )
+                    self._enqueue(event_id, sink, body, now)
+                self._notify(None, event_id, now)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return self.get(event_id)
+
+    def _enqueue(self, event_id: int, sink: str, body: str, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO outbox (event_id, sink, payload, next_attempt, created) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (event_id, sink, body, now, now),
+        )
+
+    def _notify(self, before: dict[str, Any] | None, event_id: int, now: float) -> None:
+        """The outbox rows :attr:`messages` makes of a change (inside its transaction)."""
+        if self.messages is None:
+            return
+        after = self.get(event_id)
+        if after is None or after == before:
+            return
+        for sink, payload in self.messages(before, after):
+            self._enqueue(event_id, sink, json.dumps(payload, allow_nan=False), now)
+
+    def _change(self, event_id: int, sql: str, values: Sequence[Any]) -> dict[str, Any] | None:
+        """Run one UPDATE of an event and add the messages of the change, in one
+        transaction; returns the event after it."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self.get(event_id)
+                self._db.execute(sql, values)
+                if before is not None:
+                    self._notify(before, event_id, now)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -168,13 +211,12 @@ class EventStore:
         return [_event(row) for row in rows]
 
     def acknowledge(self, event_id: int) -> dict[str, Any] | None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE events SET acknowledged = 1, acknowledged_at = COALESCE(acknowledged_at, ?)"
-                " WHERE id = ?",
-                (time.time(), event_id),
-            )
-            return self.get(event_id)
+        return self._change(
+            event_id,
+            "UPDATE events SET acknowledged = 1, acknowledged_at = COALESCE(acknowledged_at, ?)"
+            " WHERE id = ?",
+            (time.time(), event_id),
+        )
 
     def set_evidence(
         self,
@@ -185,12 +227,12 @@ class EventStore:
         snapshot: str | None = None,
         error: str | None = None,
     ) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE events SET evidence = ?, clip = COALESCE(?, clip), "
-                "snapshot = COALESCE(?, snapshot), evidence_error = ? WHERE id = ?",
-                (status, clip, snapshot, error, event_id),
-            )
+        self._change(
+            event_id,
+            "UPDATE events SET evidence = ?, clip = COALESCE(?, clip), "
+            "snapshot = COALESCE(?, snapshot), evidence_error = ? WHERE id = ?",
+            (status, clip, snapshot, error, event_id),
+        )
 
     def evidence_pruned(self, relative_paths: Sequence[str]) -> None:
         """Mark the events whose clip or snapshot was deleted by retention."""
@@ -209,24 +251,61 @@ class EventStore:
 
     # -- the outbox ----------------------------------------------------------------------
 
-    def due(self, now: float | None = None, limit: int = 50) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due, oldest first."""
+    def due(
+        self,
+        now: float | None = None,
+        limit: int = 50,
+        *,
+        sink: str | None = None,
+        ordered: bool = False,
+    ) -> list[Delivery]:
+        """Pending deliveries whose next attempt is due, oldest first (of ``sink`` when
+        given). ``ordered``: the pending deliveries of ``sink`` in order, up to the first
+        one that is not due yet (a sink whose messages must arrive in order)."""
         now = time.time() if now is None else now
+        where, values = "status = 'pending'", []
+        if sink is not None:
+            where += " AND sink = ?"
+            values.append(sink)
+        if not ordered:
+            where += " AND next_attempt <= ?"
+            values.append(now)
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, event_id, sink, payload, attempts FROM outbox "
-                "WHERE status = 'pending' AND next_attempt <= ? ORDER BY id LIMIT ?",
-                (now, limit),
+                "SELECT id, event_id, sink, payload, attempts, next_attempt FROM outbox "
+                f"WHERE {where} ORDER BY id LIMIT ?",
+                (*values, limit),
             ).fetchall()
-        return [Delivery(*row) for row in rows]
+        due = []
+        for row in rows:
+            if row[5] > now:  # ordered: what follows waits for this one
+                break
+            due.append(Delivery(*row[:5]))
+        return due
 
-    def next_due(self) -> float | None:
-        """When the next pending delivery is due (None: none pending)."""
+    def next_due(self, *, sink: str | None = None, ordered: bool = False) -> float | None:
+        """When the next pending delivery (of ``sink``) is due (None: none pending);
+        ``ordered``: when the oldest pending one is."""
+        where, values = "status = 'pending'", []
+        if sink is not None:
+            where += " AND sink = ?"
+            values.append(sink)
+        column = "next_attempt" if ordered else "MIN(next_attempt)"
         with self._lock:
             row = self._db.execute(
-                "SELECT MIN(next_attempt) FROM outbox WHERE status = 'pending'"
+                f"SELECT {column} FROM outbox WHERE {where} ORDER BY id LIMIT 1", values
             ).fetchone()
-        return None if row[0] is None else float(row[0])
+        return None if row is None or row[0] is None else float(row[0])
+
+    def retry_now(self, sink: str) -> int:
+        """Make every pending delivery of ``sink`` due now (its destination is back);
+        returns how many."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE outbox SET next_attempt = ? WHERE status = 'pending' AND sink = ?",
+                (time.time(), sink),
+            )
+            return int(cursor.rowcount)
 
     def delivered(self, delivery_id: int) -> None:
         with self._lock:

@@ -56,10 +56,14 @@ def aggregate_neighbourhoods(
 
 
 def _chunk_weights(
-    kernel: torch.Tensor, to_neighbours: torch.Tensor, clip: int, frames: slice, scratch: Scratch
+    kernel: torch.Tensor,
+    to_neighbours: torch.Tensor,
+    clip: int | slice,
+    frames: slice,
+    scratch: Scratch,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Latent kernels (P' nh, D) and khat = kernel H2 (P', nh, M) of one chunk of frames of
-    one clip; forward and backward build them alike."""
+    one clip (or of the clips of a slice); forward and backward build them alike."""
     nh, dd = kernel.shape[-2:]
     m = to_neighbours.shape[1]
     latent = kernel[clip, frames].reshape(-1, dd)
@@ -92,7 +96,11 @@ def _forward(
     tracing = backend is Backend.TRACING
     outputs, aggregated = [], []
     scratch = Scratch(padded_values, enabled=not tracing)
-    for clip, frames in chunks(t, n, _frames_per_chunk(backend, t, chunk)):
+    pieces = chunks(t, n, _frames_per_chunk(backend, t, chunk))
+    if tracing:  # every clip at once: the exported graph has no loop over the batch, whose
+        # size then stays free (an ONNX export with a dynamic batch)
+        pieces = [(slice(None), frames) for _, frames in chunks(t, 1, chunk)]
+    for clip, frames in pieces:
         _, neighbour_weights = _chunk_weights(kernel, to_neighbours, clip, frames, scratch)
         chunk_halo = halo(padded_values, clip, frames, kernel_size)
         rows = neighbour_weights.shape[0]
@@ -124,6 +132,14 @@ def _forward(
         outputs.append(out)
         aggregated.append(chunk_aggregated)
     shape = (n, t, hw, nh, dv)
+    if tracing:  # chunks of frames of every clip: (N, T', H*W, nh, dv) each, joined on T
+        frames_of = [frames.stop - frames.start for _, frames in pieces]
+        return tuple(
+            torch.cat(
+                [p.reshape(-1, f, hw, nh, dv) for p, f in zip(parts, frames_of, strict=True)], dim=1
+            )
+            for parts in (outputs, aggregated)
+        )
     return torch.cat(outputs).reshape(shape), torch.cat(aggregated).reshape(shape)
 
 

@@ -103,9 +103,11 @@ def chunks(frames: int, batch: int, chunk: int) -> Iterator[tuple[int, slice]]:
             yield clip, slice(start, min(frames, start + chunk))
 
 
-def halo(padded: torch.Tensor, clip: int, frames: slice, kernel_size: _args.Size3):
-    """The padded frames a chunk's neighbourhoods reach: (1, T' + kt - 1, H', W', C)."""
-    return padded[clip : clip + 1, frames.start : frames.stop + kernel_size[0] - 1]
+def halo(padded: torch.Tensor, clip: int | slice, frames: slice, kernel_size: _args.Size3):
+    """The padded frames a chunk's neighbourhoods reach: (1, T' + kt - 1, H', W', C) (or
+    every clip of ``clip``, a slice)."""
+    clips = clip if isinstance(clip, slice) else slice(clip, clip + 1)
+    return padded[clips, frames.start : frames.stop + kernel_size[0] - 1]
 
 
 class Scratch:
