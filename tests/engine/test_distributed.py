@@ -4,28 +4,11 @@ processes, and only rank 0 writes."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 
 from rsanet.models import read_checkpoint
-
-
-def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        "--standalone",
-        "-m",
-        "rsanet.cli",
-        *args,
-    ]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+from support.distributed import torchrun
 
 
 def test_two_processes(tmp_path, tiny_yaml):

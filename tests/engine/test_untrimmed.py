@@ -14,6 +14,7 @@ from rsanet.cli import main
 from rsanet.data import UNTRIMMED_FORMATS
 from rsanet.engine import ConfigError, config_from_dict
 from rsanet.engine import config as config_module
+from support.distributed import torchrun
 from support.untrimmed import intervals_csv, recording
 
 EXAMPLE = Path(__file__).parents[2] / "configs" / "untrimmed_intervals_example.yaml"
@@ -172,3 +173,20 @@ def test_train_then_evaluate_events_then_alert_with_the_chosen_rules(tmp_path, c
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sum(1 for line in lines if "window" in line or "index" in line) >= 5
     assert log.exists()  # created even when no alert fired
+
+
+def test_untrimmed_training_under_torchrun(tmp_path, cameras):
+    """Two processes share each epoch's windows (drawn alike from the seed and epoch in both)
+    and rank 0 alone writes the split and the metrics."""
+    config = example_config(cameras)
+    config["train"]["batch_size"] = 4
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    done = torchrun("train", str(path), "--output", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es) on cpu" in done.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    (epoch,) = [r for r in records if r.get("event") == "epoch"]
+    assert epoch["train_samples"] == 8  # the epoch's 8 windows, 4 per process
+    assert json.loads((out / "split.json").read_text())["videos"] == {"train": 2, "val": 2}
