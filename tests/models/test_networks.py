@@ -39,6 +39,7 @@ def test_required_models_are_registered_and_exposed_at_top_level():
         "timesformer_tiny",
         "tsm_tiny",
         "tsn_tiny",
+        "uniformer_tiny",
         "vivit_tiny",
     ]
 
