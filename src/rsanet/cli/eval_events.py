@@ -8,6 +8,7 @@ import argparse
 
 from rsanet.cli._args import (
     MAX_WINDOW_SECONDS,
+    add_crop_size_option,
     add_json_option,
     add_stride_and_smoothing_options,
     add_weights_option,
@@ -86,9 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sliding windows of S seconds (2, as rsanet predict)",
     )
     add_stride_and_smoothing_options(parser)
-    parser.add_argument(
-        "--size", type=count(8, 2048), help="crop side (default: checkpoint's, else 224)"
-    )
+    add_crop_size_option(parser, type=count(8, 2048))
     parser.add_argument(
         "--normal-class",
         dest="normal",
