@@ -2,7 +2,8 @@
 stream, and how many such streams one machine can follow, for rsanet_tiny and rsanet_r50.
 
     python benchmarks/streaming.py [--models rsanet_tiny rsanet_r50] [--size 224]
-        [--stride 1.0] [--fps 25] [--threads N] [--repeats 5] [--live-seconds 8] [--json]
+        [--stride 1.0] [--fps 25] [--threads N] [--repeats 5] [--live-seconds 8]
+        [--precisions fp32 int8] [--live-models rsanet_tiny] [--json]
 
 Measured in one run, on the same machine state:
 
@@ -17,9 +18,14 @@ Measured in one run, on the same machine state:
   follow are ``floor(cores * real-time factor)``: one single-threaded process per stream
   (the default ``--threads 1``; on a small shared CPU intra-op threads that wait for a busy
   core cost more than they bring), assuming the cores are otherwise idle;
-* live check (rsanet_tiny only, with ``--live-seconds``): the clip replayed at its real
-  frame rate through the reader thread and ring buffer (``rsanet predict --live``), reporting
-  frames dropped and the analysis speed ``stride * windows / model time``.
+* live check (the ``--live-models``, rsanet_tiny by default, for ``--live-seconds``): the
+  clip replayed at its real frame rate through the reader thread and ring buffer
+  (``rsanet predict --live``), reporting frames dropped and the analysis speed
+  ``stride * windows / model time``.
+
+Each model runs in each of ``--precisions`` (fp32 by default; bf16 and int8 as
+``rsanet predict --precision``, int8 calibrated on random clips: the speed does not depend
+on them).
 
 The load average of the machine is printed with the figures: other work on the machine
 makes every figure worse.
@@ -51,6 +57,7 @@ from rsanet.inference import (  # noqa: E402
     parse_source,
     pyav_opener,
 )
+from rsanet.inference.precision import PRECISIONS, prepare_model  # noqa: E402
 
 
 def find_clip() -> Path:
@@ -113,19 +120,32 @@ def main() -> None:
     parser.add_argument(
         "--live-seconds", type=float, default=8.0, help="seconds of the live check (0: skip)"
     )
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=PRECISIONS)
+    parser.add_argument(
+        "--live-models", nargs="+", default=["rsanet_tiny"], help="models live-checked"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clip = find_clip()
 
     predictors = {}
+    shape = (3, args.frames, args.size, args.size)
     for name in args.models:
-        torch.manual_seed(0)
-        model = rsanet.create_model(name, num_classes=13, num_frames=args.frames)
-        classes = [f"class_{i}" for i in range(13)]
-        predictors[name] = Predictor(
-            TorchBackend(model), classes, num_frames=args.frames, size=args.size, smoothing=1
-        )
+        for precision in args.precisions:
+            torch.manual_seed(0)
+            model = rsanet.create_model(name, num_classes=13, num_frames=args.frames)
+            model = prepare_model(
+                model,
+                precision,
+                calibration=lambda: [torch.randn(2, *shape) for _ in range(2)],
+                threads=args.threads,
+            )
+            classes = [f"class_{i}" for i in range(13)]
+            key = name if args.precisions == ["fp32"] else f"{name}/{precision}"
+            predictors[key] = Predictor(
+                TorchBackend(model), classes, num_frames=args.frames, size=args.size, smoothing=1
+            )
     short_side = next(iter(predictors.values())).short_side
     decode = decode_ms_per_frame(clip, short_side)
     frames = [f.image for f in decode_frames(parse_source(str(clip)), short_side=short_side)]
@@ -148,7 +168,7 @@ def main() -> None:
             "streams_per_core": math.floor(1 / cost),
             "streams": math.floor(cores / cost),
         }
-        if name == "rsanet_tiny" and args.live_seconds > 0:
+        if name.split("/")[0] in args.live_models and args.live_seconds > 0:
             row["live_check"] = live_check(predictors[name], clip, args.live_seconds, args.stride)
         rows.append(row)
 
@@ -172,14 +192,14 @@ def main() -> None:
         f"{decode:.2f} ms/frame"
     )
     print(
-        f"{'model':<12} {'clip':<10} {'window ms':>9} {'windows/s':>9} {'RT factor':>9} "
+        f"{'model':<17} {'clip':<10} {'window ms':>9} {'windows/s':>9} {'RT factor':>9} "
         f"{'min stride':>10} {'streams/core':>12} {'streams':>8}"
     )
     for row in rows:
         shape = "x".join(str(v) for v in row["clip"][2:])
         stride = "n/a" if row["min_stride_s"] is None else f"{row['min_stride_s']:.2f} s"
         print(
-            f"{row['model']:<12} {shape:<10} {row['window_ms']:>9.1f} "
+            f"{row['model']:<17} {shape:<10} {row['window_ms']:>9.1f} "
             f"{row['windows_per_s']:>9.2f} {row['realtime_factor']:>9.2f} {stride:>10} "
             f"{row['streams_per_core']:>12d} {row['streams']:>8d}"
         )

@@ -13,6 +13,7 @@ def base(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"x")
     (tmp_path / "rules.yaml").write_text("rules: {fighting: 0.5}\n")
     (tmp_path / "clip.mp4").write_bytes(b"x")
+    (tmp_path / "clip.onnx").write_bytes(b"x")
     return tmp_path
 
 
@@ -75,6 +76,11 @@ def test_a_two_camera_file_with_its_defaults(base):
         ({"http": {"token": "short"}}, "http: token: too short"),
         ({"webhook": {"url": "ftp://u:s3cret@x/"}}, "webhook: url: must start with http"),
         ({"backend": "onnxruntime"}, "model: backend onnxruntime needs an .onnx file"),
+        ({"precision": "int4"}, "precision: expected one of fp32, bf16, fp16, int8"),
+        ({"model": "clip.onnx", "precision": "int8"},
+         "precision: an ONNX model runs in the precision it was exported in"),
+        ({"calibration": "none.yaml"}, "calibration: no such file"),
+        ({"calibration_clips": 0}, "calibration_clips: expected an integer"),
     ],
 )  # fmt: skip
 def test_each_error_is_one_line_naming_the_field(base, change, message):

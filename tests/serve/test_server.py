@@ -113,6 +113,28 @@ def test_cli_asking_for_cuda_on_a_machine_without_it(
     assert "--device cpu" in error and len(error.strip().splitlines()) == 1
 
 
+def test_cli_half_on_a_cpu_is_an_error(tmp_path, fighting_checkpoint, square_clip, capsys):
+    path = write_config(tmp_path, fighting_checkpoint, square_clip)
+    code = rsanet.cli.main(["serve", str(path), "--half"])
+    error = capsys.readouterr().err
+    assert code == 2 and "fp16 (--half) runs on a CUDA GPU" in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def test_cli_onnxruntime_on_a_gpu_it_cannot_use(tmp_path, fighting_checkpoint, square_clip, capsys):
+    """An onnxruntime without GPU providers (this machine's): one line naming the fix."""
+    from rsanet.inference import export_model, load_classifier
+
+    model = load_classifier(fighting_checkpoint).model
+    onnx = export_model(model, tmp_path / "m.onnx", "onnx", frames=8, size=48, check=False)
+    path = write_config(tmp_path, onnx.path, square_clip)  # an .onnx model: onnxruntime
+    path.write_text(path.read_text() + "device: cuda\n")
+    code = rsanet.cli.main(["serve", str(path)])
+    error = capsys.readouterr().err
+    assert code == 2 and "no GPU execution provider" in error and "onnxruntime-gpu" in error
+    assert len(error.strip().splitlines()) == 1
+
+
 def test_cli_refuses_a_public_address_without_a_token(
     tmp_path, fighting_checkpoint, square_clip, capsys, monkeypatch
 ):
@@ -137,7 +159,16 @@ def test_cli_token_from_the_environment(tmp_path, fighting_checkpoint, square_cl
     from rsanet.cli.serve import apply_overrides
 
     config = load_config(write_config(tmp_path, fighting_checkpoint, square_clip))
-    args = Namespace(host="0.0.0.0", port=9000, token=None, device=None)
+    args = Namespace(
+        host="0.0.0.0",
+        port=9000,
+        token=None,
+        device=None,
+        precision=None,
+        half=False,
+        calibration=None,
+        calibration_clips=None,
+    )
     changed = apply_overrides(config, args, {"RSANET_SERVE_TOKEN": "from-the-env"})
     assert (changed.http.host, changed.http.port, changed.http.token) == (
         "0.0.0.0",

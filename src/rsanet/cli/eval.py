@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rsanet.cli._args import (
@@ -12,6 +13,7 @@ from rsanet.cli._args import (
     add_output_option,
     add_overrides_option,
 )
+from rsanet.cli._precision import add_precision_options, chosen_precision
 
 if TYPE_CHECKING:
     from rsanet.engine.config import Config
@@ -26,7 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "per-class accuracy and per-class accuracy (on SynthMotion also pair accuracy and "
             "top-1 per pair of opposite classes), with a confusion-matrix PNG and the "
             "predictions as JSON lines. Several --checkpoint options ensemble the networks by "
-            "averaging their softmax scores (e.g. the 8- and 16-frame RSANet: RSANet EN)."
+            "averaging their softmax scores (e.g. the 8- and 16-frame RSANet: RSANet EN). "
+            "With --precision bf16 or int8 the networks are tested in fp32 too, and the "
+            "difference in top-1 and the agreement of the two predictions are reported "
+            "(the accuracy check of a lower precision)."
         ),
         epilog="Alerts over long annotated recordings (event recall, false alarms per hour, "
         "latency, frame-level AUC/AP, threshold sweep): see `rsanet eval-events --help`.",
@@ -52,8 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, metavar="N", help="videos per batch")
     add_output_option(
-        parser, help="where to write the files (default: eval/ beside the first checkpoint)"
+        parser,
+        help="where to write the files (default: eval/ beside the first checkpoint; "
+        "eval_PRECISION/ for another --precision)",
     )
+    add_precision_options(parser)
     add_json_option(parser)
     add_overrides_option(
         parser, help="override configuration keys, e.g. --set data.root=/data/ssv1"
@@ -87,16 +95,30 @@ def _evaluate(args: argparse.Namespace, config: Config) -> int:
 
     from rsanet.engine.evaluate import evaluate
 
-    result = evaluate(
-        config,
-        args.checkpoints,
-        clips=args.clips,
-        crops=args.crops,
-        output_dir=args.output,
-        batch_size=args.batch_size,
-        progress=not args.json and sys.stderr.isatty(),
-        inputs=[args.config],
-    )
+    precision = chosen_precision(args)
+    options = {
+        "clips": args.clips,
+        "crops": args.crops,
+        "batch_size": args.batch_size,
+        "progress": not args.json and sys.stderr.isatty(),
+        "inputs": [args.config],
+    }
+    output = args.output
+    if precision != "fp32":
+        fp32_output = Path(output) / "fp32" if output else None  # None: eval/, as fp32's
+        reference = evaluate(config, args.checkpoints, output_dir=fp32_output, **options)
+        output = output or Path(args.checkpoints[0]).parent / f"eval_{precision}"
+        options["prepare"] = _preparation(args, config, precision)
+    result = evaluate(config, args.checkpoints, output_dir=output, **options)
+    result["precision"] = precision
+    if precision != "fp32":
+        result["fp32"] = {
+            "top1": reference["top1"],
+            "top1_difference": result["top1"] - reference["top1"],
+            "agreement": _agreement(
+                reference["files"]["predictions"], result["files"]["predictions"]
+            ),
+        }
     if args.json:
         print(json.dumps(result))
         return 0
@@ -108,6 +130,13 @@ def _evaluate(args: argparse.Namespace, config: Config) -> int:
     print(f"  {'top-1':<16} {result['top1']:6.2f} %")
     print(f"  {'top-5':<16} {result['top5']:6.2f} %")
     print(f"  {'mean-class':<16} {result['mean_class']:6.2f} %")
+    if precision != "fp32":
+        fp32 = result["fp32"]
+        print(
+            f"  {'fp32 top-1':<16} {fp32['top1']:6.2f} % ({precision} - fp32: "
+            f"{fp32['top1_difference']:+.2f} points)"
+        )
+        print(f"  {'agreement':<16} {fp32['agreement']:6.2f} % of top-1 predictions as fp32's")
     if result.get("pair_accuracy") is not None:
         print(f"  {'pair accuracy':<16} {result['pair_accuracy']:6.2f} %")
         for pair, value in result["per_pair"].items():
@@ -116,3 +145,38 @@ def _evaluate(args: argparse.Namespace, config: Config) -> int:
     for key, path in result["files"].items():
         print(f"  {key:<16} {path}")
     return 0
+
+
+def _preparation(args: argparse.Namespace, config: Config, precision: str):
+    """The model preparation for ``precision``: int8 calibrated on the training split of
+    --calibration CONFIG, else of the config being evaluated."""
+    from rsanet.engine.calibration import training_clips
+    from rsanet.engine.config import load_config
+    from rsanet.inference.precision import prepare_model
+
+    source = load_config(args.calibration) if args.calibration else config
+
+    def prepare(model):
+        frames = int(getattr(model, "num_frames", config.data.num_frames))
+        return prepare_model(
+            model,
+            precision,
+            calibration=lambda: training_clips(
+                source, frames=frames, size=config.data.size, clips=args.calibration_clips
+            ),
+        )
+
+    return prepare
+
+
+def _agreement(reference: str, other: str) -> float:
+    """Percentage of videos whose top-1 prediction is the same in two predictions files."""
+    import json
+
+    def predictions(path: str) -> list[int]:
+        with open(path) as handle:
+            return [json.loads(line)["prediction"] for line in handle]
+
+    first, second = predictions(reference), predictions(other)
+    same = sum(a == b for a, b in zip(first, second, strict=True))
+    return 100.0 * same / max(1, len(first))

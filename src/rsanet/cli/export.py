@@ -7,9 +7,13 @@ import argparse
 from typing import TYPE_CHECKING
 
 from rsanet.cli._args import add_weights_option
+from rsanet.engine.calibration import CALIBRATION_CLIPS
 
 if TYPE_CHECKING:
     from rsanet.inference.predictor import Classifier
+
+#: int8 parity: the largest logit difference allowed, as a fraction of the largest logit
+INT8_TOLERANCE = 0.05
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,8 +51,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=1e-3,
-        help="parity: fail (exit 1) above this max abs difference (1e-3)",
+        help="parity: fail (exit 1) above this max abs difference (default 1e-3; int8: "
+        f"{INT8_TOLERANCE:g} of the largest logit)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        default="fp32",
+        help="onnx: int8 quantizes the file with ONNX Runtime (static, calibrated on training "
+        "clips; a ResNet without transforms: TSN, TSM). An RSANet runs int8 with rsanet "
+        "predict/serve --precision int8 instead (its RSA layers stay in PyTorch)",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="CONFIG",
+        help="int8: a YAML config whose training split calibrates the activations "
+        "(default: the checkpoint's own training config)",
+    )
+    parser.add_argument(
+        "--calibration-clips",
+        type=int,
+        metavar="K",
+        help=f"int8: clips the activations are calibrated on ({CALIBRATION_CLIPS})",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
     parser.add_argument(
@@ -84,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--size must be a positive integer, got {args.size}")
     if not (math.isfinite(args.unfold_mb) and args.unfold_mb > 0):
         raise CLIError(f"--unfold-mb must be a positive number of MiB, got {args.unfold_mb}")
-    if not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+    if args.precision == "int8" and args.format != "onnx":
+        raise CLIError(f"--precision int8 is for --format onnx, not {args.format}")
+    if args.calibration_clips is not None and args.calibration_clips < 1:
+        raise CLIError(f"--calibration-clips must be >= 1, got {args.calibration_clips}")
+    if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise CLIError(
             f"--tolerance must be a finite number >= 0, got {args.tolerance} (--no-check "
             "skips the parity check)"
@@ -125,6 +153,7 @@ def export_shape(
 
 def _export(args: argparse.Namespace, classifier: Classifier) -> int:
     """Export the loaded checkpoint and check its parity; 1 when the check fails."""
+    from rsanet.engine.calibration import checkpoint_calibration
     from rsanet.inference import export_model
 
     shape = export_shape(args, classifier)
@@ -136,6 +165,11 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
         f"to {args.out} ({args.format}) ...",
         flush=True,
     )
+    calibration = None
+    if args.precision == "int8":
+        calibration = checkpoint_calibration(args.calibration, args.calibration_clips)(
+            classifier, size
+        )
     result = export_model(
         classifier.model,
         args.out,
@@ -152,12 +186,22 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
         check=not args.no_check,
         unfold_mb=args.unfold_mb,
         dynamic_batch=getattr(args, "dynamic_batch", False),
+        calibration=calibration,
     )
     print(result.describe())
-    if result.max_abs_diff is not None and not result.max_abs_diff <= args.tolerance:
+    if result.relative_diff is not None and args.tolerance is None:
+        if not result.relative_diff <= INT8_TOLERANCE:
+            print(
+                f"parity check failed: max abs difference {100 * result.relative_diff:.3g} % "
+                f"of the largest logit > {100 * INT8_TOLERANCE:g} %"
+            )
+            return 1
+        return 0
+    tolerance = 1e-3 if args.tolerance is None else args.tolerance
+    if result.max_abs_diff is not None and not result.max_abs_diff <= tolerance:
         print(
             f"parity check failed: max abs difference {result.max_abs_diff:.3g} > "
-            f"--tolerance {args.tolerance:g}"
+            f"--tolerance {tolerance:g}"
         )
         return 1
     return 0

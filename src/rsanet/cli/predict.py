@@ -18,6 +18,7 @@ from rsanet.cli._args import (
     count,
     seconds,
 )
+from rsanet.cli._precision import add_precision_options, chosen_precision
 
 WINDOW_SECONDS = 2.0
 #: upper bounds of the time options: beyond them a window's frames would not fit in memory
@@ -127,6 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a network read waiting longer is a stall (5; opening: 2x)",
     )
     parser.add_argument("--threads", type=count(1, 1024), help="PyTorch / ONNX Runtime threads")
+    add_precision_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -150,11 +152,25 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def build_predictor(args: argparse.Namespace):
     """The Predictor that the arguments describe (PyTorch or ONNX Runtime backend)."""
+    from rsanet.cli import CLIError
+    from rsanet.engine.calibration import checkpoint_calibration
     from rsanet.inference import Predictor
 
     options = {"size": args.size, "top_k": args.top_k, "smoothing": args.smoothing}
     if args.backend == "torch":
-        return Predictor.from_checkpoint(args.checkpoint, weights=args.weights, **options)
+        return Predictor.from_checkpoint(
+            args.checkpoint,
+            weights=args.weights,
+            precision=chosen_precision(args),
+            calibration=checkpoint_calibration(args.calibration, args.calibration_clips),
+            threads=args.threads,
+            **options,
+        )
+    if chosen_precision(args) != "fp32":
+        raise CLIError(
+            "--precision is for --backend torch: an ONNX file runs in the precision it was "
+            "exported in (rsanet export --precision int8)"
+        )
     return Predictor.from_onnx(
         args.onnx, checkpoint=args.checkpoint, threads=args.threads, **options
     )

@@ -7,8 +7,10 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 
 from rsanet.cli._args import count
+from rsanet.cli._precision import add_precision_options, chosen_precision
 
 TOKEN_VARIABLE = "RSANET_SERVE_TOKEN"
 
@@ -43,12 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", type=_device, help="cpu, cuda or cuda:N (default: the config's, else cpu)"
     )
     parser.add_argument("--threads", type=count(1, 1024), help="PyTorch threads")
+    add_precision_options(parser, half=True)
     parser.set_defaults(func=run)
 
 
 def apply_overrides(config, args: argparse.Namespace, environ=os.environ):
     """The configuration with the command line's --host, --port, --token (or the
-    environment's token) and --device."""
+    environment's token), --device, --precision (or --half) and calibration options."""
     from dataclasses import replace
 
     from rsanet.serve.config import ConfigError
@@ -62,7 +65,16 @@ def apply_overrides(config, args: argparse.Namespace, environ=os.environ):
         port=config.http.port if args.port is None else args.port,
         token=token,
     )
-    return replace(config, http=http, device=args.device or config.device)
+    precision = chosen_precision(args, default=config.precision)
+    calibration = Path(args.calibration) if args.calibration else config.calibration
+    return replace(
+        config,
+        http=http,
+        device=args.device or config.device,
+        precision=precision,
+        calibration=calibration,
+        calibration_clips=args.calibration_clips or config.calibration_clips,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

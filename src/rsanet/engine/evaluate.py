@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +251,7 @@ def evaluate(
     batch_size: int | None = None,
     progress: bool = False,
     inputs: Sequence[str | Path] = (),
+    prepare: Callable[[nn.Module], nn.Module] | None = None,
 ) -> dict[str, Any]:
     """Test one checkpoint, or the ensemble of several, on the validation split of
     ``config``'s data with ``clips`` x ``crops`` views per video (default: ``eval.*``).
@@ -259,7 +260,8 @@ def evaluate(
     (class name -> accuracy %, None without samples), on SynthMotion ``pair_accuracy`` and
     ``per_pair`` (:func:`pair_metrics`), ``num_samples``, ``num_classes``,
     ``checkpoints``, ``clips``, ``crops`` and ``files`` (the paths written to
-    ``output_dir``, by default ``eval/`` beside the first checkpoint).
+    ``output_dir``, by default ``eval/`` beside the first checkpoint). ``prepare`` is
+    applied to every loaded model before it runs (e.g. a lower inference precision).
 
     No output may be an input (a checkpoint, an annotation file, ``inputs``, the YAML file
     ``config`` when it is a path): OverwriteError before anything is written. NaN or
@@ -319,6 +321,8 @@ def evaluate(
                 num_crops=crops,
             )
         dataset = datasets[frames]
+        if prepare is not None:
+            model = prepare(model)
         classes = list(getattr(dataset, "classes", [])) or list(checkpoint.get("classes", []))
         outputs = getattr(model, "num_classes", None)
         if classes and outputs is not None and outputs != len(classes):

@@ -25,6 +25,7 @@ import json
 import math
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ class ExportResult:
     files: tuple[Path, ...] = ()
     #: an ONNX file taking any batch size (its parity checked at batches 1 and 3)
     dynamic_batch: bool = False
+    #: int8: max abs difference / the largest |logit| of PyTorch's (None: not int8)
+    relative_diff: float | None = None
 
     def describe(self) -> str:
         parity = (
@@ -66,6 +69,8 @@ class ExportResult:
             if self.max_abs_diff is None
             else f"max abs difference vs PyTorch {self.max_abs_diff:.3g}"
         )
+        if self.relative_diff is not None:
+            parity += f" ({100 * self.relative_diff:.2g} % of the largest logit; int8)"
         written = " and ".join(str(f) for f in self.files) if self.files else str(self.path)
         shape = tuple(self.input_shape)
         if self.dynamic_batch:
@@ -120,15 +125,33 @@ def export_onnx(
     metadata: dict[str, Any] | None = None,
     unfold_mb: float | None = 64,
     dynamic_batch: bool = False,
+    calibration: Iterable[torch.Tensor] | None = None,
 ) -> Path:
     """Export ``model`` to ONNX (opset 17, TorchScript-based exporter) for clips
     (batch, 3, frames, size, size); ``dynamic_batch``: the batch dimension (of the clip and
     of the logits) is left free, named ``batch``. ``metadata`` is stored as JSON under
     ``rsanet``. The file is written atomically (a full disk raises DiskFullError, the old
-    file intact)."""
+    file intact).
+
+    With ``calibration`` (normalised clips (n, 3, frames, size, size)) the file is int8:
+    quantized by ONNX Runtime and calibrated on those clips. Only for a network without
+    transforms (TSN, TSM): ValueError for one whose transforms (RSA) int8 runs in PyTorch
+    between ONNX Runtime segments (``predict``/``serve --precision int8``)."""
     import onnx
 
     _check_shape(frames, size, batch)
+    if calibration is not None:
+        from rsanet.inference.int8 import transform_layers
+        from rsanet.models.resnet import ResNetTSN
+
+        layers = transform_layers(model)
+        if layers or not isinstance(model, ResNetTSN):
+            what = f"{len(layers)} transform layers ({layers[0]}, ...)" if layers else "no ResNet"
+            raise ValueError(
+                f"an int8 ONNX file holds a ResNet without transforms (TSN, TSM); this model "
+                f"has {what}, which int8 runs in PyTorch between ONNX Runtime segments: run "
+                "it with rsanet predict/serve --precision int8, or export it in fp32"
+            )
     path = Path(path)
     prepared = _prepared(model, unfold_mb)
     clip = example_clip(frames, size, batch=batch)
@@ -148,7 +171,22 @@ def export_onnx(
                 {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
             ),
         )
-    proto = onnx.load_model_from_string(buffer.getvalue())
+    exported = buffer.getvalue()
+    if calibration is not None:
+        from rsanet.inference.int8 import quantize_onnx
+
+        if dynamic_batch:
+            samples = [(clip,) for clip in calibration]
+        else:  # the file takes batches of exactly ``batch`` clips
+            samples = [
+                (clip[first : first + batch],)
+                for clip in calibration
+                for first in range(0, len(clip) - batch + 1, batch)
+            ]
+        if not samples:
+            raise ValueError("int8 calibration needs at least one clip")
+        exported = quantize_onnx(exported, samples, [INPUT_NAME])
+    proto = onnx.load_model_from_string(exported)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata or {})
     data = proto.SerializeToString()
@@ -228,12 +266,42 @@ class SafetensorsBackend:
             return self.model(clip)
 
 
+#: ONNX Runtime's GPU execution providers, in order of preference
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def execution_providers(device: str = "cpu") -> list:
+    """ONNX Runtime's providers for ``device``: the CPU's, or for ``cuda[:N]`` TensorRT and
+    CUDA (those this onnxruntime has) on GPU N, then the CPU's for the ops they lack.
+    ValueError, naming the fix, when this onnxruntime has no GPU provider."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or not (index.isdigit() or not index):
+        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}")
+    available = ort.get_available_providers()
+    gpu = [name for name in GPU_PROVIDERS if name in available]
+    if not gpu:
+        raise ValueError(
+            f"device {device}: this onnxruntime has no GPU execution provider (it has "
+            f"{', '.join(available)}); install onnxruntime-gpu (CUDA, TensorRT) or use "
+            "device cpu"
+        )
+    options = {"device_id": int(index or 0)}
+    return [(name, options) for name in gpu] + ["CPUExecutionProvider"]
+
+
 class OnnxRuntimeBackend:
-    """An exported ONNX model run by ONNX Runtime on the CPU: clip (N, 3, T, H, W) -> logits
+    """An exported ONNX model run by ONNX Runtime (on the CPU, or a GPU: ``device``
+    cuda[:N], see :func:`execution_providers`): clip (N, 3, T, H, W) -> logits
     (N, K) as a tensor. ``input_shape`` is the shape fixed at export; ``metadata`` what the
     export stored (``classes``, ``model``, ``num_frames``, ``size``)."""
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, threads: int | None = None, device: str = "cpu"
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as error:
@@ -246,10 +314,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        providers = execution_providers(device)
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as error:  # onnxruntime's own exception types
             reason = " ".join(str(error).split())[:200]
             raise ValueError(
@@ -335,6 +402,7 @@ def export_model(
     check: bool = True,
     unfold_mb: float | None = 64,
     dynamic_batch: bool = False,
+    calibration: Iterable[torch.Tensor] | None = None,
 ) -> ExportResult:
     """Export ``model`` (``format`` ``onnx``, ``torchscript`` or ``safetensors``) and,
     with ``check``, load the file back and compare its logits with PyTorch's on a random
@@ -342,11 +410,15 @@ def export_model(
     removed first. For ``safetensors`` (:func:`export_safetensors`) ``path`` names the
     tensor file (or the stem) and a JSON is written beside it; ``frames`` and ``size`` are
     recorded, ``batch`` and ``unfold_mb`` play no part. ``dynamic_batch`` (ONNX only): the
-    file takes any batch size, checked at batches 1 and 3."""
+    file takes any batch size, checked at batches 1 and 3. ``calibration`` (ONNX only):
+    an int8 file (see :func:`export_onnx`); its parity is also given relative to the
+    largest logit (:attr:`ExportResult.relative_diff`)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if dynamic_batch and format != "onnx":
         raise ValueError(f"dynamic_batch is for the onnx format, not {format}")
+    if calibration is not None and format != "onnx":
+        raise ValueError(f"int8 is exported to the onnx format, not {format}")
     metadata = {"num_frames": frames, "size": size, **(metadata or {})}
     start = time.perf_counter()
     if format == "safetensors":
@@ -354,9 +426,13 @@ def export_model(
         path = files[0]
     else:
         remove_stale_temporaries(path)  # left beside the file by a killed export
-        options = {"dynamic_batch": True} if dynamic_batch else {}
+        options: dict[str, Any] = {"dynamic_batch": True} if dynamic_batch else {}
         if dynamic_batch:
             metadata["dynamic_batch"] = True
+        if calibration is not None:
+            calibration = list(calibration)
+            options["calibration"] = calibration
+            metadata["precision"] = "int8"
         exporter = export_onnx if format == "onnx" else export_torchscript
         path = exporter(
             model,
@@ -370,7 +446,7 @@ def export_model(
         )
         files = (Path(path),)
     export_s = time.perf_counter() - start
-    difference = None
+    difference = relative = None
     if check:
         backends = {
             "onnx": OnnxRuntimeBackend,
@@ -379,10 +455,14 @@ def export_model(
         }
         backend = backends[format](path)
         batches = (1, 3) if dynamic_batch else (batch,)
-        difference = max(
-            max_abs_difference(model, backend, example_clip(frames, size, batch=n, seed=1))
-            for n in batches
-        )
+        clips = [example_clip(frames, size, batch=n, seed=1) for n in batches]
+        if calibration is not None:  # random clips are far from what int8 was calibrated on
+            clips = [clip[:n] for clip, n in zip(calibration, batches * len(calibration))]
+        difference = max(max_abs_difference(model, backend, clip) for clip in clips)
+        if calibration is not None:
+            with torch.inference_mode():
+                largest = max(float(model.eval()(clip).abs().max()) for clip in clips)
+            relative = difference / max(largest, 1e-12)
     return ExportResult(
         Path(path),
         format,
@@ -391,4 +471,5 @@ def export_model(
         export_s,
         tuple(files),
         dynamic_batch,
+        relative,
     )

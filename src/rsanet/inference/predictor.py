@@ -222,15 +222,35 @@ class Predictor:
         top_k: int = 5,
         smoothing: int = 3,
         weights: str = "auto",
+        precision: str = "fp32",
+        calibration: Callable[[Classifier, int], Iterable[torch.Tensor]] | None = None,
+        threads: int | None = None,
+        device: str = "cpu",
     ) -> Predictor:
         """A predictor on the PyTorch model of an rsanet checkpoint or weights-only
         ``.safetensors`` file; ``size`` defaults to the size the model was trained at
         (:attr:`Classifier.input_size`), else 224; ``weights`` as in
-        :func:`load_classifier` (EMA weights when the checkpoint has them)."""
+        :func:`load_classifier` (EMA weights when the checkpoint has them).
+
+        ``precision`` (fp32, bf16, int8; see :mod:`rsanet.inference.precision`): int8 is
+        calibrated on ``calibration(classifier, size)``, normalised clips (n, 3, T, S, S)
+        for the loaded classifier, e.g. :func:`rsanet.inference.int8.calibration_batches`
+        over its training set; ``threads``: ONNX Runtime's threads for int8. The model is
+        put on ``device``; clips are fed as given (on the CPU: serve's
+        :class:`rsanet.serve.batching.DeviceBackend` moves them to a GPU)."""
+        from rsanet.inference.precision import prepare_model
+
         classifier = load_classifier(path, weights=weights)
         size = size or classifier.input_size or 224
+        model = prepare_model(
+            classifier.model,
+            precision,
+            device=device,
+            calibration=(lambda: calibration(classifier, size)) if calibration else None,
+            threads=threads,
+        )
         return cls(
-            TorchBackend(classifier.model),
+            TorchBackend(model),
             classifier.classes,
             num_frames=classifier.num_frames,
             size=size,
@@ -250,16 +270,18 @@ class Predictor:
         top_k: int = 5,
         smoothing: int = 3,
         threads: int | None = None,
+        device: str = "cpu",
     ) -> Predictor:
         """A predictor on an exported ONNX file run by ONNX Runtime (``threads`` intra-op
-        threads). The clip shape is the one fixed at export (``size``, when given, must
-        match it); the class names come from ``checkpoint`` when given, else from the
-        file's metadata, else they are numbered. ValueError (one line) for a file that
-        does not take clips (N, 3, T, S, S) of a fixed shape or was exported for another
-        size."""
+        threads; ``device`` cuda[:N]: its TensorRT or CUDA execution provider). The clip
+        shape is the one fixed at export (``size``, when given, must match it); the class
+        names come from ``checkpoint`` when given, else from the file's metadata, else they
+        are numbered. ValueError (one line) for a file that does not take clips
+        (N, 3, T, S, S) of a fixed shape or was exported for another size, or for a GPU
+        this onnxruntime cannot use."""
         from rsanet.inference.export import OnnxRuntimeBackend
 
-        backend = OnnxRuntimeBackend(path, threads=threads)
+        backend = OnnxRuntimeBackend(path, threads=threads, device=device)
         if backend.num_frames is None or backend.size is None:
             raise ValueError(
                 f"{path}: expected a clip input (N, 3, T, S, S) of a fixed shape, "

@@ -252,6 +252,12 @@ class RSA(nn.Module):
     # -- the fast path ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            # Under autocast (bf16/fp16 inference) the layer still runs in float32: its fused
+            # kernels are float32, and on CPUs its products were not faster in bfloat16
+            # (benchmarks/inference.py); the convolutions around it take the lower precision.
+            with torch.autocast(x.device.type, enabled=False):
+                return self.forward(x.float())
         if self.activation_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)

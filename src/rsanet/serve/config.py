@@ -5,6 +5,9 @@
     model: runs/best.pt              # checkpoint, NAME.safetensors, or model.onnx
     backend: torch                   # or onnxruntime (with an .onnx model)
     device: cpu                      # cpu, cuda, cuda:N
+    precision: fp32                  # fp32, bf16, fp16 (GPU), int8 (CPU; torch backend)
+    calibration: null                # int8: config whose training split calibrates it
+    calibration_clips: 32            #   (default: the checkpoint's training config)
     window_seconds: 2
     stride_seconds: 1
     smoothing: 3
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rsanet.inference.precision import PRECISIONS
 from rsanet.inference.redact import redact_text, redact_url
 
 #: camera names appear in URLs (``/api/cameras/NAME/live.mjpg``) and metric labels
@@ -124,6 +128,9 @@ class ServeConfig:
     storage: StorageConfig
     backend: str = "torch"
     device: str = "cpu"
+    precision: str = "fp32"
+    calibration: Path | None = None
+    calibration_clips: int = 32
     window_seconds: float = 2.0
     stride_seconds: float = 1.0
     smoothing: int = 3
@@ -138,8 +145,9 @@ class ServeConfig:
 
 
 TOP_KEYS = {
-    "model", "backend", "device", "window_seconds", "stride_seconds", "smoothing", "top_k",
-    "rules", "cameras", "storage", "http", "webhook", "mqtt",
+    "model", "backend", "device", "precision", "calibration", "calibration_clips",
+    "window_seconds", "stride_seconds", "smoothing", "top_k", "rules", "cameras", "storage",
+    "http", "webhook", "mqtt",
 }  # fmt: skip
 CAMERA_KEYS = {"name", "url", "rules", "loop"}
 STORAGE_KEYS = {"folder", "pre_seconds", "post_seconds", "retention_days", "max_total_mb"}
@@ -262,6 +270,20 @@ def _parse(data: Any, base: Path) -> ServeConfig:
     if backend == "onnxruntime" and model.suffix.lower() != ".onnx":
         raise _fail("model", f"backend onnxruntime needs an .onnx file, got {str(model)!r}")
     device = check_device(_optional(data, "device", "cpu"))
+    precision = _optional(data, "precision", "fp32")
+    if precision not in PRECISIONS:
+        raise _fail("precision", f"expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "fp32" and backend == "onnxruntime":
+        raise _fail(
+            "precision",
+            "an ONNX model runs in the precision it was exported in (rsanet export "
+            "--precision int8); precision is for the torch backend",
+        )
+    calibration = data.get("calibration")
+    calibration = None if calibration is None else _path(calibration, "calibration", base)
+    calibration_clips = _integer(
+        _optional(data, "calibration_clips", 32), "calibration_clips", 1, 4096
+    )
     window = _number(_optional(data, "window_seconds", 2.0), "window_seconds", high=300)
     stride = _number(_optional(data, "stride_seconds", window / 2), "stride_seconds", high=300)
     smoothing = _integer(_optional(data, "smoothing", 3), "smoothing", 1, 1000)
@@ -336,6 +358,9 @@ def _parse(data: Any, base: Path) -> ServeConfig:
         storage=storage,
         backend=backend,
         device=device,
+        precision=precision,
+        calibration=calibration,
+        calibration_clips=calibration_clips,
         window_seconds=window,
         stride_seconds=stride,
         smoothing=smoothing,

@@ -26,8 +26,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rsanet.engine.calibration import checkpoint_calibration
 from rsanet.inference.alerts import AlertEvent, check_rules, load_rules
 from rsanet.inference.monitor import StopSignals
+from rsanet.inference.precision import PrecisionError, resolve_precision
 from rsanet.inference.predictor import Predictor
 from rsanet.inference.redact import one_line, redact_text
 from rsanet.inference.results import WindowResult
@@ -68,14 +70,26 @@ def resolve_device(device: str) -> str:
 
 
 def build_predictor(config: ServeConfig) -> Predictor:
-    """The model of the configuration on its device (PyTorch) or ONNX Runtime (CPU)."""
+    """The model of the configuration on its device in its precision (PyTorch), or in ONNX
+    Runtime (on the CPU, or a GPU through its TensorRT or CUDA provider)."""
     options = {"top_k": config.top_k, "smoothing": config.smoothing}
     if config.backend == "onnxruntime":
-        if config.device != "cpu":
-            raise ConfigError("device: the onnxruntime backend runs on the CPU; use device: cpu")
-        return Predictor.from_onnx(config.model, **options)
+        try:
+            return Predictor.from_onnx(config.model, device=config.device, **options)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     device = resolve_device(config.device)
-    predictor = Predictor.from_checkpoint(config.model, **options)
+    try:
+        precision = resolve_precision(config.precision, device)
+    except PrecisionError as error:
+        raise ConfigError(f"precision: {error}") from None
+    predictor = Predictor.from_checkpoint(
+        config.model,
+        precision=precision,
+        device=device,
+        calibration=checkpoint_calibration(config.calibration, config.calibration_clips),
+        **options,
+    )
     if device != "cpu":
         predictor.backend = DeviceBackend(predictor.backend.model, device)
     return predictor

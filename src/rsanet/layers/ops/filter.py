@@ -142,3 +142,7 @@ def _backward_filter(ctx, grad):
 
 
 _filter_op.register_autograd(_backward_filter, setup_context=_setup_filter)
+# Under autocast, floating inputs are cast to float32 (the fused kernels' dtype) and the op
+# runs with autocast off, as the RSA layer itself does.
+for _device in ("cpu", "cuda"):
+    _filter_op.register_autocast(_device, torch.float32)

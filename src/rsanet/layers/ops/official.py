@@ -93,3 +93,9 @@ _official_op.register_kernel("cpu", _products_on_chosen_backend)
 @_official_op.register_fake
 def _(queries, key_summary, basic, filtered, mixing):
     return queries.new_empty(queries.shape[0], filtered.shape[1], queries.shape[1])
+
+
+# Under autocast, floating inputs are cast to float32 (the fused kernels' dtype) and the op
+# runs with autocast off, as the RSA layer itself does.
+for _device in ("cpu", "cuda"):
+    _official_op.register_autocast(_device, torch.float32)

@@ -1,0 +1,332 @@
+"""int8 inference of the ResNet family: convolutions in ONNX Runtime, transforms in PyTorch.
+
+A ResNet of this package (TSN, TSM, RSANet, the transform study's networks) is a chain of
+convolutional blocks whose ``conv2`` is either a plain convolution or a *transform* (RSA,
+local self-attention). :func:`quantize_resnet` cuts that chain at every transform:
+
+    clip -> [segment 0] -> transform -> [segment 1] -> transform -> ... -> [segment k] -> logits
+
+Each segment (stem, whole blocks, the halves of the blocks around a transform, the head)
+is exported to ONNX and quantized statically by ONNX Runtime: per-channel int8 weights,
+uint8 activations, scales calibrated on real clips. ONNX Runtime runs it with VNNI int8
+kernels; activations stay int8 from one convolution to the next inside a segment. The
+transforms run in PyTorch in float32, on their fused kernels, between segments (their
+neighbourhood products do not quantize well, and ONNX Runtime has no kernel as fast as
+ours for them). A network without transforms (TSN, TSM) is one segment.
+
+    (N, 3, T, S, S) -> (N, K), like the float network, whose weights are not modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from rsanet.models.resnet import ResNetTSN, _Block
+
+logger = logging.getLogger("rsanet.inference")
+
+#: the ONNX opset of the segments (as the whole-model export)
+OPSET = 17
+#: ops whose weights are quantized (the activations between them too)
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def is_transform(module: nn.Module) -> bool:
+    """Whether a block's ``conv2`` is a transform that stays in PyTorch (not a convolution)."""
+    return not isinstance(module, nn.Conv3d)
+
+
+class _Segment(nn.Module):
+    """The float computation between two transforms (or the clip and the first, the last
+    and the logits): finish the block the previous transform is in, run whole blocks, then
+    start the block of the next transform.
+
+    Inputs: the clip (first segment) or (transform output, that block's input). Outputs:
+    (the next transform's input, its block's input) or the logits (last segment).
+    """
+
+    def __init__(
+        self,
+        model: ResNetTSN,
+        *,
+        after: _Block | None,
+        blocks: Sequence[_Block],
+        before: _Block | None,
+        stem: bool,
+        head: bool,
+    ) -> None:
+        super().__init__()
+        self.model = model  # shared, not copied: the segments read the model's weights
+        self.after, self.blocks, self.before = after, list(blocks), before
+        self.stem, self.head = stem, head
+
+    @staticmethod
+    def _finish(block: _Block, transformed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if block.downsample is None else block.downsample(x)
+        out = block.relu(block.bn2(transformed))
+        if hasattr(block, "conv3"):  # a bottleneck
+            out = block.bn3(block.conv3(out))
+        return block.relu(out + shortcut)
+
+    @staticmethod
+    def _start(block: _Block, x: torch.Tensor) -> torch.Tensor:
+        x = block.shift(x) if block.shift is not None else x
+        return block.relu(block.bn1(block.conv1(x)))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        model = self.model
+        if self.stem:
+            (x,) = inputs
+            x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+        else:
+            transformed, block_input = inputs
+            x = self._finish(self.after, transformed, block_input)
+        for block in self.blocks:
+            x = block(x)
+        if self.head:
+            return model.forward_head(x)
+        return self._start(self.before, x), x
+
+
+def transform_layers(model: nn.Module) -> list[str]:
+    """The names of the blocks' transforms (``conv2`` that is not a convolution) of a
+    ResNet, which int8 leaves in PyTorch."""
+    if not isinstance(model, ResNetTSN):
+        return []
+    return [f"{name}.conv2" for name, block in model.named_blocks() if is_transform(block.conv2)]
+
+
+def split_at_transforms(model: ResNetTSN) -> tuple[list[_Segment], list[nn.Module]]:
+    """The segments of ``model`` and the transforms between them (one fewer)."""
+    segments, transforms = [], []
+    after, run = None, []
+    for block in model.blocks():
+        if is_transform(block.conv2):
+            segments.append(
+                _Segment(
+                    model,
+                    after=after,
+                    blocks=run,
+                    before=block,
+                    stem=after is None and not segments,
+                    head=False,
+                )
+            )
+            transforms.append(block.conv2)
+            after, run = block, []
+        else:
+            run.append(block)
+    segments.append(
+        _Segment(model, after=after, blocks=run, before=None, stem=not segments, head=True)
+    )
+    return segments, transforms
+
+
+class _SegmentedResNet(nn.Module):
+    """Run ``segments`` and ``transforms`` alternately; each segment may be replaced by a
+    callable on numpy arrays (an ONNX Runtime session)."""
+
+    def __init__(self, segments: Sequence, transforms: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.segments = list(segments)
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, clip: torch.Tensor, record: list[list] | None = None) -> torch.Tensor:
+        inputs: tuple[torch.Tensor, ...] = (clip,)
+        for index, segment in enumerate(self.segments):
+            if record is not None:
+                record[index].append(tuple(t.detach().clone() for t in inputs))
+            outputs = segment(*inputs)
+            if index == len(self.transforms):
+                return outputs
+            transform_input, block_input = outputs
+            inputs = (self.transforms[index](transform_input), block_input)
+        raise AssertionError("unreachable")
+
+
+class _Session:
+    """One quantized segment in ONNX Runtime: tensors in, tensors out."""
+
+    def __init__(self, model_bytes: bytes, threads: int | None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        # no busy-waiting between calls: PyTorch computes the transforms on the same cores
+        # right after each segment, and a spinning pool (one per segment) would steal them
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            model_bytes, options, providers=["CPUExecutionProvider"]
+        )
+        self.names = [node.name for node in self.session.get_inputs()]
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        feeds = {
+            name: np.ascontiguousarray(t.detach().float().cpu().numpy())
+            for name, t in zip(self.names, inputs, strict=True)
+        }
+        outputs = [torch.from_numpy(array) for array in self.session.run(None, feeds)]
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _export_segment(segment: _Segment, example: tuple[torch.Tensor, ...]) -> bytes:
+    names = ["clip"] if len(example) == 1 else ["transformed", "block_input"]
+    outputs = ["logits"] if segment.head else ["transform_input", "block_input_out"]
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            segment,
+            example,
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=names,
+            output_names=outputs,
+            do_constant_folding=True,
+            dynamic_axes={name: {0: "batch"} for name in names + outputs},
+        )
+    return buffer.getvalue()
+
+
+def quantize_onnx(
+    model_bytes: bytes, samples: list[tuple[torch.Tensor, ...]], names: list[str]
+) -> bytes:
+    """An ONNX model (serialised) quantized statically, calibrated on ``samples`` (tuples
+    of inputs named ``names``): QDQ, per-channel int8 weights, uint8 activations."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(
+                [{n: t.numpy() for n, t in zip(names, sample, strict=True)} for sample in samples]
+            )
+
+        def get_next(self) -> dict | None:
+            return next(self.feeds, None)
+
+    with tempfile.TemporaryDirectory(prefix="rsanet-int8-") as folder:
+        exported, source = Path(folder, "exported.onnx"), Path(folder, "float.onnx")
+        target = Path(folder, "int8.onnx")
+        exported.write_bytes(model_bytes)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # ONNX Runtime's advice on pre-processing, every call
+        try:
+            # ONNX Runtime's graph optimisation first: batch norms folded into the
+            # convolutions, so that int8 runs from one convolution to the next
+            quant_pre_process(str(exported), str(source), skip_symbolic_shape=True)
+            quantize_static(
+                str(source),
+                str(target),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+        finally:
+            root.setLevel(level)
+        return target.read_bytes()
+
+
+class Int8ResNet(nn.Module):
+    """A ResNet whose segments run in ONNX Runtime int8 and whose transforms run in PyTorch:
+    clip (N, 3, T, S, S) -> logits (N, K). Built by :func:`quantize_resnet`."""
+
+    def __init__(self, sessions: list[_Session], transforms: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.runner = _SegmentedResNet(sessions, transforms)
+        self.segments = len(sessions)
+
+    @torch.inference_mode()
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.runner(clip)
+
+
+def quantize_resnet(
+    model: nn.Module,
+    calibration: Iterable[torch.Tensor],
+    *,
+    threads: int | None = None,
+) -> Int8ResNet:
+    """``model`` (a :class:`ResNetTSN`) with its segments quantized to int8, calibrated on
+    the clips of ``calibration`` (each (n, 3, T, S, S), normalised as the model's input).
+
+    TypeError for a model outside the ResNet family; ValueError without calibration clips.
+    ``model`` itself is not modified (the transforms are copied).
+    """
+    if not isinstance(model, ResNetTSN):
+        raise TypeError(
+            f"int8 runs the ResNet family (TSN, TSM, RSANet), not {type(model).__name__}"
+        )
+    model = copy.deepcopy(model).eval()
+    segments, transforms = split_at_transforms(model)
+    runner = _SegmentedResNet(segments, transforms)
+    record: list[list] = [[] for _ in segments]
+    clips = 0
+    with torch.no_grad():
+        for clip in calibration:
+            runner(clip, record)
+            clips += clip.shape[0]
+    if not clips:
+        raise ValueError("int8 calibration needs at least one clip")
+    sessions = []
+    for segment, samples in zip(segments, record, strict=True):
+        float_bytes = _export_segment(segment, samples[0])
+        names = ["clip"] if segment.stem else ["transformed", "block_input"]
+        sessions.append(_Session(quantize_onnx(float_bytes, samples, names), threads))
+    logger.info(
+        "int8: %d segments in ONNX Runtime, %d transforms in PyTorch, calibrated on %d clips",
+        len(sessions),
+        len(transforms),
+        clips,
+    )
+    return Int8ResNet(sessions, transforms)
+
+
+def threads_for_sessions() -> int:
+    """The intra-op threads ONNX Runtime gets: PyTorch's, so both use the same cores."""
+    return max(1, torch.get_num_threads() or os.cpu_count() or 1)
+
+
+def calibration_batches(
+    dataset: Sequence, count: int, *, batch_size: int = 4
+) -> Iterable[torch.Tensor]:
+    """``count`` clips of ``dataset`` (items (clip, label), clip (3, T, S, S) or views
+    (V, 3, T, S, S), of which the first is taken) at evenly spaced indices, so that every
+    part of an ordered dataset (class by class) is seen; in batches (n, 3, T, S, S)."""
+    if count < 1:
+        raise ValueError(f"int8 calibration needs at least one clip, got count={count}")
+    if len(dataset) == 0:
+        raise ValueError("int8 calibration: the calibration dataset is empty")
+    indices = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    batch = []
+    for index in indices:
+        clip = dataset[int(index)][0]
+        batch.append(clip[0] if clip.dim() == 5 else clip)
+        if len(batch) == batch_size:
+            yield torch.stack(batch)
+            batch = []
+    if batch:
+        yield torch.stack(batch)

@@ -1,0 +1,149 @@
+"""The numeric precision a model runs in for inference: one switch, checked against the
+machine, with one clear notice when it falls back.
+
+- ``fp32``: the model as trained.
+- ``bf16``: PyTorch autocast to bfloat16 (convolutions and linear layers); needs a CPU with
+  bfloat16 instructions (AVX512-BF16 or AMX), or a GPU that supports it. RSA layers keep
+  float32 (see :class:`rsanet.layers.RSA`).
+- ``fp16``: autocast to float16 on a CUDA GPU (``--half``).
+- ``int8``: the ResNet family with its convolutions quantized for ONNX Runtime's int8
+  kernels, calibrated on clips (:mod:`rsanet.inference.int8`); needs a CPU with VNNI
+  (AVX512-VNNI, AVX-VNNI or AMX).
+
+A precision the device cannot run at all (fp16 on a CPU, int8 on a GPU) is a
+:class:`PrecisionError`. One whose instructions this CPU lacks falls back to fp32 with a
+warning: it would run, but slower than fp32 (emulated), which must never happen silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger("rsanet.inference")
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+#: CPU flags (``/proc/cpuinfo``) that make each reduced precision faster than fp32
+CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "avx_vnni", "amx_int8")}
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class PrecisionError(ValueError):
+    """A precision this device cannot run (the message says which can)."""
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from ``/proc/cpuinfo`` (None where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.partition(":")[2].split())
+    return None
+
+
+def _missing_cpu_support(precision: str) -> str | None:
+    flags = cpu_flags()
+    wanted = CPU_FLAGS[precision]
+    if flags is None:
+        return None  # cannot tell (not Linux): trust the request
+    if flags.isdisjoint(wanted):
+        return f"this CPU has none of {', '.join(wanted)}"
+    return None
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        expected = ", ".join(PRECISIONS)
+        raise PrecisionError(f"precision: expected one of {expected}, got {precision!r}")
+    return precision
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """The precision that will run for ``precision`` on ``device``: itself, or fp32 after a
+    warning when the CPU lacks the instructions. PrecisionError when the device cannot run
+    it at all."""
+    check_precision(precision)
+    kind = torch.device(device).type
+    if precision == "fp32":
+        return precision
+    if precision == "fp16" and kind != "cuda":
+        raise PrecisionError(
+            "fp16 (--half) runs on a CUDA GPU (--device cuda); on a CPU use bf16 or int8"
+        )
+    if precision == "int8" and kind != "cpu":
+        raise PrecisionError(
+            "int8 runs on the CPU (ONNX Runtime's VNNI kernels); on a GPU use fp16 or bf16"
+        )
+    if precision == "bf16" and kind == "cuda":
+        if not torch.cuda.is_bf16_supported():
+            raise PrecisionError("bf16: this GPU has no bfloat16 support; use fp16 (--half)")
+        return precision
+    reason = _missing_cpu_support(precision) if kind == "cpu" else None
+    if reason is None and precision == "bf16" and kind == "cpu":
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            reason = "PyTorch's oneDNN has no bfloat16 kernels for this CPU"
+    if reason is not None:
+        _notice(f"{precision} asked, but {reason}: running fp32 (it would be slower, emulated)")
+        return "fp32"
+    return precision
+
+
+@functools.cache
+def _notice(text: str) -> None:
+    """One warning per distinct text and process."""
+    logger.warning("rsanet: %s", text)
+
+
+class AutocastModel(nn.Module):
+    """``model`` run under autocast to ``dtype`` without gradients: clip -> float32 logits."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    @torch.inference_mode()
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(clip.device.type, dtype=self.dtype):
+            return self.model(clip).float()
+
+
+def prepare_model(
+    model: nn.Module,
+    precision: str = "fp32",
+    *,
+    device: str | torch.device = "cpu",
+    calibration: Callable[[], Iterable[torch.Tensor]] | None = None,
+    threads: int | None = None,
+) -> nn.Module:
+    """``model`` on ``device`` in evaluation mode, running in ``precision`` (see the module
+    docstring): clip (N, 3, T, S, S) -> logits (N, K) in float32.
+
+    ``calibration`` gives the int8 calibration clips (normalised model inputs), called only
+    for int8. A model outside the ResNet family falls back to fp32 for int8, with a warning.
+    """
+    precision = resolve_precision(precision, device)
+    model = model.to(device).eval()
+    if precision in _DTYPES:
+        return AutocastModel(model, _DTYPES[precision])
+    if precision == "int8":
+        from rsanet.inference.int8 import quantize_resnet
+        from rsanet.models.resnet import ResNetTSN
+
+        if not isinstance(model, ResNetTSN):
+            _notice(
+                f"int8 runs the ResNet family (TSN, TSM, RSANet); {type(model).__name__} runs fp32"
+            )
+            return model
+        if calibration is None:
+            raise ValueError("int8 needs calibration clips (the calibration argument)")
+        return quantize_resnet(model, calibration(), threads=threads)
+    return model
