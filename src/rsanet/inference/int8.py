@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import os
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsanet.models.resnet import ResNetTSN, _Block
+from rsanet.models.resnet import ResNetTSN
 
 logger = logging.getLogger("rsanet.inference")
 
@@ -60,9 +59,9 @@ class _Segment(nn.Module):
         self,
         model: ResNetTSN,
         *,
-        after: _Block | None,
-        blocks: Sequence[_Block],
-        before: _Block | None,
+        after: nn.Module | None,
+        blocks: Sequence[nn.Module],
+        before: nn.Module | None,
         stem: bool,
         head: bool,
     ) -> None:
@@ -72,7 +71,7 @@ class _Segment(nn.Module):
         self.stem, self.head = stem, head
 
     @staticmethod
-    def _finish(block: _Block, transformed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _finish(block: nn.Module, transformed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if block.downsample is None else block.downsample(x)
         out = block.relu(block.bn2(transformed))
         if hasattr(block, "conv3"):  # a bottleneck
@@ -80,7 +79,7 @@ class _Segment(nn.Module):
         return block.relu(out + shortcut)
 
     @staticmethod
-    def _start(block: _Block, x: torch.Tensor) -> torch.Tensor:
+    def _start(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = block.shift(x) if block.shift is not None else x
         return block.relu(block.bn1(block.conv1(x)))
 
@@ -119,7 +118,7 @@ def split_at_transforms(model: ResNetTSN) -> tuple[list[_Segment], list[nn.Modul
                     after=after,
                     blocks=run,
                     before=block,
-                    stem=after is None and not segments,
+                    stem=not segments,
                     head=False,
                 )
             )
@@ -303,11 +302,6 @@ def quantize_resnet(
         clips,
     )
     return Int8ResNet(sessions, transforms)
-
-
-def threads_for_sessions() -> int:
-    """The intra-op threads ONNX Runtime gets: PyTorch's, so both use the same cores."""
-    return max(1, torch.get_num_threads() or os.cpu_count() or 1)
 
 
 def calibration_batches(
