@@ -457,7 +457,7 @@ def export_model(
         batches = (1, 3) if dynamic_batch else (batch,)
         clips = [example_clip(frames, size, batch=n, seed=1) for n in batches]
         if calibration is not None:  # random clips are far from what int8 was calibrated on
-            clips = [clip[:n] for clip, n in zip(calibration, batches * len(calibration))]
+            clips = [calibration[0][:n] for n in batches]
         difference = max(max_abs_difference(model, backend, clip) for clip in clips)
         if calibration is not None:
             with torch.inference_mode():

@@ -10,9 +10,9 @@ Each segment (stem, whole blocks, the halves of the blocks around a transform, t
 is exported to ONNX and quantized statically by ONNX Runtime: per-channel int8 weights,
 uint8 activations, scales calibrated on real clips. ONNX Runtime runs it with VNNI int8
 kernels; activations stay int8 from one convolution to the next inside a segment. The
-transforms run in PyTorch in float32, on their fused kernels, between segments (their
-neighbourhood products do not quantize well, and ONNX Runtime has no kernel as fast as
-ours for them). A network without transforms (TSN, TSM) is one segment.
+transforms run in PyTorch in float32, on their fused kernels, between segments (ONNX
+Runtime has no kernel for their neighbourhood products as fast as ours: see
+docs/performance.md). A network without transforms (TSN, TSM) is one segment.
 
     (N, 3, T, S, S) -> (N, K), like the float network, whose weights are not modified.
 """
@@ -279,6 +279,10 @@ def quantize_resnet(
         raise TypeError(
             f"int8 runs the ResNet family (TSN, TSM, RSANet), not {type(model).__name__}"
         )
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as error:
+        raise ImportError("int8 needs onnxruntime: pip install 'rsanet[export]'") from error
     model = copy.deepcopy(model).eval()
     segments, transforms = split_at_transforms(model)
     runner = _SegmentedResNet(segments, transforms)
