@@ -14,17 +14,7 @@ import torch
 import rsanet
 from rsanet.inference import int8, precision
 from rsanet.inference.precision import AutocastModel, PrecisionError, resolve_precision
-
-
-def trained_looking(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random BatchNorm parameters: every residual branch (every RSA layer) contributes."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm3d):
-            n = module.num_features
-            module.weight.data = 0.5 + 0.5 * torch.rand(n, generator=generator)
-            module.bias.data = 0.1 * torch.randn(n, generator=generator)
-    return model.eval()
+from support.inference import randomise_norms
 
 
 @pytest.fixture
@@ -67,7 +57,7 @@ def test_a_precision_the_device_cannot_run_is_an_error():
 @pytest.mark.parametrize(("name", "segments"), [("rsanet_tiny", 8), ("tsn_tiny", 1)])
 def test_the_segments_and_transforms_compute_the_float_network(name, segments):
     torch.manual_seed(0)
-    model = trained_looking(rsanet.create_model(name, num_classes=5))
+    model = randomise_norms(rsanet.create_model(name, num_classes=5))
     parts, transforms = int8.split_at_transforms(model)
     assert len(parts) == segments and len(transforms) == segments - 1
     assert len(int8.transform_layers(model)) == segments - 1
@@ -92,7 +82,7 @@ def test_int8_needs_calibration_clips():
 
 def test_bf16_autocast_keeps_rsa_in_float32_and_close_to_fp32():
     torch.manual_seed(0)
-    model = trained_looking(rsanet.create_model("rsanet_tiny", num_classes=5))
+    model = randomise_norms(rsanet.create_model("rsanet_tiny", num_classes=5))
     clip = torch.randn(2, 3, 8, 32, 32)
     with torch.inference_mode():
         expected = model(clip)

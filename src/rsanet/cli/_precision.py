@@ -10,14 +10,22 @@ from rsanet.engine.calibration import CALIBRATION_CLIPS
 from rsanet.inference.precision import PRECISIONS
 
 
-def add_precision_options(parser: argparse.ArgumentParser, *, half: bool = False) -> None:
-    """``--precision`` (``args.precision``), ``--calibration CONFIG`` and
-    ``--calibration-clips K``; with ``half``, ``--half`` too (fp16 on a CUDA GPU)."""
+def add_precision_options(
+    parser: argparse.ArgumentParser,
+    *,
+    half: bool = False,
+    choices: tuple[str, ...] = PRECISIONS,
+    help: str | None = None,
+) -> None:
+    """``--precision`` (``args.precision``, None unless given: see :func:`chosen_precision`)
+    among ``choices``, ``--calibration CONFIG`` and ``--calibration-clips K``; with
+    ``half``, ``--half`` too (fp16 on a CUDA GPU)."""
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        choices=choices,
         default=None,
-        help="numeric precision of inference: fp32 (default); bf16 (autocast, CPUs with "
+        help=help
+        or "numeric precision of inference: fp32 (default); bf16 (autocast, CPUs with "
         "bfloat16 instructions or GPUs); fp16 (CUDA GPUs); int8 (the ResNet family on the "
         "CPU, ONNX Runtime's VNNI kernels, calibrated on training clips). Falls back to "
         "fp32 with a warning on a CPU without the instructions",

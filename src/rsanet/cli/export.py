@@ -7,7 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from rsanet.cli._args import add_weights_option
-from rsanet.engine.calibration import CALIBRATION_CLIPS
+from rsanet.cli._precision import add_precision_options, chosen_precision
 
 if TYPE_CHECKING:
     from rsanet.inference.predictor import Classifier
@@ -54,25 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="parity: fail (exit 1) above this max abs difference (default 1e-3; int8: "
         f"{INT8_TOLERANCE:g} of the largest logit)",
     )
-    parser.add_argument(
-        "--precision",
+    add_precision_options(
+        parser,
         choices=("fp32", "int8"),
-        default="fp32",
         help="onnx: int8 quantizes the file with ONNX Runtime (static, calibrated on training "
         "clips; a ResNet without transforms: TSN, TSM). An RSANet runs int8 with rsanet "
         "predict/serve --precision int8 instead (its RSA layers stay in PyTorch)",
-    )
-    parser.add_argument(
-        "--calibration",
-        metavar="CONFIG",
-        help="int8: a YAML config whose training split calibrates the activations "
-        "(default: the checkpoint's own training config)",
-    )
-    parser.add_argument(
-        "--calibration-clips",
-        type=int,
-        metavar="K",
-        help=f"int8: clips the activations are calibrated on ({CALIBRATION_CLIPS})",
     )
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
     parser.add_argument(
@@ -108,10 +95,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--size must be a positive integer, got {args.size}")
     if not (math.isfinite(args.unfold_mb) and args.unfold_mb > 0):
         raise CLIError(f"--unfold-mb must be a positive number of MiB, got {args.unfold_mb}")
-    if args.precision == "int8" and args.format != "onnx":
+    if chosen_precision(args) == "int8" and args.format != "onnx":
         raise CLIError(f"--precision int8 is for --format onnx, not {args.format}")
-    if args.calibration_clips is not None and args.calibration_clips < 1:
-        raise CLIError(f"--calibration-clips must be >= 1, got {args.calibration_clips}")
     if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         raise CLIError(
             f"--tolerance must be a finite number >= 0, got {args.tolerance} (--no-check "
@@ -166,7 +151,7 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
         flush=True,
     )
     calibration = None
-    if args.precision == "int8":
+    if chosen_precision(args) == "int8":
         calibration = checkpoint_calibration(args.calibration, args.calibration_clips)(
             classifier, size
         )
