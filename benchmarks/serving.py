@@ -4,7 +4,7 @@ per camera, measured in one run on the same machine state.
 
     python benchmarks/serving.py [--cameras 1 2 4 8 16] [--seconds 20] [--fps 25]
         [--window 2] [--stride 1] [--size 224] [--modes serve processes]
-        [--serve-threads 1] [--process-threads 1] [--keep-going] [--json]
+        [--serve-threads 1] [--process-threads 1] [--precision fp32] [--keep-going] [--json]
 
 Every camera is the same synthetic H.264 clip (320 x 240, a moving square, ``--fps``)
 replayed at its real frame rate: serve reads it in a loop for ``--seconds``, each predict
@@ -19,7 +19,8 @@ readers need the other cores; on a small busy machine more intra-op threads cost
 than they bring). Serve's model is warmed up before its cameras start; each predict
 process warms up on its first windows, as it would in service. Weights are untrained
 (speed does not depend on them); other work on the machine makes every figure worse (the
-load average is printed with them).
+load average is printed with them). ``--precision bf16`` or ``int8`` runs both modes in that
+precision (``rsanet serve/predict --precision``), int8 calibrated on 16 SynthMotion clips.
 """
 
 from __future__ import annotations
@@ -73,6 +74,20 @@ def make_checkpoint(path: Path, size: int) -> Path:
     return save_checkpoint(path, model, classes=classes, input_size=[size, size])
 
 
+#: clips int8 is calibrated on (SynthMotion, generated: their content does not change the speed)
+CALIBRATION_CLIPS = 16
+
+
+def calibration_config(folder: Path, size: int) -> Path:
+    """A SynthMotion config (generated in memory) for the int8 calibration."""
+    path = folder / "calibration.yaml"
+    path.write_text(
+        f"data: {{format: synthmotion, num_frames: 8, size: {size},\n"
+        f"       train_options: {{num_videos: {CALIBRATION_CLIPS}}}}}\n"
+    )
+    return path
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
@@ -92,6 +107,9 @@ def run_serve(cameras: int, clip: Path, checkpoint: Path, args, folder: Path) ->
 
     config = ServeConfig(
         model=checkpoint,
+        precision=args.precision,
+        calibration=calibration_config(folder, args.size),
+        calibration_clips=CALIBRATION_CLIPS,
         cameras=[CameraConfig(f"cam{i}", str(clip), loop=True) for i in range(cameras)],
         storage=StorageConfig(folder / f"serve-{cameras}", retention_days=None),
         window_seconds=args.window,
@@ -138,6 +156,9 @@ def run_processes(cameras: int, clip: Path, checkpoint: Path, args) -> dict:
         sys.executable, "-m", "rsanet", "predict", str(clip), "--checkpoint", str(checkpoint),
         "--live", "--window-seconds", str(args.window), "--stride-seconds", str(args.stride),
         "--smoothing", "1", "--json", "--threads", str(args.process_threads),
+        "--precision", args.precision,
+        "--calibration", str(calibration_config(clip.parent, args.size)),
+        "--calibration-clips", str(CALIBRATION_CLIPS),
     ]  # fmt: skip
     started = time.monotonic()
     processes = [
@@ -197,6 +218,8 @@ def main() -> None:
                         help="PyTorch threads of the serve process (1)")  # fmt: skip
     parser.add_argument("--process-threads", type=int, default=1,
                         help="PyTorch threads of each predict process (1)")  # fmt: skip
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                        help="inference precision of both modes (fp32)")  # fmt: skip
     parser.add_argument("--keep-going", action="store_true",
                         help="go on growing N after a mode dropped frames")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="one JSON line per measurement")
@@ -211,7 +234,8 @@ def main() -> None:
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(
-        f"# rsanet_tiny {args.size}x{args.size}, {args.fps} fps cameras, window {args.window:g} s "
+        f"# rsanet_tiny {args.size}x{args.size} {args.precision}, {args.fps} fps cameras, "
+        f"window {args.window:g} s "
         f"every {args.stride:g} s, {args.seconds:g} s per N; serve: {args.serve_threads} "
         f"thread(s), processes: {args.process_threads} thread(s) each"
     )

@@ -29,7 +29,7 @@ def test_full_study_plan() -> None:
     keys = [run.key for run in runs]
     assert len(keys) == len(set(keys))
     comparison_runs = [run for run in runs if run.part == "comparison"]
-    assert len(comparison_runs) == 13 * 3  # 4 other transforms + 9 RSA forms, 3 seeds
+    assert len(comparison_runs) == 14 * 3  # 4 other transforms, UniFormer, 9 RSA forms, 3 seeds
     forms = {
         (o["transform_options"]["rsa"]["kernel"], o["transform_options"]["rsa"]["context"])
         for run in comparison_runs

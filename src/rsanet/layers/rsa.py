@@ -252,11 +252,13 @@ class RSA(nn.Module):
     # -- the fast path ---------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.is_autocast_enabled(x.device.type):
+        device = x.device.type  # (no autocast on the meta device the profiler runs on)
+        if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
             # Under autocast (bf16/fp16 inference) the layer still runs in float32: its fused
             # kernels are float32, and on CPUs its products were not faster in bfloat16
-            # (benchmarks/inference.py); the convolutions around it take the lower precision.
-            with torch.autocast(x.device.type, enabled=False):
+            # (docs/performance.md, Inference); the convolutions around it take the lower
+            # precision.
+            with torch.autocast(device, enabled=False):
                 return self.forward(x.float())
         if self.activation_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(self._forward, x, use_reentrant=False)
