@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "NAME.json beside it (model, configuration, classes, input size, normalisation; "
             "loaded without pickle by rsanet.load_model and rsanet predict --checkpoint), "
             "then load the file back and print the max absolute difference of its logits "
-            "from PyTorch's on a random clip. The weights exported are those rsanet eval "
+            "from PyTorch's on a random clip (int8: on calibration clips, also as a share of "
+            "the largest logit). The weights exported are those rsanet eval "
             "scores: the EMA weights when the checkpoint has them (--weights)."
         ),
     )
