@@ -22,6 +22,7 @@ def tiny_overrides(data: Path) -> list[str]:
     """``--set`` values that shrink a SynthCCTV configuration to seconds on one core."""
     return [
         f"data.annotations={data}",
+        "model.init_from=null",  # the SynthMotion job's checkpoint is not made here
         "data.size=32",
         "data.num_frames=4",
         "data.num_workers=0",
@@ -52,7 +53,9 @@ def test_config_loads_and_trains_two_steps(model, recordings, tmp_path, capsys):
     config = load_config(path)
     assert config.data.format == "aihub-cctv" and config.model.name == f"{model}_tiny"
     assert config.data.untrimmed.window_s == 2.0 and config.data.num_frames == 8
-    assert 64 <= config.data.size <= 96
+    assert 64 <= config.data.size <= 96 and config.data.full_frame
+    assert config.model.init_from == f"runs/synthmotion_{model}/best.pt"
+    assert config.data.untrimmed.positive_sampling == "class"
     out = tmp_path / "run"
     code = main(["train", str(path), "--output", str(out), "--set", *tiny_overrides(recordings)])
     assert code == 0, capsys.readouterr().err

@@ -21,6 +21,7 @@ from rsanet.data.synthcctv import (
     SYNTHCCTV_CLASSES,
     plan_session,
     render_frames,
+    scene_labels,
     session_labels,
     write_synthcctv,
 )
@@ -122,6 +123,34 @@ def test_class_set_and_normal_fraction_are_honoured():
     assert counts == {None: 10, "assault": 15, "dumping": 15}
     assert labels != sorted(labels, key=str)  # shuffled
     assert session_labels(5, ["fight"], 1.0, 0) == [None] * 5
+
+
+def test_each_scene_staged_with_several_classes(tmp_path):
+    """With two events per scene, every scene with an event is filmed twice, with two
+    different classes under the same session id (a split by session keeps them together);
+    the walkers, cameras and ground are the scene's, whichever event is staged."""
+    classes = ["fight", "fainting", "loitering"]
+    assert scene_labels("loitering", classes, 2) == ["loitering", "fight"]
+    assert scene_labels(None, classes, 2) == [None]
+    assert scene_labels("fight", classes, 9) == classes
+    write_synthcctv(
+        tmp_path, 4, classes=classes, normal_fraction=0.25, seed=3, events_per_scene=2, **TINY
+    )
+    data = read_untrimmed("aihub-cctv", tmp_path)
+    by_session: dict[str, set] = {}
+    for video in data.videos:
+        by_session.setdefault(video.metadata["session"], set()).update(video.labels or {None})
+    first = session_labels(4, classes, 0.25, 3)
+    for index, label in enumerate(first):
+        assert by_session[f"s{index + 1:04d}"] == set(scene_labels(label, classes, 2))
+    index = first.index("fight")
+    a, b = (plan_session(3, index, c, **TINY) for c in ("fight", "fainting"))
+    assert [(c.cx, c.cy, c.scale, c.mirror) for c in a.cameras] == [
+        (c.cx, c.cy, c.scale, c.mirror) for c in b.cameras
+    ]
+    assert len(a.walkers) == len(b.walkers) and a.place == b.place and a.season == b.season
+    with pytest.raises(ValueError, match="events_per_scene must be >= 1"):
+        write_synthcctv(tmp_path / "x", 2, events_per_scene=0, **TINY)
 
 
 @pytest.mark.parametrize("label", SYNTHCCTV_CLASSES)

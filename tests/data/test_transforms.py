@@ -14,6 +14,7 @@ from rsanet.data import (
     Compose,
     MultiScaleCrop,
     Normalize,
+    RandomFrameCrop,
     RandomHorizontalFlip,
     ResizeShortSide,
     ThreeCrop,
@@ -157,3 +158,29 @@ def test_uint8_resize_matches_float_resize():
     as_uint8, _ = Compose([ResizeShortSide(20)])(frames)
     as_float, _ = Compose([ResizeShortSide(20)])(torch.from_numpy(frames).float() / 255)
     assert (as_uint8 - as_float).abs().max().item() < 1.5 / 255
+
+
+def test_full_frame_keeps_every_corner_of_the_picture():
+    """Evaluation squeezes the whole frame; a centre crop would lose the sides, where a fixed
+    camera's event can just as well happen. Training crops keep >= 90 % of each side."""
+    frames = _ramp(frames=2, height=60, width=80)
+    frames[:, :, :4] = 255  # a bright band at the left edge
+    whole = build_transforms(train=False, size=32, full_frame=True, mean=(0, 0, 0), std=(1, 1, 1))
+    clip, _ = whole(frames)
+    assert clip.shape == (3, 2, 32, 32)
+    assert clip[:, :, :, 0].min() > 0.9  # the left edge is still there
+    cropped, _ = build_transforms(train=False, size=32, mean=(0, 0, 0), std=(1, 1, 1))(frames)
+    assert cropped[:, :, :, 0].max() < 0.9  # ... which the centre crop cuts away
+    crop = RandomFrameCrop(32, generator=torch.Generator().manual_seed(0))
+    for _ in range(50):
+        top, left, height, width = crop.params(60, 80)
+        assert 54 <= height <= 60 and 72 <= width <= 80
+        assert 0 <= top <= 60 - height and 0 <= left <= 80 - width
+    torch.manual_seed(0)
+    train = build_transforms(train=True, size=32, full_frame=True, flip_mode="skip")
+    assert train(frames, 0)[0].shape == (3, 2, 32, 32)
+    assert "RandomFrameCrop" in repr(train) and "MultiScaleCrop" not in repr(train)
+    with pytest.raises(ValueError, match="num_crops must be 1"):
+        build_transforms(train=False, size=32, full_frame=True, num_crops=3)
+    with pytest.raises(ValueError, match="min_scale"):
+        RandomFrameCrop(32, min_scale=0)

@@ -15,6 +15,7 @@ from rsanet.data import (
     UntrimmedAnnotations,
     UntrimmedVideo,
     UntrimmedWindows,
+    WindowSampler,
     build_untrimmed_dataset,
     class_coverage,
     open_video,
@@ -99,6 +100,34 @@ def test_windows_are_a_function_of_seed_and_epoch(recordings):
     assert windows(data, seed=4).windows != windows(data).windows
     starts = {round(w.start_s, 6) for w in first.windows}
     assert len(starts) > 15  # random start times, not a grid
+
+
+def test_class_sampling_balances_rare_classes():
+    """Nine fights and one fall: drawn per event, falls are a tenth of the positives; drawn
+    per class, half. The default (per event) draws exactly as before."""
+    videos = [
+        UntrimmedVideo(f"fight{i}.mp4", (EventInterval("fight", 2.0, 6.0),)) for i in range(9)
+    ]
+    videos.append(UntrimmedVideo("fall.mp4", (EventInterval("fall", 2.0, 6.0),)))
+    classes = [NORMAL_CLASS, "fight", "fall"]
+
+    def falls(sampling: str) -> float:
+        sampler = WindowSampler(
+            videos,
+            [10.0] * len(videos),
+            classes,
+            window_s=2.0,
+            positive_fraction=1.0,
+            windows_per_epoch=2000,
+            positive_sampling=sampling,
+        )
+        drawn = sampler.epoch(0)
+        return sum(w.label == 2 for w in drawn) / len(drawn)
+
+    assert falls("event") == pytest.approx(0.1, abs=0.03)
+    assert falls("class") == pytest.approx(0.5, abs=0.04)
+    with pytest.raises(ValueError, match="positive_sampling must be one of event, class"):
+        WindowSampler(videos, [10.0] * 10, classes, window_s=2.0, positive_sampling="video")
 
 
 def test_validation_grid(recordings):

@@ -311,6 +311,7 @@ def test_accumulation_bf16_and_ema_validation(tmp_path, tiny_config):
         ),
         (["data.format=something-v1"], "data.annotations must be set"),
         (["model.pretrained=/no/such/resnet50.pth"], "model.pretrained: no such file"),
+        (["model.init_from=/no/such/best.pt"], "model.init_from: no such file"),
         (["train.precision=fp16"], "train.precision=fp16 needs a CUDA device"),
         (
             ["train.batch_size=9", "train.grad_accum_steps=2"],
@@ -408,3 +409,29 @@ def test_best_weights_file_holds_the_ema_weights_eval_scores(tmp_path, tiny_conf
     with torch.inference_mode():
         assert torch.equal(shared(clip), evaluated(clip))
         assert not torch.equal(shared(clip), raw(clip))
+
+
+def test_init_from_a_trained_model_fine_tunes_on_other_classes(tmp_path, tiny_config, capsys):
+    """A tsn_tiny of 5 classes starts a run of SynthMotion's 14 from its weights: the
+    backbone is copied, the classifier (another shape) is new; another network is refused."""
+    import rsanet
+    from rsanet.models import init_from_trained, load_model, save_checkpoint
+
+    torch.manual_seed(1)
+    source = rsanet.create_model("tsn_tiny", num_classes=5, num_frames=4)
+    path = save_checkpoint(tmp_path / "trained.pt", source)
+    fresh = rsanet.create_model("tsn_tiny", num_classes=14, num_frames=4)
+    report = init_from_trained(fresh, path)
+    assert report["kept"] == ["fc.weight", "fc.bias"]
+    assert torch.equal(fresh.conv1.weight, source.conv1.weight)
+    with pytest.raises(ValueError, match="holds a 'tsn_tiny', not the 'tsm_tiny'"):
+        init_from_trained(rsanet.create_model("tsm_tiny", num_classes=14), path)
+
+    out = tmp_path / "run"
+    config = tiny_config(model={"name": "tsn_tiny", "init_from": str(path)}, optim={"lr": 1e-9})
+    train(config_from_dict(config), out)
+    assert "model.init_from" in capsys.readouterr().out
+    tuned = load_model(out / "last.pt", weights="raw")
+    assert torch.allclose(tuned.conv1.weight, source.conv1.weight, atol=1e-6)  # lr ~ 0
+    with pytest.raises(Exception, match="both set"):
+        config_from_dict(tiny_config(model={"pretrained": str(path), "init_from": str(path)}))

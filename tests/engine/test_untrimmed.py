@@ -82,12 +82,22 @@ def test_rsanet_train_on_untrimmed_recordings(tmp_path, cameras, capsys):
         ({"window_s": 0}, "data.untrimmed.window_s must be > 0"),
         ({"val_stride_s": -1}, "data.untrimmed.val_stride_s must be > 0"),
         ({"windows_per_epochs": 3}, "did you mean 'data.untrimmed.windows_per_epoch'"),
+        ({"positive_sampling": "video"}, "data.untrimmed.positive_sampling must be one of"),
     ],
 )
 def test_untrimmed_fields_are_checked(cameras, change, message):
     config = example_config(cameras)
     config["data"]["untrimmed"].update(change)
     with pytest.raises(ConfigError, match=message):
+        config_from_dict(config)
+
+
+def test_full_frame_takes_one_crop(cameras):
+    config = example_config(cameras)
+    config["data"]["full_frame"] = True
+    assert config_from_dict(config).data.full_frame
+    config["eval"] = {**config.get("eval", {}), "num_crops": 3}
+    with pytest.raises(ConfigError, match="full_frame shows the whole frame"):
         config_from_dict(config)
 
 

@@ -12,7 +12,11 @@ import pytest
 import torch
 
 import rsanet.cli
-from rsanet.inference import AlertRule, Predictor, load_rules
+from rsanet.data.events import EventInterval as Event
+from rsanet.inference import AlertEngine, AlertRule, Predictor, WindowResult, load_rules
+from rsanet.inference import event_metrics as em
+from rsanet.inference.alerts import parse_rules
+from rsanet.inference.event_eval import NO_EVENT, EventEvaluation, VideoRun
 from support.inference import CLASSES, encode
 
 FPS = 10
@@ -102,9 +106,16 @@ def test_untrained_checkpoint_structure(run_cli, data, checkpoint, tmp_path, cap
     assert (out / "pr_curve.png").stat().st_size > 0
     assert "**overall**" in (out / "events.md").read_text()
     rules = load_rules(out / "rules.yaml")
-    assert [rule.label for rule in rules] == list(CLASSES)
+    # only fighting has an event in the recordings evaluated (falling's is in the broken
+    # one): the other classes get no rule, and the whole budget is fighting's
+    assert [rule.label for rule in rules] == ["fighting"]
     assert all(rule.cooldown == 60 for rule in rules)  # the default rules' timing is kept
+    sweep = report["sweep"]
+    assert (sweep["target_fa_per_hour"], sweep["per_class_fa_per_hour"]) == (1000, 1000)
+    assert list(sweep["classes"]) == ["fighting"]
+    assert list(sweep["without_rule"]) == ["falling", "loitering", "walking"]
     assert "| fighting |" in result.out
+    assert "| loitering | no rule: no event of this class in these recordings |" in result.out
 
 
 class PixelModel:
@@ -166,7 +177,9 @@ def test_exact_numbers_with_a_stub_model(run_cli, data, monkeypatch, tmp_path):
     assert (a["windows"], a["duration_s"], b["alerts"], b["missed"]) == (15, 8.0, [], 1)
     assert broken["error"]
     fighting = report["event"]["classes"]["fighting"]
-    assert list(report["event"]["classes"]) == ["fighting"]  # the rules' classes
+    # every evaluated class is scored, with or without a rule (no falling event: no recall)
+    assert set(report["event"]["classes"]) == {"fighting", "falling", "loitering"}
+    assert report["event"]["classes"]["falling"]["events"] == 0
     # event-free time: 8 - 3 s (a: [1.5, 4.5]) + 4 - 2 s (b: [0.5, 2.5]) = 7 s
     assert fighting["event_free_hours"] == pytest.approx(7 / 3600)
     assert fighting["fa_per_hour"] == pytest.approx(3600 / 7)
@@ -193,6 +206,145 @@ def test_exact_numbers_with_a_stub_model(run_cli, data, monkeypatch, tmp_path):
     assert sweep["threshold"] > a["alerts"][0]["score"] - 1e-6
 
 
+def _calibration(labels: list[str], events: list[Event]) -> tuple[EventEvaluation, VideoRun]:
+    """A rule (threshold 0.5, cooldown 60 s) for each of ``labels`` and one hour of windows
+    ending every second: every class scores 0.1, 0.9 during its events, and 0.6 in one
+    window outside them (at 2000 s, 2500 s, 3000 s, 3500 s for the classes in order), which
+    the lowest passing threshold lets through as exactly one false alarm."""
+    scores = np.full((3600, len(CLASSES)), 0.1)
+    for event in events:
+        scores[round(event.start_s) - 1 : round(event.end_s), CLASSES.index(event.label)] = 0.9
+    for column in range(len(CLASSES)):
+        scores[1999 + 500 * column, column] = 0.6
+    run = VideoRun(
+        "calibration.mp4",
+        tuple(events),
+        ends=list(np.arange(1.0, 3601.0)),
+        scores=list(scores),
+        duration_s=3600.0,
+    )
+    predictor = SimpleNamespace(classes=CLASSES)
+    rules = [AlertRule(label, 0.5, 0.0, 60.0) for label in labels]
+    return EventEvaluation(predictor, window=1.0, stride=1.0, rules=rules), run
+
+
+def _overall_fa_per_hour(document: dict, run: VideoRun) -> float:
+    """False alarms per hour of event-free time of a rules document's rules together."""
+    rules = parse_rules(document)
+    alerts = [
+        SimpleNamespace(label=rule.label, time=t)
+        for rule in rules
+        for t in em.simulate_alerts(
+            run.ends,
+            run.score_matrix[:, CLASSES.index(rule.label)],
+            rule.threshold,
+            rule.min_duration,
+            rule.cooldown,
+        )
+    ]
+    video = em.VideoEvents(run.events, alerts, run.duration_s)
+    return em.event_counts([video], [rule.label for rule in rules], 0.0)[1].fa_per_hour
+
+
+@pytest.mark.parametrize(
+    "labels, target",
+    [
+        (["fighting", "falling"], 1.5),  # one false alarm (1.006 / h) fits, two do not
+        (["fighting", "falling", "loitering"], 2.5),  # two fit, three do not
+    ],
+)
+def test_the_sweep_splits_the_budget_evenly_over_the_rules(labels, target):
+    events = [Event(label, 1000 + 100 * i, 1010 + 100 * i) for i, label in enumerate(labels)]
+    evaluation, run = _calibration(labels, events)
+    sweep = evaluation.sweep([run], target, tolerance=0.0)
+    share = target / len(labels)
+    assert (sweep["target_fa_per_hour"], sweep["per_class_fa_per_hour"]) == (target, share)
+    assert list(sweep["classes"]) == labels and sweep["without_rule"] == {}
+    for label in labels:
+        result = sweep["classes"][label]
+        assert result["achieved"] and result["fa_per_hour"] <= share
+        assert result["target_fa_per_hour"] == share
+        # one false alarm would exceed the share: the rule waits for the event's 0.9
+        assert result["threshold"] == pytest.approx(0.9) and result["recall"] == 1.0
+    overall = _overall_fa_per_hour(sweep["rules"], run)
+    assert overall <= target and overall == pytest.approx(sweep["overall"]["fa_per_hour"])
+    assert sweep["overall"]["achieved"] and sweep["overall"]["recall"] == 1.0
+    # each class given the whole budget (as the sweep once did) lets every bump through:
+    # len(labels) false alarms, more than the budget allows
+    whole = {}
+    for label in labels:
+        series = [
+            em.ScoreSeries(run.ends, run.score_matrix[:, CLASSES.index(label)], events, 3600.0)
+        ]
+        alone = em.sweep_threshold(label, series, target_fa_per_hour=target, cooldown=60.0)
+        whole[label] = (alone.threshold, 0.0, 60.0)
+    assert _overall_fa_per_hour(em.rules_document(whole), run) > target
+
+
+def test_a_class_without_calibration_events_gets_no_rule():
+    labels = ["fighting", "falling", "loitering"]
+    evaluation, run = _calibration(
+        labels, [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
+    )
+    run.scores[100][CLASSES.index("loitering")] = 1.0  # loitering scores high, never annotated
+    sweep = evaluation.sweep([run], 4.0, tolerance=0.0)
+    assert (sweep["target_fa_per_hour"], sweep["per_class_fa_per_hour"]) == (4.0, 2.0)
+    assert list(sweep["classes"]) == ["fighting", "falling"]
+    assert sweep["without_rule"] == {"loitering": NO_EVENT}
+    rules = parse_rules(sweep["rules"])
+    assert [rule.label for rule in rules] == ["fighting", "falling"]
+    # each class's share lets its one false alarm (1.006 / h) through
+    assert [rule.threshold for rule in rules] == pytest.approx([0.6, 0.6])
+    # with no rule, the alert engine never fires for loitering, however high it scores
+    engine = AlertEngine(rules, CLASSES)
+    fired = [
+        alert.label
+        for i, (end, scores) in enumerate(zip(run.ends, run.scores, strict=True))
+        for alert in engine.update(
+            WindowResult("v", i, end - 1.0, end, [], scores, scores, 0.0, 0.0, 10)
+        )
+    ]
+    assert "loitering" not in fired and {"fighting", "falling"} <= set(fired)
+
+
+def test_the_sweep_refuses_recordings_without_events():
+    evaluation, run = _calibration(["fighting", "falling"], [Event("walking", 10, 20)])
+    with pytest.raises(ValueError, match=r"hold no events \(of fighting, falling\)"):
+        evaluation.sweep([run], 2.0, tolerance=0.0)
+
+
+def _stub_predictor(monkeypatch) -> None:
+    import rsanet.cli.eval_events as command
+
+    def stub(args):
+        return Predictor(PixelModel(), CLASSES, num_frames=4, size=32, smoothing=args.smoothing)
+
+    monkeypatch.setattr(command, "build_predictor", stub)
+
+
+def test_a_sweep_without_calibration_events_fails_in_one_line(run_cli, data, monkeypatch, tmp_path):
+    _stub_predictor(monkeypatch)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  loitering: 0.5\n  walking: 0.5\n")  # no event of either
+    args = ["eval-events", "unused.pt", "--format", "intervals", "--annotations", data.csv,
+            "--root", data.root, "--rules", rules, "--target-fa-per-hour", 2,
+            "--out", tmp_path / "out", "--no-figures"]  # fmt: skip
+    result = run_cli(*args)
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1
+    assert f"error: {data.csv}: the calibration recordings hold no events" in result.err
+    assert "loitering, walking" in result.err
+    assert not (tmp_path / "out").exists()  # refused before decoding anything
+    # falling's only event is in the recording that cannot be decoded: the evaluation is
+    # written, then the same one-line error
+    rules.write_text("rules:\n  falling: 0.5\n")
+    result = run_cli(*args)
+    assert result.code == 2 and result.err.strip().splitlines()[-1].startswith(
+        f"rsanet eval-events: error: {data.csv}: the calibration recordings hold no events"
+    )
+    report = json.loads((tmp_path / "out" / "events.json").read_text())
+    assert report["sweep"] is None and not (tmp_path / "out" / "rules.yaml").exists()
+
+
 def test_usage_errors(run_cli, data, tmp_path):
     result = run_cli(
         "eval-events", "x.pt", "--format", "intervals", "--annotations", data.csv,
@@ -211,3 +363,16 @@ def test_formats_match_the_readers():
     from rsanet.data.untrimmed import UNTRIMMED_FORMATS
 
     assert set(FORMATS) == set(UNTRIMMED_FORMATS)
+
+
+def test_events_of_a_class_without_a_rule_are_missed_not_left_out():
+    """Rules for fighting only; a falling event in the footage still counts: recall 1/2."""
+    events = [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
+    evaluation, run = _calibration(["fighting"], events)
+    evaluation.predictor = SimpleNamespace(classes=CLASSES, smoothing=1, num_frames=4, size=32)
+    run.alerts = [SimpleNamespace(label="fighting", time=1001.0, score=0.9)]
+    report = evaluation.report([run], tolerance=0.0)
+    overall, falling = report["event"]["overall"], report["event"]["classes"]["falling"]
+    assert (overall["events"], overall["detected"], overall["recall"]) == (2, 1, 0.5)
+    assert (falling["events"], falling["detected"]) == (1, 0)
+    assert report["videos"][0]["missed"] == 1

@@ -185,6 +185,22 @@ def test_sweep_picks_the_lowest_threshold_meeting_the_target(
     assert result.recall == 1.0
 
 
+def test_sweep_counts_false_alarms_over_the_time_free_of_the_shared_classes_events():
+    series = _series()
+    series[0].events = [Event("fighting", 1000, 1010), Event("falling", 100, 1900)]
+    alone = em.sweep_threshold("fighting", series, target_fa_per_hour=1.5, cooldown=60)
+    assert alone.threshold == pytest.approx(0.7)  # 1 false alarm in 3590 s: 1.003 / h
+    shared = em.sweep_threshold(
+        "fighting", series, target_fa_per_hour=1.5, cooldown=60, event_free_labels=["falling"]
+    )
+    assert shared.threshold == pytest.approx(0.9)  # 1 in 1800 s (falling's out): 2 / h
+    assert shared.false_alarms == 0 and shared.fa_per_hour == 0.0
+    rules = {"fighting": (0.7, 0.0, 60.0)}
+    per_class, overall = em.evaluate_rules({"fighting": series}, rules, tolerance=0.0)
+    assert per_class["fighting"].false_alarms == overall.false_alarms == 1
+    assert overall.event_free_s == pytest.approx(3590)  # falling has no rule: not left out
+
+
 def test_sweep_without_any_acceptable_threshold_and_candidates():
     ends, scores = np.arange(1.0, 11.0), np.full(10, 1.0)
     series = [em.ScoreSeries(ends, scores, [], 10.0)]

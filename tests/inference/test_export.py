@@ -12,6 +12,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -329,3 +330,31 @@ def test_safetensors_export_refuses_to_overwrite_its_input(cli, tmp_path, checkp
     for target in (out, out.with_suffix(".json")):
         result = cli("export", out, "--format", "safetensors", "--out", target)
         assert result.code == 2 and "would destroy the input" in one_error_line(result.err)
+
+
+def test_full_frame_travels_with_every_export(tmp_path):
+    """A model trained on whole frames is fed whole frames by the checkpoint, its
+    weights-only file and its ONNX export alike (source scaled to the short side, then
+    squeezed, not centre-cropped)."""
+    from rsanet.inference import Predictor
+    from rsanet.models import save_checkpoint
+
+    model = rsanet.create_model("rsanet_tiny", num_classes=2, num_frames=4)
+    config = {"data": {"size": 32, "full_frame": True}}
+    checkpoint = save_checkpoint(tmp_path / "whole.pt", model, config=config)
+    for fmt, name in (("safetensors", "whole.safetensors"), ("onnx", "whole.onnx")):
+        code, text = run_cli("export", checkpoint, "--format", fmt, "--out", tmp_path / name)
+        assert code == 0, text
+    loaded = [
+        Predictor.from_checkpoint(checkpoint),
+        Predictor.from_checkpoint(tmp_path / "whole.safetensors"),
+        Predictor.from_onnx(tmp_path / "whole.onnx"),
+    ]
+    frames = np.zeros((4, 24, 40, 3), np.uint8)
+    frames[:, :, :2] = 255  # the left edge, which a centre crop would cut away
+    for predictor in loaded:
+        assert (predictor.full_frame, predictor.size, predictor.short_side) == (True, 32, 32)
+        clip = predictor.clip(frames)
+        assert clip.shape == (1, 3, 4, 32, 32) and float(clip[0, 0, :, :, 0].min()) > 1.0
+    cropped = Predictor.from_checkpoint(save_checkpoint(tmp_path / "crop.pt", model))
+    assert not cropped.full_frame

@@ -213,3 +213,10 @@ def test_cli_usage_errors(cli, checkpoint, bikes, tmp_path, capsys):
     with pytest.raises(SystemExit):  # values are checked as the arguments are parsed
         cli("predict", bikes, "--checkpoint", checkpoint, "--window-seconds", 0)
     assert "--window-seconds: must be a positive, finite number" in capsys.readouterr().err
+
+
+def test_warm_up_runs_one_blank_clip(classifier):
+    backend = Recording(classifier.model)
+    predictor = Predictor(backend, classifier.classes, num_frames=8, size=32)
+    assert predictor.warm_up() >= 0
+    assert len(backend.clips) == 1 and tuple(backend.clips[0].shape) == (1, 3, 8, 32, 32)

@@ -130,7 +130,9 @@ def add_crop_size_option(parser: argparse.ArgumentParser, type: Callable[[str], 
     """``--size`` (``args.size``, None by default): the crop side a checkpoint's model is
     fed; resolve it with :func:`crop_size`."""
     parser.add_argument(
-        "--size", type=type, help=f"crop side (default: checkpoint's, else {DEFAULT_SIZE})"
+        "--size",
+        type=type,
+        help=f"side of the square clip the model sees (default: checkpoint's, else {DEFAULT_SIZE})",
     )
 
 

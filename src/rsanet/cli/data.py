@@ -153,6 +153,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.25,
         help="fraction of sessions without an event (default 0.25)",
     )
+    cctv.add_argument(
+        "--events-per-scene",
+        type=int,
+        default=1,
+        metavar="K",
+        help="stage every scene with an event K times, with K different classes, so that "
+        "the place tells nothing of the class (default 1; the CCTV job uses 2)",
+    )
     cctv.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     cctv.add_argument(
         "--workers", type=int, default=0, help="rendering processes (default 0: this process)"
@@ -273,6 +281,8 @@ def run_synth_cctv(args: argparse.Namespace) -> int:
         raise CLIError(f"--normal-fraction must be in [0, 1], got {args.normal_fraction}")
     if args.workers < 0:
         raise CLIError(f"--workers must be >= 0, got {args.workers}")
+    if args.events_per_scene < 1:
+        raise CLIError(f"--events-per-scene must be >= 1, got {args.events_per_scene}")
     classes = None
     if args.classes:
         classes = [c for item in args.classes for c in item.split(",") if c]
@@ -291,6 +301,7 @@ def run_synth_cctv(args: argparse.Namespace) -> int:
             classes=classes,
             normal_fraction=args.normal_fraction,
             seed=args.seed,
+            events_per_scene=args.events_per_scene,
             workers=args.workers,
             progress=True,
         )

@@ -36,9 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "precision and F1 with a time tolerance, false alarms per hour of event-free "
             "video, detection latency, and frame-level ROC-AUC / AP of the window scores. "
             "Writes events.json, events.md, a timeline figure per video and a PR curve to "
-            "--out. With --target-fa-per-hour, also finds per class the lowest threshold "
-            "meeting that false-alarm rate and writes it as a rules file for "
-            "`rsanet predict --rules`. A recording that cannot be read is listed as a "
+            "--out. With --target-fa-per-hour N, also writes a rules file for "
+            "`rsanet predict --rules` with thresholds picked for at most N false alarms per "
+            "hour from all rules together on these recordings (N split evenly over the "
+            "classes with an event there). A recording that cannot be read is listed as a "
             "failure (exit code 1) and the others are evaluated."
         ),
     )
@@ -100,8 +101,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--target-fa-per-hour",
         type=number(0, 1e6),
         metavar="N",
-        help="find per class the lowest threshold with at most N false alarms per hour "
-        "(the rules' min_duration and cooldown kept) and write the rules file",
+        help="write a rules file for at most N false alarms per hour of event-free time "
+        "from all rules together: N is split evenly over the classes with an event in "
+        "these recordings, each getting the lowest threshold within its share (the rules' "
+        "min_duration and cooldown kept); a class without an event gets no rule, so it "
+        "never alerts",
     )
     parser.add_argument(
         "--rules-out",
@@ -130,7 +134,7 @@ def build_predictor(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Check the inputs (exit 2), run every recording, write the outputs; exit 1 when a
-    recording failed, 2 when all did."""
+    recording failed, 2 when all did or when the sweep found no event to calibrate on."""
     import json
     import sys
     from pathlib import Path
@@ -172,6 +176,11 @@ def run(args: argparse.Namespace) -> int:
     evaluation = EventEvaluation(
         predictor, window=window, stride=stride, rules=rules, normal=args.normal
     )
+    if args.target_fa_per_hour is not None:
+        try:  # before decoding anything: recordings without events cannot calibrate
+            evaluation.calibration_classes(data.videos)
+        except ValueError as error:
+            raise CLIError(f"{args.annotations}: {error}") from None
 
     def progress(number: int, total: int, run) -> None:
         if args.json:
@@ -185,12 +194,16 @@ def run(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    report, runs = evaluation.run(
-        data.videos,
-        tolerance=args.tolerance,
-        target_fa_per_hour=args.target_fa_per_hour,
-        progress=progress,
-    )
+    report, runs = evaluation.run(data.videos, tolerance=args.tolerance, progress=progress)
+    good = [run for run in runs if run.error is None]
+    sweep_error = None
+    if args.target_fa_per_hour is not None and good:
+        try:  # the report is written even when the sweep fails
+            report["sweep"] = evaluation.sweep(
+                good, args.target_fa_per_hour, tolerance=args.tolerance
+            )
+        except ValueError as error:  # every recording with events failed
+            sweep_error = CLIError(f"{args.annotations}: {error}")
     report["checkpoint"] = str(args.checkpoint)
     report["annotations"] = {
         "format": args.format,
@@ -216,4 +229,6 @@ def run(args: argparse.Namespace) -> int:
     failures = len(report["failures"])
     if failures and failures == len(runs):
         raise CLIError(f"no recording could be evaluated ({failures} failed)")
+    if sweep_error is not None:
+        raise sweep_error
     return 1 if failures else 0

@@ -168,6 +168,7 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
             "weights": classifier.weights,
             "mean": list(classifier.mean),
             "std": list(classifier.std),
+            "full_frame": classifier.full_frame,
         },
         check=not args.no_check,
         unfold_mb=args.unfold_mb,

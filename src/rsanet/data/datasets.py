@@ -170,6 +170,7 @@ def build_dataset(
     seed: int = 0,
     num_clips: int = 1,
     num_crops: int = 1,
+    full_frame: bool = False,
     **format_options,
 ) -> Dataset:
     """Any benchmark from plain values.
@@ -180,6 +181,8 @@ def build_dataset(
     random sampling and augmentation (multi-scale crop, flip by ``flip_mode``); evaluation
     uses segment centres / centred clips and a centre crop, or ``num_clips`` uniformly
     spaced clips x ``num_crops`` (1 or 3) crops stacked as (K * crops, 3, T, size, size).
+    ``full_frame``: the whole frame squeezed to size x size instead of crops of its short
+    side (:func:`~rsanet.data.transforms.build_transforms`; synthmotion renders whole clips).
 
     ``format_options``: ``labels`` (class-name file), ``allow_outside_root`` (accept rows
     that lead outside ``root``; by default they are malformed rows), ``video_ext``,
@@ -258,6 +261,7 @@ def build_dataset(
         num_crops=num_crops,
         scales=format_options.get("scales", MULTI_SCALE_CROP_SCALES),
         resize=format_options.get("resize"),
+        full_frame=full_frame,
     )
     return VideoDataset(
         result.records,

@@ -377,6 +377,17 @@ def session_labels(
     return [labels[i] for i in order]
 
 
+def scene_labels(label: str | None, classes: Sequence[str], events_per_scene: int) -> list:
+    """The events a session's scene is staged with: its class and the ``events_per_scene -
+    1`` classes after it in ``classes`` (so that no scene belongs to one class); a normal
+    session (None) once."""
+    if label is None:
+        return [None]
+    first = classes.index(label)
+    count = min(events_per_scene, len(classes))
+    return [classes[(first + shift) % len(classes)] for shift in range(count)]
+
+
 def to_yuv420p(frames: np.ndarray) -> np.ndarray:
     """RGB frames (n, H, W, 3) uint8 as planar YUV 4:2:0 (BT.601, limited range), the layout
     of a ``yuv420p`` frame: (n, 3H/2, W) uint8. Done here rather than by FFmpeg's scaler,
@@ -449,11 +460,17 @@ def write_synthcctv(
     classes: Sequence[str] | None = None,
     normal_fraction: float = 0.25,
     seed: int = 0,
+    events_per_scene: int = 1,
     workers: int = 0,
     progress: bool = False,
 ) -> dict:
     """Write ``sessions`` SynthCCTV sessions to ``out`` (see the module text); returns the
     summary also written to ``out/synthcctv.json``: settings, recordings, written, skipped.
+
+    ``events_per_scene`` k > 1 stages every scene with an event k times, with k different
+    classes (:func:`scene_labels`; the recordings of one scene share its session id, so a
+    split by session keeps them together): the scene then tells nothing of the class, and
+    a network has to learn the motion rather than which places show which event.
 
     Every file is written atomically; a recording whose XML and video are already there
     (from an interrupted run with the same settings) is kept. ``out`` must be new, empty,
@@ -464,6 +481,8 @@ def write_synthcctv(
         raise ValueError(
             f"unknown or no classes {unknown}; choose from {', '.join(SYNTHCCTV_CLASSES)}"
         )
+    if events_per_scene < 1:
+        raise ValueError(f"events_per_scene must be >= 1, got {events_per_scene}")
     if sessions < 1 or not 0 <= normal_fraction <= 1:
         raise ValueError(
             f"need sessions >= 1 and normal_fraction in [0, 1], got {sessions}, {normal_fraction}"
@@ -486,13 +505,18 @@ def write_synthcctv(
         "normal_fraction": normal_fraction,
         "seed": seed,
     }
+    if events_per_scene > 1:  # settings of sets written before the option keep their text
+        settings["events_per_scene"] = events_per_scene
     _claim(out, settings)
     options = {"seconds": seconds, "fps": fps, "size": (width, height), "cameras": tuple(cameras)}
     text = json.dumps(settings, sort_keys=True)
     jobs = []
-    for index, label in enumerate(session_labels(sessions, classes, normal_fraction, seed)):
-        count = len(plan_session(seed, index, label, **options).cameras)
-        jobs += [(str(out), seed, index, label, camera, options, text) for camera in range(count)]
+    for index, first in enumerate(session_labels(sessions, classes, normal_fraction, seed)):
+        for label in scene_labels(first, classes, events_per_scene):
+            count = len(plan_session(seed, index, label, **options).cameras)
+            jobs += [
+                (str(out), seed, index, label, camera, options, text) for camera in range(count)
+            ]
     bar = None
     if progress:
         from tqdm import tqdm

@@ -32,6 +32,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: TSN multi-scale crop: crop sides relative to the short side of the frame
 MULTI_SCALE_CROP_SCALES = (1.0, 0.875, 0.75, 0.66)
+#: full-frame training crops keep at least this fraction of each side of the frame
+FULL_FRAME_MIN_SCALE = 0.9
 #: crop positions of the multi-scale crop as (top, left) fractions of the free space:
 #: centre, corners, edge middles and the four quarter points
 CROP_POSITIONS = (
@@ -119,6 +121,9 @@ class Resize:
 
     def __call__(self, clip: torch.Tensor) -> torch.Tensor:
         return _resize(clip, *self.size, antialias=self.antialias)
+
+    def __repr__(self) -> str:
+        return f"Resize({self.size})"
 
 
 class CenterCrop:
@@ -213,6 +218,38 @@ class MultiScaleCrop:
 
     def __repr__(self) -> str:
         return f"MultiScaleCrop({self.size}, scales={self.scales})"
+
+
+class RandomFrameCrop:
+    """A random crop keeping at least ``min_scale`` of each side of the frame (one draw per
+    clip: the sides' fractions and the position), resized to ``size`` x ``size`` with the
+    aspect ratio not kept. The training view of a fixed camera, where an event can happen
+    anywhere in the picture and a crop of the short side could cut it out."""
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        min_scale: float = FULL_FRAME_MIN_SCALE,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"min_scale must be in (0, 1], got {min_scale!r}")
+        self.size, self.min_scale, self.generator = _size_pair(size), float(min_scale), generator
+
+    def params(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """A random crop box (top, left, crop height, crop width) of a height x width frame."""
+        draw = torch.rand(4, generator=self.generator).tolist()
+        crop_h = max(1, round(height * (self.min_scale + (1 - self.min_scale) * draw[0])))
+        crop_w = max(1, round(width * (self.min_scale + (1 - self.min_scale) * draw[1])))
+        return round(draw[2] * (height - crop_h)), round(draw[3] * (width - crop_w)), crop_h, crop_w
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        top, left, crop_h, crop_w = self.params(*clip.shape[-2:])
+        return _resize(clip[..., top : top + crop_h, left : left + crop_w], *self.size)
+
+    def __repr__(self) -> str:
+        return f"RandomFrameCrop({self.size}, min_scale={self.min_scale:g})"
 
 
 def _normalise_name(name: str) -> str:
@@ -359,6 +396,7 @@ def build_transforms(
     resize: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    full_frame: bool = False,
 ) -> Compose:
     """The TSN/TSM/RSA pipeline.
 
@@ -366,18 +404,26 @@ def build_transforms(
     (``flip_mode``), :class:`Normalize`. Evaluation, one crop: short side to ``resize``
     (default ``size * 256 / 224``), :class:`CenterCrop`; three crops: short side to ``size``,
     :class:`ThreeCrop` (TSM's multi-crop test), then :class:`Normalize`.
+
+    ``full_frame`` (fixed cameras: nothing of the picture may be cut away): training takes
+    :class:`RandomFrameCrop` instead of the multi-scale crop, and evaluation resizes the
+    short side to ``size``, then the whole frame to ``size`` x ``size`` (one crop only).
     """
     if flip_mode not in FLIP_MODES:
         raise ValueError(f"flip_mode must be one of {', '.join(FLIP_MODES)}, got {flip_mode!r}")
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 or 3, got {num_crops!r}")
+    if full_frame and num_crops != 1:
+        raise ValueError("full_frame shows the whole frame: num_crops must be 1")
     steps: list[Callable] = []
     if train:
         if num_crops != 1:
             raise ValueError("num_crops=3 is for evaluation (train=False)")
-        steps.append(MultiScaleCrop(size, scales))
+        steps.append(RandomFrameCrop(size) if full_frame else MultiScaleCrop(size, scales))
         if flip_mode != "none":
             steps.append(RandomHorizontalFlip(flip_prob, flip_mode, flip_pairs))
+    elif full_frame:
+        steps += [ResizeShortSide(size), Resize(size)]
     elif num_crops == 1:
         steps += [ResizeShortSide(resize or round(size * 256 / 224)), CenterCrop(size)]
     else:

@@ -8,7 +8,8 @@ event touches it (a *negative*), and no label at all (the window is never used) 
 ``normal`` is class 0; the annotations' classes follow in their order.
 
 :class:`WindowSampler` plans the windows: for training, ``windows_per_epoch`` windows of
-which ``positive_fraction`` are positives (an event drawn uniformly, then a start time
+which ``positive_fraction`` are positives (an event drawn uniformly, or a class drawn
+uniformly and then one of its events with ``positive_sampling="class"``, then a start time
 uniformly among those that cover enough of it) and the rest negatives (a start time
 uniformly over all event-free time of all recordings), a pure function of ``(seed,
 epoch)``; for validation a grid of windows ``stride_s`` apart over every recording.
@@ -54,6 +55,9 @@ from rsanet.data.untrimmed import UNTRIMMED_FORMATS, read_untrimmed
 
 #: the label of windows that no event touches: class index 0
 NORMAL_CLASS = "normal"
+
+#: how training positives are drawn: every event equally often, or every class equally often
+POSITIVE_SAMPLING = ("event", "class")
 
 #: errors of decoders that mean "this file is bad", not "this code is"
 _DATA_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
@@ -123,8 +127,17 @@ def _merged(events: Iterable[EventInterval]) -> list[tuple[float, float]]:
 
 
 def _check_window_options(
-    window_s: float, min_overlap: float, positive_fraction: float, windows_per_epoch: int
+    window_s: float,
+    min_overlap: float,
+    positive_fraction: float,
+    windows_per_epoch: int,
+    positive_sampling: str = "event",
 ) -> None:
+    if positive_sampling not in POSITIVE_SAMPLING:
+        raise ValueError(
+            f"positive_sampling must be one of {', '.join(POSITIVE_SAMPLING)}, "
+            f"got {positive_sampling!r}"
+        )
     if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
         raise ValueError(f"window_s must be a positive number of seconds, got {window_s!r}")
     if not 0 < min_overlap <= 1:
@@ -142,6 +155,11 @@ class WindowSampler:
     events that can cover ``min_overlap`` of a window (an event shorter than ``min_overlap *
     window_s`` cannot: it is counted in ``unusable_events``); negatives start anywhere a
     window touches no event. Recordings shorter than a window give none.
+
+    ``positive_sampling``: ``"event"`` draws each positive from an event chosen uniformly
+    (common classes get more windows); ``"class"`` first draws a class uniformly among those
+    with usable events, then one of its events, so rare classes are seen as often as common
+    ones.
     """
 
     def __init__(
@@ -155,8 +173,11 @@ class WindowSampler:
         positive_fraction: float = 0.5,
         windows_per_epoch: int = 1000,
         seed: int = 0,
+        positive_sampling: str = "event",
     ) -> None:
-        _check_window_options(window_s, min_overlap, positive_fraction, windows_per_epoch)
+        _check_window_options(
+            window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling
+        )
         if len(videos) != len(durations):
             raise ValueError("one duration per video is needed")
         self.videos, self.durations = list(videos), [float(d) for d in durations]
@@ -164,12 +185,13 @@ class WindowSampler:
         self.index = {name: i for i, name in enumerate(self.classes)}
         self.window_s, self.min_overlap = float(window_s), float(min_overlap)
         self.positive_fraction, self.windows_per_epoch = positive_fraction, windows_per_epoch
-        self.seed = seed
+        self.seed, self.positive_sampling = seed, positive_sampling
         w, m = self.window_s, self.min_overlap
         #: (video, lowest start, highest start) of each usable event / event-free stretch
         self.positives: list[tuple[int, float, float]] = []
         self.negatives: list[tuple[int, float, float]] = []
         self.unusable_events = 0
+        self._positive_classes: list[str] = []
         for number, (video, duration) in enumerate(zip(self.videos, self.durations, strict=True)):
             last_start = duration - w
             for event in video.events:
@@ -177,6 +199,7 @@ class WindowSampler:
                 high = min(last_start, event.end_s - m * w)
                 if event.duration_s >= m * w - 1e-9 and low <= high + 1e-9:
                     self.positives.append((number, low, max(low, high)))
+                    self._positive_classes.append(event.label)
                 else:
                     self.unusable_events += 1
             reach = 0.0
@@ -184,6 +207,10 @@ class WindowSampler:
                 if min(first, duration) - reach >= w:
                     self.negatives.append((number, reach, min(first, duration) - w))
                 reach = max(reach, last)
+        #: per class with usable events, the indices of its entries in ``positives``
+        self.positives_by_class: dict[str, list[int]] = {}
+        for number, label in enumerate(self._positive_classes):
+            self.positives_by_class.setdefault(label, []).append(number)
         lengths = np.array([high - low for _, low, high in self.negatives], dtype=np.float64)
         self._negative_weights = (
             lengths / lengths.sum()
@@ -224,8 +251,14 @@ class WindowSampler:
         self.check()
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, int(epoch), 0x57494E])
         windows = []
+        by_class = list(self.positives_by_class.values())
         for _ in range(self.num_positives):
-            video, low, high = self.positives[int(rng.integers(len(self.positives)))]
+            if self.positive_sampling == "class":
+                members = by_class[int(rng.integers(len(by_class)))]
+                pick = members[int(rng.integers(len(members)))]
+            else:
+                pick = int(rng.integers(len(self.positives)))
+            video, low, high = self.positives[pick]
             start = float(low + rng.random() * (high - low))
             label = self._label(video, start)
             if label is None:  # cannot happen: the event alone covers min_overlap
@@ -257,7 +290,8 @@ class WindowSampler:
         return (
             f"WindowSampler(window_s={self.window_s:g}, min_overlap={self.min_overlap:g}, "
             f"positive_fraction={self.positive_fraction:g}, "
-            f"windows_per_epoch={self.windows_per_epoch}, {len(self.videos)} recordings)"
+            f"windows_per_epoch={self.windows_per_epoch}, "
+            f"positive_sampling={self.positive_sampling!r}, {len(self.videos)} recordings)"
         )
 
 
@@ -323,6 +357,7 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         decode_threads: int = 1,
         bad_sample_policy: str = "skip",
         max_attempts: int = 10,
+        positive_sampling: str = "event",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -374,6 +409,7 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             positive_fraction=positive_fraction,
             windows_per_epoch=windows_per_epoch,
             seed=seed,
+            positive_sampling=positive_sampling,
         )
         self.durations = self.sampler.durations
         self.epoch = 0
@@ -605,6 +641,8 @@ def build_untrimmed_dataset(
     val_stride_s: float | None = None,
     val_fraction: float = 0.2,
     split_seed: int = 0,
+    full_frame: bool = False,
+    positive_sampling: str = "event",
     quiet: bool = False,
     **options,
 ) -> UntrimmedWindows:
@@ -618,7 +656,9 @@ def build_untrimmed_dataset(
     dataset's ``split_report`` holds the report. ``train`` (default ``split == "train"``)
     draws ``windows_per_epoch`` random windows per epoch with multi-scale crops and flips;
     otherwise the grid ``val_stride_s`` apart (default ``window_s``) with a centre crop
-    (or ``num_crops=3``).
+    (or ``num_crops=3``). ``full_frame``: the whole frame squeezed to size x size instead
+    (fixed cameras: an event may happen anywhere in view); ``positive_sampling``: see
+    :class:`WindowSampler`.
 
     ``options``: reader options ``labels``, ``class_map``, ``fps``, ``deduplicate``,
     ``allow_outside_root``; loading options ``backend``, ``decode_threads``,
@@ -637,7 +677,9 @@ def build_untrimmed_dataset(
             f"{format}: unknown options {sorted(unknown)}; accepted: {sorted(accepted)}"
         )
     check_policy(bad_sample_policy)
-    _check_window_options(window_s, min_overlap, positive_fraction, windows_per_epoch)
+    _check_window_options(
+        window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling
+    )
     train = split == "train" if train is None else bool(train)
     reader = {k: v for k, v in options.items() if k in UNTRIMMED_READER_OPTIONS}
 
@@ -669,6 +711,7 @@ def build_untrimmed_dataset(
         num_crops=num_crops,
         scales=options.get("scales", MULTI_SCALE_CROP_SCALES),
         resize=options.get("resize"),
+        full_frame=full_frame,
     )
     dataset = UntrimmedWindows(
         chosen,
@@ -685,6 +728,7 @@ def build_untrimmed_dataset(
         decode_threads=int(options.get("decode_threads", 1)),
         bad_sample_policy=bad_sample_policy,
         max_attempts=int(options.get("max_attempts", 10)),
+        positive_sampling=positive_sampling,
     )
     dataset.split_report = report
     dataset.split_summary = None if report is None else parts.summary()

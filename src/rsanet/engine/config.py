@@ -54,6 +54,10 @@ class ModelConfig:
     #: path of an image checkpoint inflated into the backbone: an ImageNet ResNet in
     #: torchvision's layout, or for the video transformers a ViT/DeiT in timm's layout
     pretrained: str | None = None
+    #: a trained rsanet checkpoint (or weights-only file) of the same network to start from:
+    #: every tensor that fits is loaded, the classifier of another class count is new
+    #: (fine-tuning, as MMAction2's load_from)
+    init_from: str | None = None
     #: head dropout and the largest stochastic-depth rate; None keeps the model's default
     drop_rate: float | None = None
     drop_path_rate: float | None = None
@@ -78,6 +82,9 @@ class UntrimmedConfig:
     positive_fraction: float = 0.5
     #: training windows drawn per epoch
     windows_per_epoch: int = 1000
+    #: positives drawn per event ("event") or per class, then event ("class": rare classes
+    #: are seen as often as common ones)
+    positive_sampling: str = field(default="event", metadata=_choices("event", "class"))
     #: seconds between validation windows (null: window_s, windows side by side)
     val_stride_s: float | None = None
     #: without data.val_annotations: the fraction of recordings (whole sessions) validated on
@@ -102,6 +109,9 @@ class DataConfig:
     num_frames: int = 8
     sampling: str = field(default="tsn", metadata=_choices("tsn", "dense"))
     size: int = 224
+    #: the whole frame squeezed to size x size, no crop (fixed cameras: an event can happen
+    #: anywhere in view); false: crops of the short side, as TSN/TSM/RSA
+    full_frame: bool = False
     flip_mode: str = field(default="none", metadata=_choices("none", "skip", "swap"))
     bad_sample_policy: str = field(default="skip", metadata=_choices("skip", "raise"))
     #: DataLoader worker processes per training process
@@ -481,6 +491,11 @@ def validate(config: Config) -> None:
     )
     _require(bool(m.name), "model.name must name a model (see rsanet.models.list_models())")
     _require(
+        not (m.pretrained and m.init_from),
+        "model.pretrained and model.init_from are both set: init_from loads a whole trained "
+        "model over the ImageNet weights, so set only one",
+    )
+    _require(
         m.num_classes is None or m.num_classes >= 1,
         f"model.num_classes must be >= 1 or null, got {m.num_classes}",
     )
@@ -499,6 +514,10 @@ def validate(config: Config) -> None:
     _require(
         0 <= d.num_workers <= MAX_WORKERS,
         f"data.num_workers must be in 0..{MAX_WORKERS}, got {d.num_workers}",
+    )
+    _require(
+        not (d.full_frame and e.num_crops != 1),
+        f"data.full_frame shows the whole frame, so eval.num_crops must be 1, got {e.num_crops}",
     )
     _validate_untrimmed(d, e)
     _require(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")

@@ -160,18 +160,29 @@ def resolve_precision(name: str, device: torch.device) -> Precision:
     raise ConfigError(f"train.precision must be fp32, bf16, fp16 or auto, got {name!r}")
 
 
+#: what each model file of the configuration must be, for the error when it is missing
+_MODEL_FILES = {
+    "pretrained": (
+        "an ImageNet ResNet checkpoint in torchvision's layout, or a ViT/DeiT one in timm's "
+        "for the video transformers; set its path, or null to train from scratch"
+    ),
+    "init_from": (
+        "a checkpoint or weights-only file of a trained model of the same name; null to "
+        "start from model.pretrained or from scratch"
+    ),
+}
+
+
 def check_model(config: Config, *, resuming: bool = False) -> None:
-    """Fail before any work on an unknown model name or a missing ImageNet file."""
+    """Fail before any work on an unknown model name or a missing model file (ImageNet
+    weights, a trained model to fine-tune); a resumed run reads neither."""
     from rsanet.models import model_factory
 
     model_factory(config.model.name)  # UnknownModelError names the close matches
-    pretrained = config.model.pretrained
-    if pretrained and not resuming and not Path(pretrained).expanduser().is_file():
-        raise FileNotFoundError(
-            f"model.pretrained: no such file: {pretrained!r} (an ImageNet ResNet checkpoint "
-            "in torchvision's layout, or a ViT/DeiT one in timm's for the video transformers; "
-            "set its path, or null to train from scratch)"
-        )
+    for key, what in _MODEL_FILES.items():
+        path = getattr(config.model, key)
+        if path and not resuming and not Path(path).expanduser().is_file():
+            raise FileNotFoundError(f"model.{key}: no such file: {path!r} ({what})")
 
 
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -365,9 +376,12 @@ class _Run:
         the resolved configuration) and the checkpoint resumed from its ``last.pt`` or
         ``best.pt`` (the checkpoints a run replaces as it goes)."""
         d = self.config.data
-        pretrained = None if self.resume_path is not None else self.config.model.pretrained
+        resuming = self.resume_path is not None
+        pretrained = None if resuming else self.config.model.pretrained
+        init_from = None if resuming else self.config.model.init_from
         read = [
             ("model.pretrained", pretrained),
+            ("model.init_from", init_from),
             ("data.annotations", d.annotations),
             ("data.train_annotations", d.train_annotations),
             ("data.val_annotations", d.val_annotations),
@@ -440,7 +454,7 @@ class _Run:
                 f"process; the training set has {len(self.train_set)} samples"
             )
 
-        from rsanet.models import check_state_dict_fits, create_model
+        from rsanet.models import check_state_dict_fits, create_model, init_from_trained
 
         overrides = dict(c.model.options)
         for key in ("drop_rate", "drop_path_rate"):
@@ -461,6 +475,19 @@ class _Run:
             check_state_dict_fits(
                 model, self.checkpoint["state_dict"], what=f"checkpoint {self.resume_path}"
             )
+        elif c.model.init_from:
+            source = str(Path(c.model.init_from).expanduser())
+            try:
+                report = init_from_trained(model, source)
+            except ValueError as error:
+                raise ConfigError(f"model.init_from: {error}") from None
+            if env.is_main:
+                kept = ", ".join(report["kept"]) or "nothing"
+                print(
+                    f"rsanet train: model.init_from {source}: {len(report['loaded'])} tensors "
+                    f"loaded, initialisation kept for {kept}",
+                    flush=True,
+                )
         model.to(env.device)
         self.model = model
         self.ddp = model
@@ -541,6 +568,7 @@ class _Run:
             input_size=(size, size),
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
+            full_frame=self.config.data.full_frame,
             epoch=self.epoch,
             val_top1=finite_or_null(metrics.get("val_top1")),
         )

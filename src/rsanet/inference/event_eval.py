@@ -36,6 +36,8 @@ from rsanet.inference.sources import SourceError, SourceSpec, decode_frames
 
 #: class names taken for "normal" (no event) unless told otherwise: never evaluated
 NORMAL_NAMES = ("normal", "background", "none", "no_event")
+#: why the threshold sweep writes no rule for a class
+NO_EVENT = "no event of this class in these recordings"
 
 
 @dataclass
@@ -169,26 +171,29 @@ class EventEvaluation:
         target_fa_per_hour: float | None = None,
     ) -> dict[str, Any]:
         """The report (a JSON-able dict): settings, per-video lines, failures, event-level
-        metrics of the rules' classes, frame-level AUC/AP of the evaluated classes, speed,
-        and the threshold sweep when ``target_fa_per_hour`` is given."""
+        metrics of every counted class (:meth:`counted_classes`), frame-level AUC/AP of the
+        evaluated classes, speed, and the threshold sweep (:meth:`sweep`) when
+        ``target_fa_per_hour`` is given."""
         good = [run for run in runs if run.error is None]
         index = {c: i for i, c in enumerate(self.predictor.classes)}
-        ruled = list(dict.fromkeys(rule.label for rule in self.rules))
+        # every evaluated class counts, ruled or not: an event of a class that has no rule is a
+        # missed event, not one left out of the recall
+        counted = self.counted_classes()
         unknown = sorted(
             {e.label for run in good for e in run.events if e.label not in index}
             - set(self.classes)
         )
         per_class, overall = em.event_counts(
             [em.VideoEvents(run.events, run.alerts, run.duration_s) for run in good],
-            ruled,
+            counted,
             tolerance,
         )
         video_lines = []
         for run in runs:
             line: dict[str, Any] = {"path": run.path, "error": run.error}
             if run.error is None:
-                events = [e for e in run.events if e.label in ruled]
-                alerts = [a for a in run.alerts if a.label in ruled]
+                events = [e for e in run.events if e.label in counted]
+                alerts = [a for a in run.alerts if a.label in counted]
                 matching = em.match_alerts(events, alerts, tolerance)
                 line.update(
                     duration_s=round(run.duration_s, 3),
@@ -293,13 +298,41 @@ class EventEvaluation:
         }
         return scores, truth_any, truth
 
+    def counted_classes(self) -> list[str]:
+        """The classes whose events and alerts are scored: the evaluated classes (the model's,
+        less normal), then those of rules outside them."""
+        return list(dict.fromkeys([*self.classes, *(rule.label for rule in self.rules)]))
+
+    def calibration_classes(self, recordings: Sequence[Any]) -> list[str]:
+        """The rules' classes (in their order) with at least one event in ``recordings``
+        (objects with ``events``): those the threshold sweep gives a rule. ValueError when
+        there is none, as a sweep would then have nothing to calibrate."""
+        labels = list(dict.fromkeys(rule.label for rule in self.rules))
+        seen = {event.label for recording in recordings for event in recording.events}
+        found = [label for label in labels if label in seen]
+        if not found:
+            raise ValueError(
+                f"the calibration recordings hold no events (of {', '.join(labels)}): "
+                "no alert threshold can be calibrated on them"
+            )
+        return found
+
     def sweep(
         self, runs: Sequence[VideoRun], target_fa_per_hour: float, *, tolerance: float
     ) -> dict[str, Any]:
-        """Per rule, the lowest threshold meeting ``target_fa_per_hour`` (its min_duration and
-        cooldown kept) and the rules document with those thresholds."""
-        results, thresholds = {}, {}
+        """Thresholds for at most ``target_fa_per_hour`` false alarms per hour of event-free
+        time from all the rules together, and the rules document with them. The budget is
+        split evenly over the K classes with an event in ``runs``: each rule gets the lowest
+        threshold meeting X / K, counted over the time free of all K classes' events so
+        that the shares add up to the overall rate (its min_duration and cooldown kept). A
+        class without an event gets no rule: there is no recall to calibrate on, and its
+        threshold would only fire elsewhere. ValueError when no class has an event."""
+        calibrated = self.calibration_classes(runs)
+        share = target_fa_per_hour / len(calibrated)
+        results, thresholds, series_of = {}, {}, {}
         for rule in self.rules:
+            if rule.label not in calibrated:
+                continue
             column = self.predictor.classes.index(rule.label)
             series = [
                 em.ScoreSeries(run.ends, run.score_matrix[:, column], run.events, run.duration_s)
@@ -308,17 +341,29 @@ class EventEvaluation:
             result = em.sweep_threshold(
                 rule.label,
                 series,
-                target_fa_per_hour=target_fa_per_hour,
+                target_fa_per_hour=share,
                 min_duration=rule.min_duration,
                 cooldown=rule.cooldown,
                 tolerance=tolerance,
+                event_free_labels=calibrated,
             )
             results[rule.label] = result.to_dict()
             threshold = rule.threshold if result.threshold is None else result.threshold
             thresholds[rule.label] = (threshold, rule.min_duration, rule.cooldown)
+            series_of[rule.label] = series
+        overall = em.evaluate_rules(series_of, thresholds, tolerance=tolerance)[1].to_dict()
+        rate = overall["fa_per_hour"]
+        overall["achieved"] = rate is not None and rate <= target_fa_per_hour + 1e-9
         return {
             "target_fa_per_hour": target_fa_per_hour,
+            "per_class_fa_per_hour": share,
             "classes": results,
+            "without_rule": {
+                label: NO_EVENT
+                for label in dict.fromkeys(rule.label for rule in self.rules)
+                if label not in calibrated
+            },
+            "overall": overall,
             "rules": em.rules_document(thresholds),
         }
 
@@ -389,9 +434,19 @@ def markdown(report: dict[str, Any]) -> str:
         )
     sweep = report.get("sweep")
     if sweep:
+        target, overall = sweep["target_fa_per_hour"], sweep["overall"]
+        count = len(sweep["classes"])
         lines += [
             "",
-            f"## Thresholds for at most {sweep['target_fa_per_hour']:g} false alarms per hour",
+            f"## Thresholds for at most {target:g} false alarms per hour, all rules together",
+            "",
+            f"The budget of {target:g} false alarms per hour of event-free time is shared "
+            f"evenly by the {count} rule{'s' if count != 1 else ''} (one per class with an "
+            f"event in these recordings): at most {sweep['per_class_fa_per_hour']:g} each, "
+            f"counted over the time free of all their events. Together they give "
+            f"{_fmt(overall['fa_per_hour'], 2)} false alarms per hour here "
+            f"({overall['false_alarms']} in {_duration(overall['event_free_hours'] * 3600)} "
+            f"of event-free time; {'met' if overall['achieved'] else 'not met'}).",
             "",
             "| class | threshold | FA / h | recall | met |",
             "|---|---|---|---|---|",
@@ -402,6 +457,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {_fmt(result['recall'], percent=True)} | "
                 f"{'yes' if result['achieved'] else 'no'} |"
             )
+        for label, reason in sweep["without_rule"].items():
+            lines.append(f"| {label} | no rule: {reason} | | | |")
     if report["failures"]:
         lines += ["", "## Failures", ""]
         lines += [f"- `{f['path']}`: {f['error']}" for f in report["failures"]]
@@ -442,9 +499,9 @@ def timeline_png(run: VideoRun, evaluation: EventEvaluation, tolerance: float) -
         )
     for event in run.events:
         ax.axvspan(event.start_s, event.end_s, color=colours.get(event.label, "grey"), alpha=0.18)
-    ruled = {rule.label for rule in evaluation.rules}
-    events = [e for e in run.events if e.label in ruled]
-    alerts = [a for a in run.alerts if a.label in ruled]
+    counted = set(evaluation.counted_classes())
+    events = [e for e in run.events if e.label in counted]
+    alerts = [a for a in run.alerts if a.label in counted]
     matching = em.match_alerts(events, alerts, tolerance)
     markers = {"hit": "v", "false_alarm": "x", "duplicate": "."}
     for i, alert in enumerate(alerts):

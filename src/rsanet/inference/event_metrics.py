@@ -34,7 +34,7 @@ Definitions (``docs/events.md`` has them with examples):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -401,9 +401,10 @@ class _Alert:
 
 @dataclass
 class SweepResult:
-    """The threshold chosen for ``label``; ``achieved`` is False when no threshold in [0, 1]
-    meets the target (``threshold`` is then the one with the fewest false alarms per hour)
-    or when there is no event-free time to measure false alarms on (``threshold`` None)."""
+    """The threshold chosen for ``label`` and its false alarms per hour (of the event-free
+    time the sweep counted); ``achieved`` is False when no threshold in [0, 1] meets the
+    target (``threshold`` is then the one with the fewest false alarms per hour) or when
+    there is no event-free time to measure false alarms on (``threshold`` None)."""
 
     label: str
     threshold: float | None
@@ -442,8 +443,11 @@ def evaluate_threshold(
     min_duration: float,
     cooldown: float,
     tolerance: float,
+    event_free_labels: Collection[str] = (),
 ) -> EventCounts:
-    """The event counts of ``label`` when its rule uses ``threshold``."""
+    """The event counts of ``label`` when its rule uses ``threshold``; the event-free time
+    leaves out the events of ``label`` and of ``event_free_labels`` (so that rates of
+    several classes measured on the same time add up to their overall rate)."""
     videos = [
         VideoEvents(
             [e for e in one.events if e.label == label],
@@ -455,7 +459,16 @@ def evaluate_threshold(
         )
         for one in series
     ]
-    return event_counts(videos, [label], tolerance)[0][label]
+    counts = event_counts(videos, [label], tolerance)[0][label]
+    if set(event_free_labels) - {label}:
+        excluded = {label, *event_free_labels}
+        counts.event_free_s = sum(
+            event_free_seconds(
+                [e for e in one.events if e.label in excluded], one.duration_s, tolerance
+            )
+            for one in series
+        )
+    return counts
 
 
 def sweep_threshold(
@@ -467,12 +480,16 @@ def sweep_threshold(
     cooldown: float = 60.0,
     tolerance: float = 0.0,
     max_candidates: int = 2000,
+    event_free_labels: Collection[str] = (),
 ) -> SweepResult:
     """The lowest threshold for ``label`` whose false alarms per hour of event-free time
     (over all of ``series``) are at most ``target_fa_per_hour``, with the rule's
-    ``min_duration`` and ``cooldown``. False alarms need not fall as the threshold rises
-    (a cooldown started earlier can hide one), so the candidates are tried in ascending
-    order and the first that meets the target wins."""
+    ``min_duration`` and ``cooldown``. The event-free time is that of ``label``'s events,
+    and of ``event_free_labels``' too when given: a sweep of several rules that share one
+    budget passes all their classes, so that the per-class rates add up to the overall
+    rate. False alarms need not fall as the threshold rises (a cooldown started earlier
+    can hide one), so the candidates are tried in ascending order and the first that meets
+    the target wins."""
     if not (target_fa_per_hour >= 0 and math.isfinite(target_fa_per_hour)):
         raise ValueError(f"the target must be a finite number >= 0, got {target_fa_per_hour!r}")
     pooled = np.concatenate([np.asarray(one.scores, np.float64) for one in series] or [[]])
@@ -486,6 +503,7 @@ def sweep_threshold(
             min_duration=min_duration,
             cooldown=cooldown,
             tolerance=tolerance,
+            event_free_labels=event_free_labels,
         )
         rate = counts.fa_per_hour
         if rate is None:
@@ -520,6 +538,32 @@ def sweep_threshold(
         False,
         target_fa_per_hour,
     )
+
+
+def evaluate_rules(
+    series: Mapping[str, Sequence[ScoreSeries]],
+    rules: Mapping[str, tuple[float, float, float]],
+    *,
+    tolerance: float,
+) -> tuple[dict[str, EventCounts], EventCounts]:
+    """The event counts of several rules firing together, ``{label: (threshold,
+    min_duration, cooldown)}``, each replayed over its class's ``series`` (the same videos
+    in the same order for every class): per class and overall, as :func:`event_counts`
+    gives them (the overall false alarms per hour are those of the whole rules file)."""
+    labels = list(rules)
+    if not labels:
+        return {}, EventCounts()
+    videos = []
+    for number, one in enumerate(series[labels[0]]):
+        alerts = [
+            _Alert(label, t)
+            for label in labels
+            for t in simulate_alerts(
+                series[label][number].ends, series[label][number].scores, *rules[label]
+            )
+        ]
+        videos.append(VideoEvents(one.events, alerts, one.duration_s))
+    return event_counts(videos, labels, tolerance)
 
 
 def rules_document(

@@ -113,6 +113,7 @@ def open_analysis(
     when longer), at most ``max_reconnects`` times in a row (None: forever).
     ``keep_display`` keeps the full-size frames for an annotated video."""
     if spec.is_live or live:
+        predictor.warm_up()  # before the source opens: its first frames wait for nothing
         opener = pyav_opener(
             spec,
             short_side=predictor.short_side,

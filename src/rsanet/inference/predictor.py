@@ -83,6 +83,16 @@ class Classifier:
         return int(size) if isinstance(size, int) and size > 0 else None
 
     @property
+    def full_frame(self) -> bool:
+        """Whether the model was trained on whole frames squeezed to a square (the training
+        configuration's ``data.full_frame``) rather than on crops of the short side."""
+        if "full_frame" in self.extra:  # a weights-only file written by rsanet export
+            return bool(self.extra["full_frame"])
+        config = self.extra.get("config")
+        data = config.get("data") if isinstance(config, dict) else None
+        return bool(isinstance(data, dict) and data.get("full_frame"))
+
+    @property
     def mean(self) -> tuple[float, ...]:
         """Per-channel mean of the normalisation (recorded by a weights-only file; ImageNet's
         otherwise, the one ``rsanet train`` uses)."""
@@ -179,6 +189,8 @@ class Predictor:
         smoothing: windows averaged by the score smoothing (1: none).
         mean, std: the per-channel normalisation of pixels in [0, 1] (ImageNet's by
             default, as in training).
+        full_frame: the whole frame squeezed to size x size (a model trained with
+            ``data.full_frame``) instead of the centre crop.
     """
 
     def __init__(
@@ -192,6 +204,7 @@ class Predictor:
         smoothing: int = 3,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        full_frame: bool = False,
     ) -> None:
         from rsanet.data import build_transforms
         from rsanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -207,10 +220,15 @@ class Predictor:
         self.top_k = min(int(top_k), len(self.classes))
         ScoreSmoother(smoothing)  # validates
         self.smoothing = smoothing
-        #: short side the evaluation transforms resize frames to
-        self.short_side = round(self.size * 256 / 224)
+        self.full_frame = bool(full_frame)
+        #: short side the evaluation transforms resize frames to (sources decode to it)
+        self.short_side = self.size if self.full_frame else round(self.size * 256 / 224)
         self.transform = build_transforms(
-            train=False, size=self.size, mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD
+            train=False,
+            size=self.size,
+            mean=mean or IMAGENET_MEAN,
+            std=std or IMAGENET_STD,
+            full_frame=self.full_frame,
         )
 
     @classmethod
@@ -258,6 +276,7 @@ class Predictor:
             smoothing=smoothing,
             mean=classifier.mean,
             std=classifier.std,
+            full_frame=classifier.full_frame,
         )
 
     @classmethod
@@ -304,9 +323,20 @@ class Predictor:
             size=backend.size,
             top_k=top_k,
             smoothing=smoothing,
+            mean=backend.metadata.get("mean"),
+            std=backend.metadata.get("std"),
+            full_frame=bool(backend.metadata.get("full_frame", False)),
         )
 
     # -- one clip ------------------------------------------------------------------------
+
+    def warm_up(self) -> float:
+        """Run one blank clip through the model and return the milliseconds it took. The
+        first forward pays for lazy set-up (kernels loaded, memory allocated, ONNX Runtime
+        sessions initialised), seconds on a CPU; paid before a camera opens, it delays no
+        window, and the stream's first frames are not dropped waiting for it."""
+        blank = np.zeros((self.num_frames, self.size, self.size, 3), dtype=np.uint8)
+        return self.scores(blank)[1]
 
     def clip(self, frames: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         """Frames (T, H, W, 3) uint8 -> the model's input (1, 3, T, size, size)."""

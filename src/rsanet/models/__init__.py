@@ -11,6 +11,7 @@ from rsanet.models import factories as _factories  # noqa: F401  (registers the 
 from rsanet.models.builder import (
     WEIGHTS,
     create_model,
+    init_from_trained,
     load_model,
     read_model_file,
     select_weights,
@@ -123,6 +124,7 @@ __all__ = [
     "save_checkpoint",
     "save_weights_file",
     "select_weights",
+    "init_from_trained",
     "similar_model_names",
     "stochastic_depth_rates",
     "tensor_shape",

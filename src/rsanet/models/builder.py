@@ -30,6 +30,7 @@ from rsanet.models.weights import (
     TransformBlocks,
     load_imagenet_resnet,
     load_state_dict_checked,
+    model_config,
     read_checkpoint,
 )
 
@@ -187,3 +188,33 @@ def load_model(
     load_state_dict_checked(model, state, what="checkpoint" if kind == "raw" else "EMA weights")
     model.rsanet_weights = kind
     return model.eval() if eval_mode else model
+
+
+def init_from_trained(
+    model: nn.Module, source: str | Path, *, weights: Weights = "auto"
+) -> dict[str, list[str]]:
+    """Initialise ``model`` from a trained model of the same network (fine-tuning on new
+    classes, as MMAction2's ``load_from``): every tensor of ``source`` (a checkpoint or a
+    weights-only file; EMA weights as :func:`select_weights` picks them) whose name and
+    shape match is copied in; the rest, typically the classifier of another class count,
+    keeps ``model``'s initialisation. Returns ``{"loaded": names, "kept": names}``.
+    ValueError (one line, naming the file) when ``source`` holds another network or no
+    tensor of ``model``'s backbone fits."""
+    checkpoint = read_model_file(source)
+    name = checkpoint.get("model")
+    expected = model_config(model)["name"]
+    if name != expected:
+        raise ValueError(
+            f"{source} holds a {name!r}, not the {expected!r} being trained: initialise from "
+            "a model of the same name (model.init_from)"
+        )
+    state, _ = select_weights(checkpoint, weights, where=str(source))
+    own = model.state_dict()
+    loaded = [k for k, v in own.items() if k in state and tuple(state[k].shape) == tuple(v.shape)]
+    kept = [k for k in own if k not in set(loaded)]
+    if not any(not k.startswith(("fc.", "head.")) for k in loaded):
+        raise ValueError(f"{source}: none of its tensors fits {expected}'s backbone")
+    with torch.no_grad():
+        for key in loaded:
+            own[key].copy_(state[key])
+    return {"loaded": loaded, "kept": kept}

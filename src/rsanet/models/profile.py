@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ import torch
 from torch import nn
 
 from rsanet.models.builder import create_model
+
+logger = logging.getLogger(__name__)
 
 #: order of the rows of the per-stage table
 STEM = ("conv1", "bn1", "relu", "maxpool")
@@ -142,7 +145,9 @@ def _unit_shapes(
             modules[name].register_forward_hook(record(name))
         with torch.no_grad():
             meta(clip.to("meta"))
-    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as error:
+        # the slow path (tracing every layer) follows: say why, for whoever wonders
+        logger.debug("shapes from a meta-device run failed: %s: %s", type(error).__name__, error)
         return None
     return shapes
 
