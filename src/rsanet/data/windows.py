@@ -191,15 +191,16 @@ class WindowSampler:
         self.positives: list[tuple[int, float, float]] = []
         self.negatives: list[tuple[int, float, float]] = []
         self.unusable_events = 0
-        self._positive_classes: list[str] = []
+        #: per class with usable events, the indices of its entries in ``positives``
+        self.positives_by_class: dict[str, list[int]] = {}
         for number, (video, duration) in enumerate(zip(self.videos, self.durations, strict=True)):
             last_start = duration - w
             for event in video.events:
                 low = max(0.0, event.start_s - (1 - m) * w)
                 high = min(last_start, event.end_s - m * w)
                 if event.duration_s >= m * w - 1e-9 and low <= high + 1e-9:
+                    self.positives_by_class.setdefault(event.label, []).append(len(self.positives))
                     self.positives.append((number, low, max(low, high)))
-                    self._positive_classes.append(event.label)
                 else:
                     self.unusable_events += 1
             reach = 0.0
@@ -207,10 +208,6 @@ class WindowSampler:
                 if min(first, duration) - reach >= w:
                     self.negatives.append((number, reach, min(first, duration) - w))
                 reach = max(reach, last)
-        #: per class with usable events, the indices of its entries in ``positives``
-        self.positives_by_class: dict[str, list[int]] = {}
-        for number, label in enumerate(self._positive_classes):
-            self.positives_by_class.setdefault(label, []).append(number)
         lengths = np.array([high - low for _, low, high in self.negatives], dtype=np.float64)
         self._negative_weights = (
             lengths / lengths.sum()

@@ -461,14 +461,21 @@ def evaluate_threshold(
     ]
     counts = event_counts(videos, [label], tolerance)[0][label]
     if set(event_free_labels) - {label}:
-        excluded = {label, *event_free_labels}
-        counts.event_free_s = sum(
-            event_free_seconds(
-                [e for e in one.events if e.label in excluded], one.duration_s, tolerance
-            )
-            for one in series
+        counts.event_free_s = shared_event_free_seconds(
+            series, {label, *event_free_labels}, tolerance
         )
     return counts
+
+
+def shared_event_free_seconds(
+    series: Sequence[ScoreSeries], labels: Collection[str], tolerance: float
+) -> float:
+    """Seconds of ``series`` free of the (tolerance-extended) events of every class in
+    ``labels``: the time on which rules of those classes sharing one budget are counted."""
+    return sum(
+        event_free_seconds([e for e in one.events if e.label in labels], one.duration_s, tolerance)
+        for one in series
+    )
 
 
 def sweep_threshold(
@@ -494,6 +501,9 @@ def sweep_threshold(
         raise ValueError(f"the target must be a finite number >= 0, got {target_fa_per_hour!r}")
     pooled = np.concatenate([np.asarray(one.scores, np.float64) for one in series] or [[]])
     candidates = candidate_thresholds(pooled, max_candidates)
+    shared = None  # the event-free time does not change with the threshold: once
+    if set(event_free_labels) - {label}:
+        shared = shared_event_free_seconds(series, {label, *event_free_labels}, tolerance)
     best: tuple[float, float, EventCounts] | None = None
     for threshold in candidates:
         counts = evaluate_threshold(
@@ -503,8 +513,9 @@ def sweep_threshold(
             min_duration=min_duration,
             cooldown=cooldown,
             tolerance=tolerance,
-            event_free_labels=event_free_labels,
         )
+        if shared is not None:
+            counts.event_free_s = shared
         rate = counts.fa_per_hour
         if rate is None:
             return SweepResult(

@@ -86,7 +86,7 @@ class Classifier:
     def full_frame(self) -> bool:
         """Whether the model was trained on whole frames squeezed to a square (the training
         configuration's ``data.full_frame``) rather than on crops of the short side."""
-        if "full_frame" in self.extra:  # a weights-only file written by rsanet export
+        if "full_frame" in self.extra:  # a weights-only file (rsanet train or export)
             return bool(self.extra["full_frame"])
         config = self.extra.get("config")
         data = config.get("data") if isinstance(config, dict) else None
