@@ -140,6 +140,38 @@ def test_pairs_are_learned_only_above_what_an_order_blind_network_reaches() -> N
     assert [row["learnable"] for row in rows[:3]] == [True, False, False]
 
 
+def probe(pair: int, seed: int, top1: float) -> dict:
+    r = record(f"pair{pair}_conv3d", seed, top1, 100.0, part="pair_probe")
+    r["value"] = pair
+    r["metrics"]["pair_top1"] = [top1]  # a probe sees one pair
+    return r
+
+
+def test_a_pair_no_comparison_network_learned_is_learnable_when_its_probe_beats_50() -> None:
+    runs = []
+    for s in range(3):
+        r = record("rsa", s, 60, 66, group="rsa")
+        r["metrics"]["pair_top1"] = [90, 45 + s, 48 + s, 80, 80, 80, 80]
+        runs.append(r)
+    probes = [probe(1, s, 85 + 2 * s) for s in range(3)] + [
+        probe(2, s, 48 + 2 * s) for s in range(3)
+    ]
+    found = results(*runs, *probes)
+    assert c.num_classes(found) == 14  # the probes' single pair does not count
+    by_pair = c.probe_groups(found)
+    assert sorted(by_pair) == [1, 2]
+    claims = c.probe_claims(by_pair)
+    assert [claim.outcome for claim in claims] == ["holds", "not significant"]
+    assert "rotating something clockwise" in claims[1].text
+    rows = c.pair_table(c.groups(found), ["rsa"], by_pair)
+    assert [(row["learned"], row["learnable"]) for row in rows[:3]] == [
+        (True, True),
+        (False, True),  # learned alone
+        (False, False),  # its probe is not above 50 %
+    ]
+    assert c.verdicts(found).probes == claims
+
+
 def test_ablation_claims_use_every_seed_and_no_rank_under_four_points() -> None:
     spec = {
         "variant": "rsa",

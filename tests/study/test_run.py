@@ -37,13 +37,18 @@ def test_full_study_plan() -> None:
     }
     assert len(forms) == 9
     parts = {run.part for run in runs}
-    assert parts == {"comparison", "untrained", "latent_dim", "kernel_size", "groups"}
+    assert parts == {"comparison", "untrained", "latent_dim", "kernel_size", "groups", "pair_probe"}
     # every ablation value has as many seeds as the comparison: claims need a spread
     for run in runs:
         if run.part not in ("comparison", "untrained"):
             assert sum(r.part == run.part and r.value == run.value for r in runs) == 3
     untrained = {run.key for run in runs if run.part == "untrained"}
     assert untrained == {f"untrained_{v}/seed{s}" for v in ("rsa_vr_vr", "tsn") for s in (0, 1, 2)}
+    probes = [run for run in runs if run.part == "pair_probe"]
+    assert {run.value for run in probes} == {2, 4, 5}
+    config = study.run_config(probes[0])
+    assert config.data.train_options["pairs"] == config.data.val_options["pairs"] == [2]
+    assert (config.data.num_frames, config.data.size, config.model.name) == (8, 48, "conv3d_tiny")
     config = study.run_config(runs[-1])
     assert config.model.options["transform_options"]["rsa"]["groups"] == 2
     assert config.train.num_threads == 1  # two workers, one thread each
@@ -85,6 +90,7 @@ def test_smoke_records(smoke: tuple[Path, dict]) -> None:
         "untrained_rsa_vr_vr/seed0",
         "untrained_tsn/seed0",
         "latent_dim_2/seed0",
+        "pair2_conv3d/seed0",
     }
     assert set(results["runs"]) == expected
     assert results["smoke"] is True and results["machine"]["cores"] >= 1
@@ -96,7 +102,8 @@ def test_smoke_records(smoke: tuple[Path, dict]) -> None:
             assert 0.0 <= m[name] <= 100.0
         assert m["pair_correct"] >= m["top1_correct"]
         assert m["pair_accuracy"] == pytest.approx(100 * m["pair_correct"] / m["num_val"])
-        assert len(m["pair_top1"]) == 7 and sum(m["pair_clips"]) == m["num_val"]
+        pairs = 1 if record["part"] == "pair_probe" else 7
+        assert len(m["pair_top1"]) == pairs and sum(m["pair_clips"]) == m["num_val"]
         assert m["mparams"] > 0 and m["gflops"] > 0
         trained = record["part"] != "untrained"
         assert (output / "runs" / key / "last.pt").is_file() == trained
@@ -116,6 +123,10 @@ def test_smoke_records(smoke: tuple[Path, dict]) -> None:
     trained = results["runs"]["rsa_vr_vr/seed0"]["metrics"]["direction"]
     assert trained["features"] > 0.0
     assert len(trained["kernel_by_layer"]) == 7
+    # a pair probe trains on its pair's two classes alone, and says so in its record
+    probe = results["runs"]["pair2_conv3d/seed0"]
+    assert (probe["part"], probe["value"], probe["data"]["pairs"]) == ("pair_probe", 2, [2])
+    assert "this pair alone" in (output / "results.md").read_text()
 
 
 def test_smoke_kernel_picture_data(smoke: tuple[Path, dict]) -> None:

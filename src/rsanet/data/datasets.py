@@ -24,7 +24,7 @@ from rsanet.data.errors import (
     check_policy,
 )
 from rsanet.data.sampling import DenseSampler, TSNSampler, build_sampler
-from rsanet.data.synthmotion import SYNTHMOTION_FLIP_PAIRS, SynthMotion
+from rsanet.data.synthmotion import ROTATING_OBJECT_SCALE, SYNTHMOTION_FLIP_PAIRS, SynthMotion
 from rsanet.data.transforms import (
     FLIP_MODES,
     MULTI_SCALE_CROP_SCALES,
@@ -150,7 +150,7 @@ _READER_OPTIONS = {
     "list": {"labels", "allow_outside_root"},
     "folder": {"allow_outside_root"},
 }
-_SYNTH_OPTIONS = {"num_videos", "flip_pairs", "flip_prob"}
+_SYNTH_OPTIONS = {"num_videos", "flip_pairs", "flip_prob", "pairs", "rotating_object_scale"}
 #: SynthMotion videos per split when ``num_videos`` is not given (1000 / 100 per class)
 SYNTHMOTION_DEFAULT_VIDEOS = {"train": 14_000, "val": 1_400}
 
@@ -191,7 +191,8 @@ def build_dataset(
     ``min_frames`` (default ``num_frames``: shorter videos are bad samples), ``stride``
     (dense sampling), ``decode_threads``, ``flip_prob`` (0.5), ``flip_pairs`` (extra pairs of
     class names a flip swaps), ``scales``, ``resize``, ``max_attempts``; synthmotion:
-    ``num_videos`` (default 14000 train / 1400 val; ``size`` is the rendered size).
+    ``num_videos`` (default 14000 train / 1400 val; ``size`` is the rendered size), ``pairs``
+    (only these pairs, e.g. ``[2]``), ``rotating_object_scale``.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; one of {', '.join(FORMATS)}")
@@ -213,19 +214,23 @@ def build_dataset(
             raise ValueError(
                 "synthmotion renders whole clips: num_clips=1, num_crops=1 and sampling='tsn' only"
             )
-        steps: list = []
-        if train and flip_mode != "none":
-            pairs = resolve_flip_pairs(SynthMotion.classes, SYNTHMOTION_FLIP_PAIRS + extra_pairs)
-            steps.append(RandomHorizontalFlip(flip_prob, flip_mode, pairs))
         count = format_options.get("num_videos", SYNTHMOTION_DEFAULT_VIDEOS.get(split, 1400))
-        return SynthMotion(
+        scale = format_options.get("rotating_object_scale", ROTATING_OBJECT_SCALE)
+        dataset = SynthMotion(
             int(count),
             num_frames=num_frames,
             size=size,
             seed=seed,
             split=split,
-            transform=Compose([*steps, Normalize()]),
+            pairs=format_options.get("pairs"),
+            rotating_object_scale=float(scale),
         )
+        steps: list = []
+        if train and flip_mode != "none":
+            pairs = resolve_flip_pairs(dataset.classes, SYNTHMOTION_FLIP_PAIRS + extra_pairs)
+            steps.append(RandomHorizontalFlip(flip_prob, flip_mode, pairs))
+        dataset.transform = Compose([*steps, Normalize()])
+        return dataset
 
     accepted = _READER_OPTIONS[format] | _LOADING_OPTIONS
     unknown = set(format_options) - accepted

@@ -13,7 +13,9 @@ average over time) is at chance within a pair; only the order tells the classes 
 Scenes: a textured background (two crossed gratings and smooth noise), a main object and a
 distractor, each a random shape (circle, square, diamond, triangle, hexagon, cross) in two
 random colours split along a diameter (so that rotations show), camera jitter and pixel
-noise. Appearance distributions are the same for every class.
+noise. Appearance distributions are the same for every class but the rotation pair, whose
+turning object is twice as large (:data:`ROTATING_OBJECT_SCALE`): one frame may tell that
+pair, never its direction.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,11 @@ SPLIT_IDS = {"train": 0, "val": 1}
 SHAPES = ("circle", "square", "diamond", "triangle", "hexagon", "cross")
 #: pixel noise (standard deviation on [0, 1] values)
 NOISE_STD = 0.04
+#: the rotating object is drawn this much larger than the others. At the common size
+#: (radius 11-16 % of the frame) its turn moves 1-2 pixels of the maps where the networks'
+#: first temporal layer looks (a quarter of the frame's resolution), and no network learned
+#: the direction (docs/data.md, "Why the rotating object is larger").
+ROTATING_OBJECT_SCALE = 2.0
 
 
 def opposite(label: int | torch.Tensor) -> int | torch.Tensor:
@@ -195,10 +202,17 @@ def _place(rng: np.random.Generator, low: float, high: float) -> float:
 
 
 def render_pair(
-    rng: np.random.Generator, pair: int, num_frames: int, size: int, reverse: bool = False
+    rng: np.random.Generator,
+    pair: int,
+    num_frames: int,
+    size: int,
+    reverse: bool = False,
+    *,
+    rotating_object_scale: float = ROTATING_OBJECT_SCALE,
 ) -> np.ndarray:
     """The forward video (class ``2 * pair``) of a random scene, or with ``reverse`` the
-    same video backwards (class ``2 * pair + 1``): (T, S, S, 3) uint8."""
+    same video backwards (class ``2 * pair + 1``): (T, S, S, 3) uint8.
+    ``rotating_object_scale`` sizes the turning object of the rotation pair."""
     t = np.linspace(0.0, 1.0, num_frames)
     jitter = max(1, round(size / 48))
     pan_max = math.ceil(0.5 * size)
@@ -217,6 +231,7 @@ def render_pair(
         main.x, main.y = (along, across) if pair == 0 else (across, along)
     elif pair in (2, 4):  # rotating clockwise / appearing, in place
         if pair == 2:
+            main.radius *= rotating_object_scale
             main.angle = main.angle[0] + rng.uniform(0.6, 0.9) * math.pi * t
         else:
             start = rng.uniform(0.05, 0.35)
@@ -290,7 +305,14 @@ def render_pair(
 
 
 def render_video(
-    seed: int, split: str, index: int, label: int, num_frames: int, size: int
+    seed: int,
+    split: str,
+    index: int,
+    label: int,
+    num_frames: int,
+    size: int,
+    *,
+    rotating_object_scale: float = ROTATING_OBJECT_SCALE,
 ) -> np.ndarray:
     """The SynthMotion video ``(seed, split, index)`` shown as ``label``: (T, S, S, 3) uint8.
     Labels ``2k`` and ``2k + 1`` give the same scene, forwards and backwards."""
@@ -299,13 +321,26 @@ def render_video(
     if not 0 <= label < len(SYNTHMOTION_CLASSES):
         raise ValueError(f"label must be in 0..{len(SYNTHMOTION_CLASSES) - 1}, got {label}")
     rng = np.random.default_rng([seed & 0xFFFFFFFF, SPLIT_IDS[split], index])
-    return render_pair(rng, label // 2, num_frames, size, reverse=bool(label % 2))
+    return render_pair(
+        rng,
+        label // 2,
+        num_frames,
+        size,
+        reverse=bool(label % 2),
+        rotating_object_scale=rotating_object_scale,
+    )
 
 
 class SynthMotion(Dataset):
     """SynthMotion in memory: ``num_videos`` videos of ``num_frames`` frames of
     ``size`` x ``size``, deterministic from ``(seed, split, index)``; the label of index
     ``i`` is ``i % 14`` (balanced classes).
+
+    ``pairs`` keeps only those pairs (e.g. ``[2]``: the rotation pair alone, to ask whether a
+    network can learn it): the classes are then theirs, in that order, labelled from 0, and
+    every video is the one the full data set shows for that class (the same scene).
+    ``rotating_object_scale`` sizes the rotation pair's turning object (see
+    :data:`ROTATING_OBJECT_SCALE`).
 
     ``__getitem__`` returns ``(clip, label)``: clip (3, T, size, size) float32 normalised
     with the ImageNet statistics, or what ``transform(frames (T, H, W, 3) uint8, label) ->
@@ -324,6 +359,8 @@ class SynthMotion(Dataset):
         seed: int = 0,
         split: str = "train",
         transform: Callable | None = None,
+        pairs: Sequence[int] | None = None,
+        rotating_object_scale: float = ROTATING_OBJECT_SCALE,
     ) -> None:
         if num_videos < 1 or num_frames < 2 or size < 16:
             raise ValueError(
@@ -332,16 +369,22 @@ class SynthMotion(Dataset):
             )
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be one of {', '.join(SPLIT_IDS)}, got {split!r}")
+        if not rotating_object_scale > 0:
+            raise ValueError(f"rotating_object_scale must be > 0, got {rotating_object_scale}")
         self.num_videos, self.num_frames, self.size = num_videos, num_frames, size
         self.seed, self.split = seed, split
         self.transform = transform if transform is not None else Compose([Normalize()])
-        self.classes = list(SYNTHMOTION_CLASSES)
+        self.rotating_object_scale = float(rotating_object_scale)
+        self.pairs = _check_pairs(pairs)
+        #: class id in the full data set of each label of this one
+        self._full_class = [2 * pair + side for pair in self.pairs for side in (0, 1)]
+        self.classes = [SYNTHMOTION_CLASSES[c] for c in self._full_class]
 
     def __len__(self) -> int:
         return self.num_videos
 
     def label_of(self, index: int) -> int:
-        return index % len(SYNTHMOTION_CLASSES)
+        return index % len(self.classes)
 
     def frames(self, index: int, label: int | None = None) -> np.ndarray:
         """The raw video ``index`` (T, S, S, 3) uint8; ``label`` renders the same scene as
@@ -349,7 +392,18 @@ class SynthMotion(Dataset):
         if not 0 <= index < self.num_videos:
             raise IndexError(f"index {index} out of range for {self.num_videos} videos")
         label = self.label_of(index) if label is None else label
-        return render_video(self.seed, self.split, index, label, self.num_frames, self.size)
+        # the full data set's index of this video: its round of 14, then its own class
+        scene = len(SYNTHMOTION_CLASSES) * (index // len(self.classes))
+        scene += self._full_class[self.label_of(index)]
+        return render_video(
+            self.seed,
+            self.split,
+            scene,
+            self._full_class[label],
+            self.num_frames,
+            self.size,
+            rotating_object_scale=self.rotating_object_scale,
+        )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         label = self.label_of(index)
@@ -360,6 +414,19 @@ class SynthMotion(Dataset):
     def opposite(label: int) -> int:
         """The class of the same video played backwards (2k <-> 2k + 1)."""
         return int(opposite(label))
+
+
+def _check_pairs(pairs: Sequence[int] | None) -> list[int]:
+    """``pairs`` as a list of distinct pair numbers (all seven when None)."""
+    if pairs is None:
+        return list(range(NUM_PAIRS))
+    kept = [int(pair) for pair in pairs]
+    if not kept or len(set(kept)) != len(kept) or not all(0 <= p < NUM_PAIRS for p in kept):
+        raise ValueError(
+            f"pairs must be distinct pair numbers in 0..{NUM_PAIRS - 1} (0: moving left / right,"
+            f" 2: rotating, ...), got {list(pairs)}"
+        )
+    return kept
 
 
 # -- writing to disk ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rsanet.data.synthmotion import SYNTHMOTION_CLASSES, render_video
+from rsanet.data.synthmotion import ROTATING_OBJECT_SCALE, SYNTHMOTION_CLASSES, render_video
 
 #: class ids of the rotation pair: clockwise (forward) and anticlockwise (backwards)
 CLOCKWISE, ANTICLOCKWISE = (
@@ -119,17 +119,27 @@ def rotation_direction_accuracy(
     seed: int = 0,
     split: str = "val",
     flip: bool = False,
+    downsample: int = 1,
+    rotating_object_scale: float = ROTATING_OBJECT_SCALE,
 ) -> float:
     """Fraction of rotation clips (half clockwise, half anticlockwise; indices as in
     :class:`~rsanet.data.SynthMotion`) whose direction :func:`rotation_direction` gets
-    right. ``flip`` mirrors every clip horizontally and expects the mirrored direction."""
+    right. ``flip`` mirrors every clip horizontally and expects the mirrored direction.
+    ``downsample`` averages blocks of that many pixels first: 4 is the resolution at which
+    the networks' first temporal layer sees the clip (after their stride-4 stem)."""
     right = 0
     for number in range(num_videos):
         label = (CLOCKWISE, ANTICLOCKWISE)[number % 2]
         index = 14 * (number // 2) + label
-        frames = render_video(seed, split, index, label, num_frames, size)
+        frames = render_video(
+            seed, split, index, label, num_frames, size, rotating_object_scale=rotating_object_scale
+        )
         if flip:
             frames = frames[:, :, ::-1]
+        if downsample > 1:
+            pixels = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+            pixels = F.avg_pool2d(pixels, downsample).round().clamp(0, 255).byte()
+            frames = pixels.permute(0, 2, 3, 1).numpy()
         clockwise = rotation_direction(frames) > 0
         right += clockwise == ((label == CLOCKWISE) != flip)
     return right / num_videos

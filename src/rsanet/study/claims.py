@@ -143,10 +143,21 @@ def groups(results: dict[str, Any], part: str = "comparison") -> dict[str, Group
 
 
 def num_classes(results: dict[str, Any]) -> int:
-    """Classes of the study's data (from any record's per-pair counts)."""
+    """Classes of the study's data (from the per-pair counts of any record but a pair
+    probe's, which sees one pair)."""
     for record in results["runs"].values():
-        return PAIR_SIZE * len(record["metrics"]["pair_top1"])
+        if record["part"] != "pair_probe":
+            return PAIR_SIZE * len(record["metrics"]["pair_top1"])
     return 14
+
+
+def probe_groups(results: dict[str, Any]) -> dict[int, Group]:
+    """Pair number -> the runs that trained one network on that pair alone."""
+    by_pair: dict[int, list[dict[str, Any]]] = {}
+    for record in results["runs"].values():
+        if record["part"] == "pair_probe":
+            by_pair.setdefault(int(record["value"]), []).append(record)
+    return {pair: _group(str(pair), by_pair[pair]) for pair in sorted(by_pair)}
 
 
 def missing_runs(results: dict[str, Any]) -> list[str]:
@@ -263,25 +274,54 @@ def ceiling_notes(summaries: dict[str, Group]) -> list[str]:
     return notes
 
 
-def pair_table(summaries: dict[str, Group], names: Sequence[str]) -> list[dict[str, Any]]:
+def probe_claims(probes: dict[int, Group]) -> list[Claim]:
+    """Each probed pair can be learned: the network trained on it alone beats the 50 % of a
+    network blind to frame order (one-sided one-sample t of top-1 - 50 over seeds)."""
+    from rsanet.data import SYNTHMOTION_CLASSES
+
+    claims = []
+    for pair, g in probes.items():
+        values = g.values("top1")
+        test = above_zero([v - 50.0 for v in values])
+        claims.append(
+            Claim(
+                f"{SYNTHMOTION_CLASSES[2 * pair]} / {SYNTHMOTION_CLASSES[2 * pair + 1]} can be "
+                f"learned ({g.label} trained on this pair alone beats 50 %)",
+                verdict(test),
+                f"top-1 {g.ci()} %, {g.n} seeds, {test}",
+            )
+        )
+    return claims
+
+
+def pair_table(
+    summaries: dict[str, Group], names: Sequence[str], probes: dict[int, Group] | None = None
+) -> list[dict[str, Any]]:
     """Per pair of opposite classes: each named network's top-1 on the pair's clips, the
     best network, and whether it learned the direction (95 % CI above 50 %: more than any
-    network blind to frame order can reach on a pair)."""
+    network blind to frame order can reach on a pair); ``learnable`` also when the network
+    trained on that pair alone (``probes``) did (:func:`probe_claims`)."""
     if not summaries:
         return []
+    probes = probes or {}
+    probed = dict(zip(probes, probe_claims(probes), strict=True))
     pairs = len(next(iter(summaries.values())).records[0]["metrics"]["pair_top1"])
     rows = []
     for pair in range(pairs):
         cells = {n: mean_ci(summaries[n].pair_values(pair)) for n in names if n in summaries}
         best_name = max(summaries, key=lambda n: statistics.fmean(summaries[n].pair_values(pair)))
         best = mean_ci(summaries[best_name].pair_values(pair))
+        learned_here = best.n >= 2 and best.low > 50.0
+        alone = probed.get(pair)
         rows.append(
             {
                 "pair": pair,
                 "cells": cells,
                 "best": best_name,
                 "best_ci": best,
-                "learnable": best.n >= 2 and best.low > 50.0,
+                "learned": learned_here,
+                "probe": probes.get(pair),
+                "learnable": learned_here or (alone is not None and alone.outcome == "holds"),
             }
         )
     return rows
@@ -509,10 +549,19 @@ class Verdicts:
     #: ablation name -> its claims, in the paper's table order
     ablations: dict[str, list[Claim]]
     reversal: list[Claim]
+    #: each pair trained alone can be learned
+    probes: list[Claim] = field(default_factory=list)
 
     def every(self) -> list[Claim]:
         ablations = [claim for claims in self.ablations.values() for claim in claims]
-        return self.learning + self.transforms + self.combinations + ablations + self.reversal
+        return (
+            self.learning
+            + self.probes
+            + self.transforms
+            + self.combinations
+            + ablations
+            + self.reversal
+        )
 
 
 def verdicts(results: dict[str, Any]) -> Verdicts:
@@ -531,4 +580,5 @@ def verdicts(results: dict[str, Any]) -> Verdicts:
             for name, spec in ablations_in_table_order(results)
         },
         reversal=reversal_claims(summaries, untrained, reference),
+        probes=probe_claims(probe_groups(results)),
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from rsanet.data.synthmotion import NUM_PAIRS
 from rsanet.engine.config import (
     Config,
     ConfigError,
@@ -94,6 +95,24 @@ class ControlsConfig:
 
 
 @dataclass
+class PairProbesConfig:
+    """Can each pair of classes be learned at all? One network trained on that pair alone
+    (two classes), with the data and budget of ``set``: a pair that no network learns
+    measures nothing."""
+
+    #: the variant trained on each pair ("": no probes)
+    variant: str = ""
+    #: pair numbers probed (0: moving left / right, 2: rotating, ...; empty: every pair)
+    pairs: list[int] = field(default_factory=list)
+    #: ``KEY=VALUE`` run settings of the probes, over the study's and the variant's
+    set: list[str] = field(default_factory=list)
+    #: seeds of each probe (default: the study's)
+    seeds: list[int] | None = None
+    #: what the page says of the probes' setting
+    note: str = ""
+
+
+@dataclass
 class SmokeConfig:
     """The same study shrunk for a test: fewer variants, seeds, values, tiny data."""
 
@@ -102,6 +121,8 @@ class SmokeConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     #: ablation name -> values kept (ablations not named are dropped)
     ablations: dict[str, list[Any]] = field(default_factory=dict)
+    #: pairs probed (none unless named)
+    pair_probes: list[int] = field(default_factory=list)
     workers: int = 1
 
 
@@ -130,6 +151,7 @@ class StudyConfig:
     #: directory); None: ``DIR/records`` of the study's output folder
     records: str | None = None
     controls: ControlsConfig = field(default_factory=ControlsConfig)
+    pair_probes: PairProbesConfig = field(default_factory=PairProbesConfig)
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
     #: folder of the study file, for resolving ``base``
     root: str = "."
@@ -144,9 +166,10 @@ class RunSpec:
     seed: int
     model: str
     options: dict[str, Any]
-    #: "comparison", "untrained" (a negative control, not trained) or the ablation's name
+    #: "comparison", "untrained" (a negative control, not trained), "pair_probe" (trained
+    #: on one pair alone) or the ablation's name
     part: str = "comparison"
-    #: the ablated option's value (ablation runs)
+    #: the ablated option's value (ablation runs), the pair number (pair probes)
     value: Any = None
 
 
@@ -197,6 +220,11 @@ class Study:
         for name in c.controls.untrained:
             if name not in c.variants:
                 raise ConfigError(f"controls.untrained: no variant {name!r}")
+        probes = c.pair_probes
+        if probes.variant and probes.variant not in c.variants:
+            raise ConfigError(f"pair_probes.variant: no variant {probes.variant!r}")
+        if any(not 0 <= int(p) < NUM_PAIRS for p in [*probes.pairs, *c.smoke.pair_probes]):
+            raise ConfigError(f"pair_probes.pairs: pair numbers are 0..{NUM_PAIRS - 1}")
         self.base_config()  # fails early on a bad base
 
     def base_config(self) -> Config:
@@ -246,9 +274,22 @@ class Study:
             out[name] = ablation
         return out
 
+    def probed_pairs(self) -> list[int]:
+        """The pairs trained alone in this mode (smoke: those named)."""
+        probes = self.config.pair_probes
+        if not probes.variant:
+            return []
+        if self.smoke:
+            return [int(p) for p in self.config.smoke.pair_probes]
+        return [int(p) for p in probes.pairs] or list(range(NUM_PAIRS))
+
     def notes(self) -> dict[str, str]:
-        """What the study file says of each family's budget (variant -> text)."""
-        return {n: v.note for n, v in self.config.variants.items() if v.note}
+        """What the study file says of each family's budget (variant -> text) and of the
+        pair probes (``pair_probes``)."""
+        notes = {n: v.note for n, v in self.config.variants.items() if v.note}
+        if self.config.pair_probes.note:
+            notes["pair_probes"] = self.config.pair_probes.note
+        return notes
 
     def label(self, variant: str) -> str:
         return self.config.variants[variant].label or variant
@@ -277,6 +318,22 @@ class Study:
                         part="untrained",
                     )
                 )
+        probes = self.config.pair_probes
+        for pair in self.probed_pairs():
+            v = self.config.variants[probes.variant]
+            seeds = self.seeds[:1] if self.smoke else (probes.seeds or self.seeds)
+            for seed in seeds:
+                runs.append(
+                    RunSpec(
+                        f"pair{pair}_{probes.variant}/seed{seed}",
+                        probes.variant,
+                        seed,
+                        v.model,
+                        copy.deepcopy(v.options),
+                        part="pair_probe",
+                        value=pair,
+                    )
+                )
         for ablation_name, a in self.ablations().items():
             v = self.config.variants[a.variant]
             for value in a.values:
@@ -295,9 +352,14 @@ class Study:
         """The run configuration of ``run``."""
         values = dataclasses.asdict(self.base_config())
         family = list(self.config.variants[run.variant].set)
+        if run.part == "pair_probe":
+            family += list(self.config.pair_probes.set)
         if family:  # the smoke settings still shrink every family
             apply_overrides(values, family + (list(self.config.smoke.set) if self.smoke else []))
             values = dataclasses.asdict(config_from_dict(values))
+        if run.part == "pair_probe":
+            for split in ("train_options", "val_options"):
+                values["data"][split]["pairs"] = [int(run.value)]
         values["model"]["name"] = run.model
         values["model"]["options"] = copy.deepcopy(run.options)
         values["train"]["seed"] = run.seed

@@ -187,27 +187,58 @@ def _comparison(summaries: dict[str, c.Group], claims: list[c.Claim]) -> str:
     return _table(header, rows) + "\n\n" + _claims(claims)
 
 
-def _pairs(results: dict[str, Any], summaries: dict[str, c.Group]) -> str:
+def _pairs(
+    results: dict[str, Any],
+    summaries: dict[str, c.Group],
+    claims: list[c.Claim],
+    notes: dict[str, str],
+) -> str:
     from rsanet.data import SYNTHMOTION_CLASSES
 
     names = [n for n in summaries if summaries[n].group != "rsa"]
     reference = results.get("reference_variant")
     if reference in summaries:
         names.append(reference)
+    probes = c.probe_groups(results)
     rows = []
-    for row in c.pair_table(summaries, names):
+    for row in c.pair_table(summaries, names, probes):
         pair = row["pair"]
         title = f"{SYNTHMOTION_CLASSES[2 * pair]} / {SYNTHMOTION_CLASSES[2 * pair + 1]}"
+        alone = [str(row["probe"].ci()) if row["probe"] else "-"] if probes else []
+        learned = "yes" if row["learned"] else ("alone" if row["learnable"] else "**no**")
         rows.append(
             [title]
             + [str(row["cells"][n]) for n in names]
-            + [
-                f"{summaries[row['best']].label}: {row['best_ci']}",
-                "yes" if row["learnable"] else "**no**",
-            ]
+            + [f"{summaries[row['best']].label}: {row['best_ci']}"]
+            + alone
+            + [learned]
         )
-    header = ["pair"] + [summaries[n].label for n in names] + ["best network", "learned"]
-    return _table(header, rows)
+    header = ["pair"] + [summaries[n].label for n in names] + ["best network"]
+    if probes:
+        first = next(iter(probes.values()))
+        header.append(f"{first.label}, this pair alone")
+    text = _table(header + ["learned"], rows)
+    if not probes:
+        return text
+    first = next(iter(probes.values()))
+    data = first.records[0].get("data") or {}
+    setting = f"{first.label} trained on the pair's two classes alone" + (
+        f": {data.get('num_frames')} frames of {data.get('size')} x {data.get('size')}, "
+        f"{data.get('train_videos')} training and {data.get('val_videos')} validation "
+        f"clips, {first.schedule.get('epochs')} epochs, lr {first.schedule.get('lr')}, "
+        f"seeds {', '.join(str(r['seed']) for r in first.records)}"
+        if data
+        else ""
+    )
+    lines = [
+        "",
+        "*alone*: learned only by the network trained on that pair alone ("
+        + setting
+        + "); the pair can be learned, the comparison's budget is too small for it.",
+    ]
+    if notes.get("pair_probes"):
+        lines += ["", notes["pair_probes"]]
+    return text + "\n" + "\n".join(lines) + "\n\n" + _claims(claims)
 
 
 def _combinations(summaries: dict[str, c.Group], claims: list[c.Claim]) -> str:
@@ -355,7 +386,7 @@ def render_markdown(
         chance_pairs=f"{100 * c.PAIR_SIZE / classes:.1f}",
         chance_top1=f"{100 / classes:.1f}",
         pairs=classes // c.PAIR_SIZE,
-        pair_table=_pairs(results, summaries),
+        pair_table=_pairs(results, summaries, verdicts.probes, notes or {}),
         learning=_learning(summaries, untrained, classes, verdicts.learning, notes or {}),
         comparison=comparison,
         combinations=combinations,

@@ -114,6 +114,13 @@ def train_and_measure(
             "batch_size": config.train.batch_size,
         },
         "threads": config.train.num_threads or torch.get_num_threads(),
+        "data": {
+            "num_frames": config.data.num_frames,
+            "size": config.data.size,
+            "train_videos": config.data.train_options.get("num_videos"),
+            "val_videos": config.data.val_options.get("num_videos"),
+            "pairs": config.data.train_options.get("pairs"),
+        },
     }
     if spec["part"] == "untrained":
         began = time.perf_counter()
