@@ -214,19 +214,16 @@ def _pairs(
             + [learned]
         )
     header = ["pair"] + [summaries[n].label for n in names] + ["best network"]
-    if probes:
-        first = next(iter(probes.values()))
-        header.append(f"{first.label}, this pair alone")
-    text = _table(header + ["learned"], rows)
     if not probes:
-        return text
-    first = next(iter(probes.values()))
-    data = first.records[0].get("data") or {}
-    setting = f"{first.label} trained on the pair's two classes alone" + (
+        return _table(header + ["learned"], rows)
+    probe = next(iter(probes.values()))
+    text = _table(header + [f"{probe.label}, this pair alone", "learned"], rows)
+    data = probe.records[0].get("data") or {}
+    setting = f"{probe.label} trained on the pair's two classes alone" + (
         f": {data.get('num_frames')} frames of {data.get('size')} x {data.get('size')}, "
         f"{data.get('train_videos')} training and {data.get('val_videos')} validation "
-        f"clips, {first.schedule.get('epochs')} epochs, lr {first.schedule.get('lr')}, "
-        f"seeds {', '.join(str(r['seed']) for r in first.records)}"
+        f"clips, {probe.schedule.get('epochs')} epochs, lr {probe.schedule.get('lr')}, "
+        f"seeds {', '.join(str(r['seed']) for r in probe.records)}"
         if data
         else ""
     )
