@@ -18,6 +18,7 @@ from rsanet.cli import main
 from rsanet.data import read_untrimmed
 from rsanet.data.synthcctv import (
     DURATIONS,
+    PERSON_SCALE,
     SYNTHCCTV_CLASSES,
     plan_session,
     render_frames,
@@ -176,6 +177,29 @@ def test_the_event_changes_the_pixels_only_around_its_time():
     assert during > 0.5
 
 
+def test_person_scale_sizes_the_people_and_nothing_else():
+    """The same session at two person scales: the same walkers on the same paths, the same
+    event at the same time, everyone ``scale`` times taller, and more of the picture
+    covered by the event's people."""
+    small = plan_session(0, 3, "fight", **TINY, person_scale=1.0)
+    large = plan_session(0, 3, "fight", **TINY, person_scale=2.0)
+    assert small.event == large.event and len(small.walkers) == len(large.walkers)
+    t = np.linspace(0, 4, 9)
+    for a, b in zip(small.walkers, large.walkers, strict=True):
+        sa, sb = a.state(t), b.state(t)
+        assert np.allclose(sa["x"], sb["x"]) and np.allclose(sa["y"], sb["y"])
+        assert np.allclose(sb["h"], 2.0 * sa["h"])
+    quiet = [plan_session(0, 3, None, **TINY, person_scale=s) for s in (1.0, 2.0)]
+    first, last = small.event
+
+    def covered(plan, background):
+        a = render_frames(plan, 0, first, last, nuisances=False).astype(int)
+        b = render_frames(background, 0, first, last, nuisances=False).astype(int)
+        return (np.abs(a - b).sum(-1) > 30).mean()
+
+    assert covered(large, quiet[1]) > 2.5 * covered(small, quiet[0]) > 0
+
+
 def test_theft_is_dumping_played_backwards():
     for index in range(3):
         dumping = plan_session(5, index, "dumping", **TINY)
@@ -204,6 +228,13 @@ def test_cli_synth_cctv(tmp_path, capsys):
     assert main(args) == 0
     assert "(0 written, 4 already there)" in capsys.readouterr().out
     assert main(["data", "check", str(out), "--format", "aihub-cctv", "--workers", "0"]) == 0
+    assert manifest["settings"]["person_scale"] == PERSON_SCALE
+
+
+def test_cli_synth_cctv_help_gives_the_generators_person_scale(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "synth-cctv", "--help"])
+    assert f"(default {PERSON_SCALE}:" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize(
@@ -213,6 +244,7 @@ def test_cli_synth_cctv(tmp_path, capsys):
         (["--size", "160"], "--size must be WxH"),
         (["--classes", "robbery"], "unknown --classes robbery"),
         (["--normal-fraction", "1.5"], "--normal-fraction must be in"),
+        (["--person-scale", "4"], "--person-scale must be within 0.5-3"),
     ],
 )
 def test_cli_synth_cctv_errors(tmp_path, capsys, extra, message):

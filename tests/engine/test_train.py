@@ -180,7 +180,9 @@ def test_resume_is_bit_identical(tmp_path, tiny_config, workers):
     assert_same_state(a["ema"], b["ema"])
     assert_same_optimizer(a["optimizer"], b["optimizer"])
     assert a["scheduler"] == b["scheduler"]
-    assert (a["epoch"], a["step"], a["best_top1"]) == (b["epoch"], b["step"], b["best_top1"])
+    assert [a[k] for k in ("epoch", "step", "best_score", "best_top1")] == [
+        b[k] for k in ("epoch", "step", "best_score", "best_top1")
+    ]
 
     # the metrics file continues where the first part stopped, with the same figures
     def figures(run: str) -> list[tuple]:
@@ -435,3 +437,28 @@ def test_init_from_a_trained_model_fine_tunes_on_other_classes(tmp_path, tiny_co
     assert torch.allclose(tuned.conv1.weight, source.conv1.weight, atol=1e-6)  # lr ~ 0
     with pytest.raises(Exception, match="both set"):
         config_from_dict(tiny_config(model={"pretrained": str(path), "init_from": str(path)}))
+
+
+@pytest.mark.parametrize("metric", ["top1", "mean_class"])
+def test_best_checkpoint_follows_the_chosen_validation_metric(
+    tmp_path, tiny_config, monkeypatch, capsys, metric
+):
+    """``train.best_metric`` picks best.pt's epoch: here top-1 peaks at epoch 1 and
+    mean-class at epoch 3 (scripted validations), so the two choices keep different
+    epochs, and the summary line names the metric."""
+    scores = iter([(60.0, 10.0), (55.0, 20.0), (50.0, 30.0)])  # (top-1, mean-class) per epoch
+
+    def scripted_validation(self):
+        top1, mean_class = next(scores)
+        return {"top1": top1, "top5": 100.0, "mean_class": mean_class, "loss": 1.0}
+
+    monkeypatch.setattr(trainer_module._Run, "_validate", scripted_validation)
+    config = config_from_dict(tiny_config(train={"epochs": 3, "best_metric": metric}))
+    result = train(config, tmp_path / "run")
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    expected = {"top1": (1, 60.0, 60.0), "mean_class": (3, 30.0, 50.0)}[metric]
+    assert (result["best_epoch"], result["best_score"], result["best_top1"]) == expected
+    assert (best["epoch"], best["best_score"], best["best_top1"]) == expected
+    assert result["best_metric"] == metric
+    label = {"top1": "best val top-1 60.00% (epoch 1)", "mean_class": "best val mean-class"}
+    assert label[metric] in capsys.readouterr().out

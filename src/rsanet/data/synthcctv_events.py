@@ -33,12 +33,17 @@ from rsanet.data.synthcctv_render import (
 
 class Stage:
     """Shared helpers of the event choreographies: the world size, the session's rng, where
-    people come from and go to."""
+    people come from and go to, how large they are."""
 
     def __init__(
-        self, rng: np.random.Generator, size: tuple[int, int], fps: int, zone: Zone | None
+        self,
+        rng: np.random.Generator,
+        size: tuple[int, int],
+        fps: int,
+        zone: Zone | None,
+        person_scale: float = 1.0,
     ) -> None:
-        self.rng, self.fps, self.zone = rng, fps, zone
+        self.rng, self.fps, self.zone, self.person_scale = rng, fps, zone, person_scale
         self.w, self.h = size
         self.avoid: list[tuple[float, float]] = []  # points to keep away from (the bin)
 
@@ -116,7 +121,11 @@ class Stage:
         return [*coming, *inner, *going[1:]]
 
     def actor(self, keys, name: str) -> Actor:
-        return Actor(Track(keys), self.rng, self.h, name)
+        return Actor(Track(keys), self.rng, self.h, name, self.person_scale)
+
+    def body_height(self, y: float) -> float:
+        """A person's height (world pixels) with the feet at ``y``."""
+        return float(body_height(np.array(y), self.h, self.person_scale))
 
 
 def _wave(freq: float, phase: float):
@@ -126,7 +135,7 @@ def _wave(freq: float, phase: float):
 def _fight(stage: Stage, ts: float, te: float):
     rng = stage.rng
     x, y = stage.spot()
-    gap = 0.2 * float(body_height(np.array(y), stage.h))
+    gap = 0.2 * stage.body_height(y)
     people = []
     for number, side in ((1, -1.0), (2, 1.0)):
         keys = stage.visit((x + side * gap, y), ts - rng.uniform(0, 1), te + rng.uniform(0, 0.5))
@@ -147,7 +156,7 @@ def _fight(stage: Stage, ts: float, te: float):
 def _assault(stage: Stage, ts: float, te: float):
     rng = stage.rng
     x, y = stage.spot()
-    gap = 0.2 * float(body_height(np.array(y), stage.h))
+    gap = 0.2 * stage.body_height(y)
     side = -1.0 if rng.random() < 0.5 else 1.0  # where the attacker stands
     fall = ts + rng.uniform(0.45, 0.65) * (te - ts)
     up = te + rng.uniform(1.0, 3.0)
@@ -264,7 +273,7 @@ def _dumping(stage: Stage, ts: float, te: float):
         carried = t < drop
         return np.where(carried, state["x"], x), np.where(carried, state["y"] - lift, y)
 
-    size = float(body_height(np.array(y), stage.h))
+    size = stage.body_height(y)
     bag = Prop(where, 0.3 * size, 0.22 * size, hsv(rng.random(), rng.uniform(0.2, 0.8), 0.3))
     return [person], [(bag, True)], [("person_1", "throwing", arrive, leave)]
 
@@ -284,7 +293,7 @@ def _theft(stage: Stage, ts: float, te: float):
 def _kidnapping(stage: Stage, ts: float, te: float):
     rng = stage.rng
     x, y = stage.spot()
-    gap = 0.25 * float(body_height(np.array(y), stage.h))
+    gap = 0.25 * stage.body_height(y)
     side = -1.0 if x < stage.w / 2 else 1.0  # the nearer edge, where they go
     if not stage.clear((x, y), (stage.off_screen(side, y)[0], y)):
         side = -side  # the other edge: the zone is in the way
@@ -351,7 +360,7 @@ def _drunkenness(stage: Stage, ts: float, te: float):
 def vandalism(stage: Stage, ts: float, te: float, bin_prop: Prop, spot) -> tuple:
     rng = stage.rng
     bx, by = spot
-    size = float(body_height(np.array(by), stage.h))
+    size = stage.body_height(by)
     side = -1.0 if rng.random() < 0.5 else 1.0  # where the vandal stands
     person = stage.actor(
         stage.visit(
@@ -420,6 +429,6 @@ def walkers(stage: Stage, seconds: float) -> list[Actor]:
                 keys.append((t_mid, mx, my))
             t_end = t_mid + math.hypot(x1 - mx, y1 - my) / (speed * rng.uniform(0.9, 1.1))
             keys.append((t_end, x1, y1))
-            walkers.append(Actor(Track(keys), rng, h, f"walker_{slot}"))
+            walkers.append(stage.actor(keys, f"walker_{slot}"))
             t = t_end + rng.uniform(0.0, 8.0)
     return walkers

@@ -212,9 +212,10 @@ class Track:
         )
 
 
-def body_height(y: np.ndarray, world_height: float) -> np.ndarray:
-    """A person's height (world pixels) with the feet at ``y``: smaller far away (up)."""
-    return world_height * (0.17 + 0.13 * np.clip(y / world_height, -0.5, 1.5))
+def body_height(y: np.ndarray, world_height: float, person_scale: float = 1.0) -> np.ndarray:
+    """A person's height (world pixels) with the feet at ``y``: smaller far away (up). At
+    ``person_scale`` 1, 17 % of the world's height at the top edge and 30 % at the bottom."""
+    return person_scale * world_height * (0.17 + 0.13 * np.clip(y / world_height, -0.5, 1.5))
 
 
 class Actor:
@@ -223,9 +224,15 @@ class Actor:
     towards ``facing``), ``crouch`` (0 .. 1) and set ``facing`` (+1 right, -1 left)."""
 
     def __init__(
-        self, track: Track, rng: np.random.Generator, world_height: float, name: str = ""
+        self,
+        track: Track,
+        rng: np.random.Generator,
+        world_height: float,
+        name: str = "",
+        person_scale: float = 1.0,
     ) -> None:
         self.track, self.name, self.world_height = track, name, world_height
+        self.person_scale = person_scale
         self.size = rng.uniform(0.9, 1.1)
         self.shirt = hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.35, 0.95))
         self.legs = hsv(rng.random(), rng.uniform(0.0, 0.5), rng.uniform(0.1, 0.5))
@@ -247,13 +254,14 @@ class Actor:
         x, y, dist = self.track.at(t)
         _, _, ahead = self.track.at(t + 0.1)
         _, _, behind = self.track.at(t - 0.1)
-        height = body_height(y, self.world_height) * self.size
+        height = body_height(y, self.world_height, self.person_scale) * self.size
+        stride = 0.2 * self.world_height * self.person_scale  # a step, world pixels
         facing = self.facing(t) if callable(self.facing) else np.full_like(t, self.facing)
         return {
             "x": x + self._sum("dx", t),
             "y": y + self._sum("dy", t),
             "h": height,
-            "phase": dist / (0.8 * self.world_height * 0.25) * 2 * math.pi,
+            "phase": dist / stride * 2 * math.pi,
             "gait": np.clip((ahead - behind) / 0.2 / (0.05 * self.world_height), 0, 1),
             "tilt": self._sum("tilt", t),
             "arm": np.clip(self._sum("arm", t), 0, 1),

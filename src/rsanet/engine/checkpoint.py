@@ -4,9 +4,9 @@ A training checkpoint is an rsanet model checkpoint (``format``, ``model``,
 ``model_config``, ``state_dict``: :func:`rsanet.models.load_model` rebuilds the network from
 it) with the training state beside it: ``optimizer``, ``scheduler``, ``scaler``, ``ema``,
 ``epoch`` (epochs complete), ``step`` (optimiser steps taken), ``rng`` (torch, CUDA, numpy
-and Python generator states), ``sampler``, ``best_top1``, ``classes``, ``config`` and
-``metrics``. Everything is tensors and plain Python values, so ``torch.load(...,
-weights_only=True)`` reads it.
+and Python generator states), ``sampler``, ``best_score`` (of ``train.best_metric``),
+``best_top1``, ``best_epoch``, ``classes``, ``config`` and ``metrics``. Everything is
+tensors and plain Python values, so ``torch.load(..., weights_only=True)`` reads it.
 
 Files are serialised in memory, then written atomically (:mod:`rsanet.atomic`: a temporary
 file in the same folder, flushed to disk, then renamed over the target): a crash or a full

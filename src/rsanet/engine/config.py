@@ -163,6 +163,10 @@ class TrainConfig:
     seed: int = 0
     #: validate every this many epochs (and after the last one)
     eval_every: int = 1
+    #: the validation metric best.pt is chosen by: top1, or mean_class (the mean of the
+    #: per-class accuracies; for untrimmed recordings, where most windows show no event and
+    #: top-1 rewards calling everything normal)
+    best_metric: str = field(default="top1", metadata=_choices("top1", "mean_class"))
     #: keep an exponential moving average of the weights, used for validation
     ema: bool = False
     ema_decay: float = 0.999

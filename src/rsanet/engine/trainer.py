@@ -3,7 +3,8 @@
 One function runs a whole run in this process or, under ``torchrun``, in each of several
 processes (DistributedDataParallel). Per epoch it trains, validates, appends a line to
 ``DIR/metrics.jsonl`` (and TensorBoard scalars to ``DIR/tensorboard``), writes ``DIR/last.pt``
-and, on a new best validation top-1, ``DIR/best.pt`` with its validated weights (the EMA
+and, on a new best validation score (top-1, or mean-class accuracy with
+``train.best_metric: mean_class``), ``DIR/best.pt`` with its validated weights (the EMA
 weights with ``train.ema``) to share beside it: ``DIR/best.safetensors`` and
 ``DIR/best.json`` (:func:`rsanet.models.save_weights_file`). The resolved configuration is
 ``DIR/config.yaml``.
@@ -307,7 +308,8 @@ def train(
     ``overwrite``. No file the run writes may be one of its inputs (``model.pretrained``,
     the annotation files, ``inputs``, the YAML file ``config`` when it is a path, which may
     only be the run's own ``config.yaml``): OverwriteError before anything is written.
-    Returns ``best_top1``, ``best_epoch``, ``epochs_completed``, ``steps``,
+    Returns ``best_metric``, ``best_score`` (its best validation value), ``best_epoch``,
+    ``best_top1`` (the validation top-1 of that epoch), ``epochs_completed``, ``steps``,
     ``last`` (the last epoch's metrics), ``wall_time_s`` (this call), ``elapsed_s`` (all
     calls of the run), ``stopped_early`` and the checkpoint paths.
     """
@@ -504,7 +506,7 @@ class _Run:
         self.criterion = build_loss(c.optim)
 
         self.epoch, self.step, self.elapsed = 0, 0, 0.0
-        self.best_top1, self.best_epoch = -math.inf, 0
+        self.best_score, self.best_top1, self.best_epoch = -math.inf, None, 0
         self.history: list[dict[str, Any]] = []
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
@@ -526,8 +528,9 @@ class _Run:
             set_rng_state(ckpt["rng"])
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.elapsed = float(ckpt.get("elapsed_s", 0.0))
-        best = ckpt.get("best_top1")
-        self.best_top1 = -math.inf if best is None else float(best)
+        best = ckpt.get("best_score", ckpt.get("best_top1"))  # best_top1 alone: older runs
+        self.best_score = -math.inf if best is None else float(best)
+        self.best_top1 = ckpt.get("best_top1")
         self.best_epoch = int(ckpt.get("best_epoch", 0))
 
     def _report_windows(self) -> None:
@@ -585,7 +588,8 @@ class _Run:
             step=self.step,
             rng=rng_state(),
             sampler=self.sampler.state_dict(),
-            best_top1=None if self.best_top1 == -math.inf else self.best_top1,
+            best_score=None if self.best_score == -math.inf else self.best_score,
+            best_top1=self.best_top1,
             best_epoch=self.best_epoch,
             elapsed_s=self.elapsed + self._wall(),
             classes=self.classes,
@@ -823,8 +827,9 @@ class _Run:
                             if k in ("top1", "top5", "mean_class", "loss", "num_samples")
                         }
                     )
-                    if val["top1"] > self.best_top1:
-                        self.best_top1, self.best_epoch = val["top1"], self.epoch
+                    if val[c.train.best_metric] > self.best_score:
+                        self.best_score, self.best_epoch = val[c.train.best_metric], self.epoch
+                        self.best_top1 = val["top1"]
                         if env.is_main:
                             self._save(self.output / "best.pt", record)
                 record["elapsed_s"] = self.elapsed + self._wall()
@@ -846,7 +851,9 @@ class _Run:
         wall = self._wall()
         result = {
             "output_dir": str(self.output),
-            "best_top1": None if self.best_top1 == -math.inf else self.best_top1,
+            "best_metric": c.train.best_metric,
+            "best_score": None if self.best_score == -math.inf else self.best_score,
+            "best_top1": self.best_top1,
             "best_epoch": self.best_epoch,
             "epochs_completed": self.epoch,
             "steps": self.step,
@@ -879,11 +886,15 @@ class _Run:
         )
 
     def _summary_line(self, r: Mapping[str, Any]) -> str:
-        best = (
-            "no validation yet"
-            if r["best_top1"] is None
-            else f"best val top-1 {r['best_top1']:.2f}% (epoch {r['best_epoch']})"
-        )
+        if r["best_score"] is None:
+            best = "no validation yet"
+        elif r["best_metric"] == "top1":
+            best = f"best val top-1 {r['best_score']:.2f}% (epoch {r['best_epoch']})"
+        else:
+            best = (
+                f"best val mean-class {r['best_score']:.2f}% (epoch {r['best_epoch']}, "
+                f"top-1 {r['best_top1']:.2f}%)"
+            )
         state = (
             f"stopped after epoch {r['epochs_completed']} of {self.config.train.epochs} "
             "(continue with --resume)"
