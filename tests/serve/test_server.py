@@ -175,3 +175,31 @@ def test_cli_token_from_the_environment(tmp_path, fighting_checkpoint, square_cl
         9000,
         "from-the-env",
     )
+
+
+def test_the_model_is_warmed_up_before_any_camera_opens(tmp_path):
+    """The first forward pays for lazy set-up (seconds on a CPU): serve runs it on a blank
+    clip before it opens a camera, so no camera's first frames wait for it."""
+    from rsanet.serve.config import CameraConfig, ServeConfig, StorageConfig
+    from support.serve import paced_opener, stub_predictor
+
+    predictor = stub_predictor()
+    forwards_when_opened = []
+
+    def opener():
+        forwards_when_opened.append(list(predictor.backend.batches))
+        return paced_opener(count=5)()
+
+    config = ServeConfig(
+        model=tmp_path / "unused.pt",
+        cameras=[CameraConfig("door", "rtsp://10.0.0.5/s")],
+        storage=StorageConfig(tmp_path / "data"),
+    )
+    server = Server(config, predictor=predictor, openers={"door": opener}, http=False)
+    server.start()
+    try:
+        assert wait_for(lambda: forwards_when_opened, 10)
+    finally:
+        server.close()
+    assert forwards_when_opened[0] == [1]  # the blank clip, and nothing else yet
+    assert server.summary()["warm_up_ms"] >= 0

@@ -206,6 +206,7 @@ class Server:
         self.stop_signals: StopSignals | None = None
         self.alerts = 0
         self._started = False
+        self.warm_up_ms: float | None = None
         self._closed = False
 
     # -- the loop's callbacks ------------------------------------------------------------
@@ -305,9 +306,14 @@ class Server:
         return f"http://{self.web.host}:{self.web.port}/"
 
     def start(self) -> None:
-        """Start the delivery worker, the web server and the camera readers (the inference
-        loop runs in :meth:`run`, or in a thread with :meth:`start_loop`)."""
+        """Warm the model up, then start the delivery worker, the web server and the camera
+        readers (the inference loop runs in :meth:`run`, or in a thread with
+        :meth:`start_loop`)."""
         self._started = True
+        # The first forward pays for lazy set-up (seconds on a CPU, more for int8's ONNX
+        # Runtime sessions). Paid here, before any camera opens, it delays no window and
+        # no camera's first frames are dropped waiting for it.
+        self.warm_up_ms = self.predictor.warm_up()
         self.evidence.prune()
         if self.worker is not None:
             self.worker.start()
@@ -392,6 +398,7 @@ class Server:
             ],
             "alerts": self.alerts,
             "forwards": self.loop.forwards,
+            "warm_up_ms": self.warm_up_ms,
             "evidence": {"written": self.evidence.written, "missing": self.evidence.missing},
             "webhook": (
                 {"sent": self.worker.sent, "failed": self.worker.failed}
