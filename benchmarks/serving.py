@@ -16,8 +16,8 @@ and 95th percentile). The largest N without a dropped frame is given for each mo
 their ratio. A mode stops growing N after the first N where it drops frames (unless
 ``--keep-going``). Each forward gets one PyTorch thread in both modes by default (the
 readers need the other cores; on a small busy machine more intra-op threads cost more
-than they bring). Serve's model is warmed up before its cameras start; each predict
-process warms up on its first windows, as it would in service. Weights are untrained
+than they bring). Both modes warm their model up before their cameras open, as they do
+in service (serve's also at the batch of N windows). Weights are untrained
 (speed does not depend on them); other work on the machine makes every figure worse (the
 load average is printed with them). ``--precision bf16`` or ``int8`` runs both modes in that
 precision (``rsanet serve/predict --precision``), int8 calibrated on 16 SynthMotion clips.
