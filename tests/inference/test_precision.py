@@ -68,6 +68,25 @@ def test_the_segments_and_transforms_compute_the_float_network(name, segments):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_int8_quantizes_every_convolution_but_the_stems():
+    """The stem's 3-channel convolution stays float (ONNX Runtime's int8 kernels are slow
+    for it); every other convolution reads int8 weights (a DequantizeLinear feeds them)."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = randomise_norms(rsanet.create_model("tsn_tiny", num_classes=5)).eval()
+    (segment,), _ = int8.split_at_transforms(model)
+    clips = [(torch.randn(2, 3, 4, 32, 32),)]
+    quantized = onnx.load_from_string(
+        int8.quantize_onnx(int8._export_segment(segment, clips[0]), clips, ["clip"])
+    )
+    producers = {out: node.op_type for node in quantized.graph.node for out in node.output}
+    convolutions = [node for node in quantized.graph.node if node.op_type == "Conv"]
+    int8_weights = [producers.get(node.input[1]) == "DequantizeLinear" for node in convolutions]
+    assert len(convolutions) > 5 and int8_weights.count(False) == 1
+    assert int8_weights.index(False) == 0  # the stem's, the first
+
+
 def test_int8_is_for_the_resnet_family():
     model = rsanet.create_model("uniformer_tiny", num_classes=3)
     with pytest.raises(TypeError, match="ResNet family"):

@@ -154,6 +154,10 @@ def export_onnx(
             )
     path = Path(path)
     prepared = _prepared(model, unfold_mb)
+    if calibration is not None:  # the int8 path's one segment: its stem suits ONNX Runtime
+        from rsanet.inference.int8 import split_at_transforms
+
+        (prepared,), _ = split_at_transforms(prepared)
     clip = example_clip(frames, size, batch=batch)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():

@@ -9,10 +9,13 @@ local self-attention). :func:`quantize_resnet` cuts that chain at every transfor
 Each segment (stem, whole blocks, the halves of the blocks around a transform, the head)
 is exported to ONNX and quantized statically by ONNX Runtime: per-channel int8 weights,
 uint8 activations, scales calibrated on real clips. ONNX Runtime runs it with VNNI int8
-kernels; activations stay int8 from one convolution to the next inside a segment. The
-transforms run in PyTorch in float32, on their fused kernels, between segments (ONNX
-Runtime has no kernel for their neighbourhood products as fast as ours: see
-docs/performance.md). A network without transforms (TSN, TSM) is one segment.
+kernels; activations stay int8 from one convolution to the next inside a segment. Two
+choices suit ONNX Runtime's kernels (measured in ``docs/performance.md``): the stem runs
+as 2-D operators over the frames, its convolution in float, and tensors pass between
+segments channels-last, the layout of its int8 convolutions. The transforms run in
+PyTorch in float32, on their fused kernels, between segments (ONNX Runtime has no kernel
+for their neighbourhood products as fast as ours: see docs/performance.md). A network
+without transforms (TSN, TSM) is one segment.
 
     (N, 3, T, S, S) -> (N, K), like the float network, whose weights are not modified.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rsanet.models.resnet import ResNetTSN
@@ -39,11 +43,25 @@ logger = logging.getLogger("rsanet.inference")
 OPSET = 17
 #: ops whose weights are quantized (the activations between them too)
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+#: convolutions with fewer input channels stay in float: ONNX Runtime's int8 kernels are slow
+#: for them (the stem, 3 -> 64 channels at 7 x 7 over 8 frames of 224^2, 2 threads: 22 ms in
+#: int8 against 14 ms in float as 2-D convolutions; 72 ms in int8 as a 3-D one)
+MIN_QUANTIZED_INPUT_CHANNELS = 8
 
 
 def is_transform(module: nn.Module) -> bool:
     """Whether a block's ``conv2`` is a transform that stays in PyTorch (not a convolution)."""
     return not isinstance(module, nn.Conv3d)
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, T, H, W) -> (N, T, H, W, C)."""
+    return x.permute(0, 2, 3, 4, 1)
+
+
+def to_channels_first(x: torch.Tensor) -> torch.Tensor:
+    """(N, T, H, W, C) -> (N, C, T, H, W)."""
+    return x.permute(0, 4, 1, 2, 3)
 
 
 class _Segment(nn.Module):
@@ -52,7 +70,10 @@ class _Segment(nn.Module):
     start the block of the next transform.
 
     Inputs: the clip (first segment) or (transform output, that block's input). Outputs:
-    (the next transform's input, its block's input) or the logits (last segment).
+    (the next transform's input, its block's input) or the logits (last segment). Tensors
+    between segments are channels-last, (N, T, H, W, C): ONNX Runtime's int8 kernels work
+    in that layout, so its transposes at the segments' ends cancel, and the RSA layers read
+    it directly.
     """
 
     def __init__(
@@ -83,19 +104,34 @@ class _Segment(nn.Module):
         x = block.shift(x) if block.shift is not None else x
         return block.relu(block.bn1(block.conv1(x)))
 
+    @staticmethod
+    def _stem(model: ResNetTSN, clip: torch.Tensor) -> torch.Tensor:
+        """The stem (convolution, batch norm, ReLU, max pooling), all 1 x k x k, over the
+        frames as a batch of images: ONNX Runtime's 2-D kernels are the fast ones here."""
+        conv, pool = model.conv1, model.maxpool
+        if conv.kernel_size[0] != 1 or conv.stride[0] != 1 or pool.kernel_size[0] != 1:
+            return model.maxpool(model.relu(model.bn1(model.conv1(clip))))  # a 3-D stem
+        n, _, t = clip.shape[:3]
+        frames = clip.transpose(1, 2).flatten(0, 1)  # (N*T, 3, H, W)
+        x = F.conv2d(frames, conv.weight[:, :, 0], None, conv.stride[1:], conv.padding[1:])
+        bn = model.bn1
+        x = F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        x = F.max_pool2d(model.relu(x), pool.kernel_size[1:], pool.stride[1:], pool.padding[1:])
+        return x.unflatten(0, (n, t)).transpose(1, 2)
+
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         model = self.model
         if self.stem:
             (x,) = inputs
-            x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+            x = self._stem(model, x)
         else:
-            transformed, block_input = inputs
+            transformed, block_input = (to_channels_first(t) for t in inputs)
             x = self._finish(self.after, transformed, block_input)
         for block in self.blocks:
             x = block(x)
         if self.head:
             return model.forward_head(x)
-        return self._start(self.before, x), x
+        return to_channels_last(self._start(self.before, x)), to_channels_last(x)
 
 
 def transform_layers(model: nn.Module) -> list[str]:
@@ -150,7 +186,8 @@ class _SegmentedResNet(nn.Module):
             if index == len(self.transforms):
                 return outputs
             transform_input, block_input = outputs
-            inputs = (self.transforms[index](transform_input), block_input)
+            transformed = self.transforms[index](to_channels_first(transform_input))
+            inputs = (to_channels_last(transformed), block_input)
         raise AssertionError("unreachable")
 
 
@@ -201,6 +238,24 @@ def _export_segment(segment: _Segment, example: tuple[torch.Tensor, ...]) -> byt
     return buffer.getvalue()
 
 
+def narrow_convolutions(model_path: Path) -> list[str]:
+    """The names of the convolutions of an ONNX model with fewer than
+    :data:`MIN_QUANTIZED_INPUT_CHANNELS` input channels per group (the stem), which stay in
+    float."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    weights = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
+    return [
+        node.name
+        for node in graph.node
+        if node.op_type == "Conv"
+        and len(node.input) > 1
+        and node.input[1] in weights
+        and weights[node.input[1]][1] < MIN_QUANTIZED_INPUT_CHANNELS
+    ]
+
+
 def quantize_onnx(
     model_bytes: bytes, samples: list[tuple[torch.Tensor, ...]], names: list[str]
 ) -> bytes:
@@ -241,6 +296,7 @@ def quantize_onnx(
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 per_channel=True,
+                nodes_to_exclude=narrow_convolutions(source),
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
             )
