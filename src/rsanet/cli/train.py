@@ -16,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Train the model of a YAML configuration (see configs/). Every key can be "
             "overridden with --set section.key=value. Writes DIR/config.yaml (the resolved "
             "configuration), DIR/last.pt every epoch, DIR/best.pt on the best validation "
-            "score (top-1, or mean-class with train.best_metric), DIR/metrics.jsonl and DIR/tensorboard. The same command runs under "
-            "torchrun for multi-process (multi-GPU, multi-node) training."
+            "score (top-1, or mean-class with train.best_metric), DIR/metrics.jsonl and "
+            "DIR/tensorboard. The same command runs under torchrun for multi-process "
+            "(multi-GPU, multi-node) training."
         ),
     )
     add_config_argument(parser)
