@@ -87,6 +87,22 @@ def test_int8_quantizes_every_convolution_but_the_stems():
     assert int8_weights.index(False) == 0  # the stem's, the first
 
 
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx512_vnni", "avx512_bf16"}, torch.bfloat16), ({"avx512_vnni"}, None)],
+)
+def test_int8_runs_the_transforms_in_bf16_where_the_cpu_has_it(monkeypatch, flags, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    asked = {}
+    monkeypatch.setattr(
+        int8, "quantize_resnet", lambda model, clips, **kwargs: asked.update(kwargs)
+    )
+    model = rsanet.create_model("rsanet_tiny", num_classes=3)
+    precision.prepare_model(model, "int8", calibration=lambda: [])
+    assert asked["transform_dtype"] == expected
+
+
 def test_int8_is_for_the_resnet_family():
     model = rsanet.create_model("uniformer_tiny", num_classes=3)
     with pytest.raises(TypeError, match="ResNet family"):
@@ -99,12 +115,26 @@ def test_int8_needs_calibration_clips():
         int8.quantize_resnet(model, [])
 
 
-def test_bf16_autocast_keeps_rsa_in_float32_and_close_to_fp32():
+def test_bf16_autocast_runs_rsas_filters_in_bf16_and_its_products_in_float32(monkeypatch):
+    """Under bf16 autocast an RSA layer's projection and neighbourhood filters run in
+    bfloat16 (in inference only), its per-position products and output in float32; the
+    network stays close to fp32."""
+    import rsanet.layers.rsa as rsa_module
+
+    filter_types, original = [], rsa_module.neighbourhood_filter
+
+    def recording_filter(x, weight, kernel_size):
+        filter_types.append(x.dtype)
+        return original(x, weight, kernel_size)
+
+    monkeypatch.setattr(rsa_module, "neighbourhood_filter", recording_filter)
     torch.manual_seed(0)
     model = randomise_norms(rsanet.create_model("rsanet_tiny", num_classes=5))
     clip = torch.randn(2, 3, 8, 32, 32)
     with torch.inference_mode():
         expected = model(clip)
+    assert filter_types and set(filter_types) == {torch.float32}
+    filter_types.clear()
     rsa_outputs = []
     hooks = [
         layer.register_forward_hook(lambda _m, _i, out: rsa_outputs.append(out.dtype))
@@ -112,11 +142,30 @@ def test_bf16_autocast_keeps_rsa_in_float32_and_close_to_fp32():
         if isinstance(layer, rsanet.layers.RSA)
     ]
     got = AutocastModel(model, torch.bfloat16)(clip)
-    for hook in hooks:
-        hook.remove()
+    assert set(filter_types) == {torch.bfloat16}
     assert got.dtype == torch.float32
     assert rsa_outputs and set(rsa_outputs) == {torch.float32}
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+    filter_types.clear()  # training under autocast keeps the float32 filters (their backward)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.train()(clip).sum().backward()
+    for hook in hooks:
+        hook.remove()
+    assert set(filter_types) == {torch.float32}
+
+
+def test_rsa_keeps_a_channels_last_clip_channels_last():
+    """int8 hands RSA channels-last clips (ONNX Runtime's layout): the output keeps that
+    layout, so it goes back without a copy, with the same values."""
+    torch.manual_seed(0)
+    layer = rsanet.layers.RSA(16, 16, num_heads=2, kernel_size=(3, 3, 3)).eval()
+    clip = torch.randn(2, 16, 4, 6, 6)
+    channels_last = clip.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)
+    with torch.inference_mode():
+        expected, got = layer(clip), layer(channels_last)
+    assert expected.is_contiguous()
+    assert got.permute(0, 2, 3, 4, 1).is_contiguous()
+    torch.testing.assert_close(got, expected)
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +194,12 @@ def trained(tmp_path_factory):
 
 
 def test_int8_keeps_a_trained_networks_predictions(trained):
-    """The accuracy check of int8 on a small trained network (51 % top-1 on 14 classes, so
-    many of its predictions are near-ties): top-1 within 1.5 points of fp32's, 95 % of the
-    top-1 predictions the same, and 99 % of those where fp32's best class leads the second
-    by 0.05 or more. (The SynthMotion main-job network, 92.0 % top-1, keeps 99.0 % of its
-    predictions: docs/performance.md.)"""
+    """The accuracy check of int8 on a small trained network (50-70 % top-1 on 14 classes,
+    so many of its predictions are near-ties): top-1 within 1.5 points of fp32's, 94 % of
+    the top-1 predictions the same (95 % measured, 96 % with float32 RSA filters: bfloat16
+    ones flip a few more near-ties), and 99 % of those where fp32's best class leads the
+    second by 0.05 or more. (The SynthMotion main-job network, 92.0 % top-1, keeps 99.0 %
+    of its predictions: docs/performance.md.)"""
     from rsanet.engine.calibration import training_clips
     from rsanet.engine.evaluate import evaluate
 
@@ -157,8 +207,9 @@ def test_int8_keeps_a_trained_networks_predictions(trained):
     reference = evaluate(config, [checkpoint], output_dir=checkpoint.parent / "fp32")
     assert reference["top1"] > 30  # it learned (chance: 1/14)
 
-    def prepare(model):  # int8 itself, whatever this CPU's instructions
-        return int8.quantize_resnet(model, training_clips(config, frames=4, clips=32))
+    def prepare(model):  # int8 as deployed (bf16 transforms), whatever this CPU's instructions
+        clips = training_clips(config, frames=4, clips=32)
+        return int8.quantize_resnet(model, clips, transform_dtype=torch.bfloat16)
 
     quantized = evaluate(
         config, [checkpoint], output_dir=checkpoint.parent / "int8", prepare=prepare
@@ -171,7 +222,7 @@ def test_int8_keeps_a_trained_networks_predictions(trained):
 
     pairs = list(zip(predictions(reference), predictions(quantized), strict=True))
     same = [a["prediction"] == b["prediction"] for a, b in pairs]
-    assert sum(same) >= 0.95 * len(pairs)
+    assert sum(same) >= 0.94 * len(pairs)
     clear = [s for s, (a, _) in zip(same, pairs, strict=True)
              if a["top5_scores"][0] - a["top5_scores"][1] >= 0.05]  # fmt: skip
     assert len(clear) >= 0.3 * len(pairs) and sum(clear) >= 0.99 * len(clear)

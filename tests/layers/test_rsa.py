@@ -148,6 +148,22 @@ def test_auto_computation_picks_the_cheaper_order_per_shape():
     assert not RSA(64, 64, computation="reassociated").uses_official_order()
 
 
+def test_evaluation_weighs_each_order_by_the_speed_of_its_kernels():
+    """rsanet_tiny's stage-3 layer (4 heads of 16 value channels): the re-associated order
+    has fewer multiply-accumulates (training takes it), but in evaluation the authors' order
+    runs faster (its filters are convolutions) and is taken, with the same output.
+    RSANet-R50's stage 3 (8 heads of 32) keeps the re-associated order in both modes."""
+    torch.manual_seed(0)
+    layer = RSA(64, 64, num_heads=4, kernel_size=(5, 7, 7))
+    clip = torch.randn(1, 64, 5, 6, 6)
+    with torch.no_grad():
+        assert not layer.uses_official_order()
+        trained_order = layer(clip)
+        assert layer.eval().uses_official_order()
+        torch.testing.assert_close(layer(clip), trained_order, rtol=1e-4, atol=1e-5)
+    assert not RSA(256, 256, num_heads=8, kernel_size=(5, 7, 7)).eval().uses_official_order()
+
+
 def test_activation_checkpointing_gives_the_same_gradients():
     from rsanet.layers import set_activation_checkpointing
 

@@ -170,12 +170,25 @@ def split_at_transforms(model: ResNetTSN) -> tuple[list[_Segment], list[nn.Modul
 
 class _SegmentedResNet(nn.Module):
     """Run ``segments`` and ``transforms`` alternately; each segment may be replaced by a
-    callable on numpy arrays (an ONNX Runtime session)."""
+    callable on numpy arrays (an ONNX Runtime session). The transforms run under autocast to
+    ``transform_dtype`` if given (RSA then computes its projection and filters in it)."""
 
-    def __init__(self, segments: Sequence, transforms: Sequence[nn.Module]) -> None:
+    def __init__(
+        self,
+        segments: Sequence,
+        transforms: Sequence[nn.Module],
+        transform_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.segments = list(segments)
         self.transforms = nn.ModuleList(transforms)
+        self.transform_dtype = transform_dtype
+
+    def _transform(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """(N, T, H, W, C) -> (N, T, H, W, C')."""
+        dtype = self.transform_dtype
+        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+            return to_channels_last(self.transforms[index](to_channels_first(x)).float())
 
     def forward(self, clip: torch.Tensor, record: list[list] | None = None) -> torch.Tensor:
         inputs: tuple[torch.Tensor, ...] = (clip,)
@@ -186,8 +199,7 @@ class _SegmentedResNet(nn.Module):
             if index == len(self.transforms):
                 return outputs
             transform_input, block_input = outputs
-            transformed = self.transforms[index](to_channels_first(transform_input))
-            inputs = (to_channels_last(transformed), block_input)
+            inputs = (self._transform(index, transform_input), block_input)
         raise AssertionError("unreachable")
 
 
@@ -309,9 +321,14 @@ class Int8ResNet(nn.Module):
     """A ResNet whose segments run in ONNX Runtime int8 and whose transforms run in PyTorch:
     clip (N, 3, T, S, S) -> logits (N, K). Built by :func:`quantize_resnet`."""
 
-    def __init__(self, sessions: list[_Session], transforms: Sequence[nn.Module]) -> None:
+    def __init__(
+        self,
+        sessions: list[_Session],
+        transforms: Sequence[nn.Module],
+        transform_dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
-        self.runner = _SegmentedResNet(sessions, transforms)
+        self.runner = _SegmentedResNet(sessions, transforms, transform_dtype)
         self.segments = len(sessions)
 
     @torch.inference_mode()
@@ -324,9 +341,12 @@ def quantize_resnet(
     calibration: Iterable[torch.Tensor],
     *,
     threads: int | None = None,
+    transform_dtype: torch.dtype | None = None,
 ) -> Int8ResNet:
     """``model`` (a :class:`ResNetTSN`) with its segments quantized to int8, calibrated on
     the clips of ``calibration`` (each (n, 3, T, S, S), normalised as the model's input).
+    ``transform_dtype`` (e.g. torch.bfloat16): the autocast type of the transforms, also
+    while calibrating (None: float32).
 
     TypeError for a model outside the ResNet family; ValueError without calibration clips.
     ``model`` itself is not modified (the transforms are copied).
@@ -341,7 +361,7 @@ def quantize_resnet(
         raise ImportError("int8 needs onnxruntime: pip install 'rsanet[export]'") from error
     model = copy.deepcopy(model).eval()
     segments, transforms = split_at_transforms(model)
-    runner = _SegmentedResNet(segments, transforms)
+    runner = _SegmentedResNet(segments, transforms, transform_dtype)
     record: list[list] = [[] for _ in segments]
     clips = 0
     with torch.no_grad():
@@ -361,7 +381,7 @@ def quantize_resnet(
         len(transforms),
         clips,
     )
-    return Int8ResNet(sessions, transforms)
+    return Int8ResNet(sessions, transforms, transform_dtype)
 
 
 def calibration_batches(

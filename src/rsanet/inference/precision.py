@@ -67,6 +67,11 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+def _runs_bf16_natively() -> bool:
+    """Whether this CPU has bfloat16 instructions that PyTorch's oneDNN uses (no notice)."""
+    return _missing_cpu_support("bf16") is None and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
     """The precision that will run for ``precision`` on ``device``: itself, or fp32 after a
     warning when the CPU lacks the instructions. PrecisionError when the device cannot run
@@ -88,9 +93,8 @@ def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str
             raise PrecisionError("bf16: this GPU has no bfloat16 support; use fp16 (--half)")
         return precision
     reason = _missing_cpu_support(precision) if kind == "cpu" else None
-    if reason is None and precision == "bf16" and kind == "cpu":
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            reason = "PyTorch's oneDNN has no bfloat16 kernels for this CPU"
+    if reason is None and precision == "bf16" and kind == "cpu" and not _runs_bf16_natively():
+        reason = "PyTorch's oneDNN has no bfloat16 kernels for this CPU"
     if reason is not None:
         _notice(f"{precision} asked, but {reason}: running fp32 (it would be slower, emulated)")
         return "fp32"
@@ -145,5 +149,10 @@ def prepare_model(
             return model
         if calibration is None:
             raise ValueError("int8 needs calibration clips (the calibration argument)")
-        return quantize_resnet(model, calibration(), threads=threads)
+        # the transforms' own GEMMs and convolutions (RSA's projection and filters) in
+        # bfloat16 where the CPU has it, the rest of them in float32
+        transform_dtype = torch.bfloat16 if _runs_bf16_natively() else None
+        return quantize_resnet(
+            model, calibration(), threads=threads, transform_dtype=transform_dtype
+        )
     return model

@@ -51,6 +51,13 @@ CONTEXTS = ("basic", "relational", "basic+relational")
 COMPUTATIONS = ("auto", "reassociated", "official")
 
 
+def _in_type(op, dtype: torch.dtype | None, x: torch.Tensor, weight: torch.Tensor, *args):
+    """op(x, weight, *args) computed in ``dtype`` (None: as given), returned in x's type."""
+    if dtype is None or dtype == x.dtype:
+        return op(x, weight, *args)
+    return op(x.to(dtype), weight.to(dtype), *args).to(x.dtype)
+
+
 class RSA(nn.Module):
     """Relational self-attention over a local spatio-temporal neighbourhood.
 
@@ -202,15 +209,19 @@ class RSA(nn.Module):
     # -- pieces shared with the analysis tools --------------------------------------------
 
     def project_channels_last(
-        self, x: torch.Tensor
+        self, x: torch.Tensor, reduced: torch.dtype | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Normalised queries (N, T, H, W, nh, dk), keys (N, T, H, W, dk) or None and values
         (N, T, H, W, dv): the 1x1x1 projection as one GEMM whose output is channels-last, the
-        layout every later step reads."""
+        layout every later step reads (computed in ``reduced`` if given, returned in x's
+        type)."""
         _args.check_clip(type(self).__name__, x, self.in_channels)
         nh, dk, dv = self.num_heads, self.key_channels, self.value_channels
         weight = self.projection.weight.reshape(self.projection.out_channels, self.in_channels)
-        features = F.linear(x.permute(0, 2, 3, 4, 1), weight)  # (N, T, H, W, C')
+        # (N, T*H*W, C) @ (C, C'): a plain GEMM for channels-first and channels-last clips
+        # alike (F.linear on the permuted clip copies it first)
+        columns = x.flatten(2).transpose(1, 2)
+        features = _in_type(torch.matmul, reduced, columns, weight.t()).unflatten(1, x.shape[2:])
         queries = l2_normalize_last(features[..., : nh * dk].unflatten(-1, (nh, dk)))
         keys = None
         if self.has_relational_kernel:
@@ -232,13 +243,14 @@ class RSA(nn.Module):
         weight = self.relational_kernel_weight.flatten(2)
         return weight.repeat_interleave(per_group, dim=0) if per_group > 1 else weight
 
-    def key_summary(self, keys: torch.Tensor) -> torch.Tensor:
-        """K_H1: every key channel filtered by its group's D neighbourhood filters H1.
+    def key_summary(self, keys: torch.Tensor, reduced: torch.dtype | None = None) -> torch.Tensor:
+        """K_H1: every key channel filtered by its group's D neighbourhood filters H1
+        (computed in ``reduced`` if given).
 
         keys (N, T, H, W, dk) -> (N, T, H, W, dk, D), contiguous.
         """
         weight = self.expanded_relational_kernel_weight().reshape(-1, *self.kernel_size)
-        return neighbourhood_filter(keys, weight, self.kernel_size)
+        return _in_type(neighbourhood_filter, reduced, keys, weight, self.kernel_size)
 
     def latent_kernel(
         self, queries: torch.Tensor, key_summary: torch.Tensor | None
@@ -254,27 +266,32 @@ class RSA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = x.device.type  # (no autocast on the meta device the profiler runs on)
         if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
-            # Under autocast (bf16/fp16 inference) the layer still runs in float32: its fused
-            # kernels are float32, and on CPUs its products were not faster in bfloat16
-            # (docs/performance.md, Inference); the convolutions around it take the lower
-            # precision.
+            # Under autocast (bf16/fp16) the per-position products stay in float32 (the fused
+            # kernels' type; on CPUs they were not faster in bfloat16, docs/performance.md,
+            # Inference). In inference the projection and the neighbourhood filters, plain
+            # GEMMs and convolutions, run in the autocast type, their outputs read back as
+            # float32.
+            reduced = None if torch.is_grad_enabled() else torch.get_autocast_dtype(device)
             with torch.autocast(device, enabled=False):
-                return self.forward(x.float())
+                return self._forward(x.float(), reduced)
         if self.activation_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        queries, keys, values = self.project_channels_last(x)
+    def _forward(self, x: torch.Tensor, reduced: torch.dtype | None = None) -> torch.Tensor:
+        """``reduced``: the type of the projection and the filters (None: x's own)."""
+        queries, keys, values = self.project_channels_last(x, reduced)
         n, t, h, w, _ = values.shape
-        key_summary = self.key_summary(keys) if keys is not None else None
-        if self.uses_official_order():
-            out = self.aggregate_official_order(queries, key_summary, values)  # (P, dv, nh)
+        key_summary = self.key_summary(keys, reduced) if keys is not None else None
+        if self.uses_official_order():  # (P, dv, nh)
+            out = self.aggregate_official_order(queries, key_summary, values, reduced)
         else:  # (P, nh, dv) -> value-major (P, dv, nh)
             kernel = self.latent_kernel(queries, key_summary)  # (P, nh, D)
             out = self.aggregate_reassociated(kernel, values).transpose(1, 2)
         out = out.reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
-        return self.pool(out.contiguous())
+        if x.is_contiguous() or self.stride > 1:  # else keep the clip's channels-last layout
+            out = out.contiguous()
+        return self.pool(out)
 
     def uses_official_order(self) -> bool:
         """Which exact order of operations is cheaper for this layer's shape.
@@ -282,6 +299,8 @@ class RSA(nn.Module):
         The re-associated order costs nh M (D + dv) per position (plus nh M dv twice for a
         relational context); the authors' order costs dv D M (plus dv^2 M). With few value
         channels per head (early stages of a network) the authors' order is the cheaper one.
+        In evaluation mode each order's multiply-accumulates are weighted by the speed of the
+        kernels that run them.
         """
         if self.computation != "auto":
             return self.computation == "official"
@@ -293,7 +312,13 @@ class RSA(nn.Module):
         )
         reassociated = nh * m * (dd + dv) + (2 * nh * m * dv if self.has_relational_context else 0)
         official = dv * dd * m + (dv * dv * m if self.has_relational_context else 0)
-        return official <= reassociated
+        if self.training:
+            return official <= reassociated
+        # In evaluation the two orders run on different kernels: the authors' order's filters
+        # are convolutions (oneDNN), the re-associated products small GEMMs of nh rows. On
+        # the CPU a multiply-accumulate of the products took about twice the time of one of
+        # the filters with 8 heads, four times with 4 (docs/performance.md, Inference).
+        return official < reassociated * 2 * max(1.0, 8 / nh)
 
     def aggregate_reassociated(self, kernel: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """The re-associated order: latent kernels (P, nh, D) and channels-last values
@@ -315,7 +340,11 @@ class RSA(nn.Module):
         return out.reshape(-1, self.num_heads, dv)
 
     def aggregate_official_order(
-        self, queries: torch.Tensor, key_summary: torch.Tensor | None, values: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        key_summary: torch.Tensor | None,
+        values: torch.Tensor,
+        reduced: torch.dtype | None = None,
     ) -> torch.Tensor:
         """The authors' order of operations: queries (N, T, H, W, nh, dk), K_H1
         (N, T, H, W, dk, D) or None and values (N, T, H, W, dv) -> (P, dv, nh), value-major.
@@ -327,7 +356,7 @@ class RSA(nn.Module):
         if self.has_relational_context:
             filters = torch.cat([filters, self.relational_context_weight])
         per_channel = filters.expand(dv, *filters.shape).reshape(-1, *self.kernel_size)
-        filtered = neighbourhood_filter(values, per_channel, self.kernel_size)
+        filtered = _in_type(neighbourhood_filter, reduced, values, per_channel, self.kernel_size)
         nh, dk = queries.shape[-2:]
         return official_products(
             queries.reshape(-1, nh, dk),

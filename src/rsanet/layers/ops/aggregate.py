@@ -367,6 +367,8 @@ def _backward_aggregate(ctx, grad_out, _grad_aggregated):
 
 _aggregate_op.register_autograd(_backward_aggregate, setup_context=_setup_aggregate)
 # Under autocast, floating inputs are cast to float32 (the fused kernels' dtype) and the op
-# runs with autocast off, as the RSA layer itself does.
+# runs with autocast off, as the RSA layer itself does; so does the backward (a backward
+# called inside an autocast region would otherwise hand the kernels bfloat16 tensors).
 for _device in ("cpu", "cuda"):
     _aggregate_op.register_autocast(_device, torch.float32)
+    _aggregate_backward_op.register_autocast(_device, torch.float32)
