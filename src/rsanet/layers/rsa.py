@@ -271,8 +271,10 @@ class RSA(nn.Module):
             # Inference). In inference the projection and the neighbourhood filters, plain
             # GEMMs and convolutions, run in the autocast type, their outputs read back as
             # float32.
-            reduced = None if torch.is_grad_enabled() else torch.get_autocast_dtype(device)
+            reduced = torch.get_autocast_dtype(device)
             with torch.autocast(device, enabled=False):
+                if torch.is_grad_enabled():  # float32 throughout: the fused backward's type
+                    return self.forward(x.float())
                 return self._forward(x.float(), reduced)
         if self.activation_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(self._forward, x, use_reentrant=False)
@@ -350,7 +352,8 @@ class RSA(nn.Module):
         (N, T, H, W, dk, D) or None and values (N, T, H, W, dv) -> (P, dv, nh), value-major.
         F = values filtered with H2 and V_G = values filtered with G (every value channel
         by every filter, one grouped convolution), then per position kernel = q (K_H1 + P1),
-        context = (V_G + I)^T F and y = context kernel^T (:func:`official_products`)."""
+        context = (V_G + I)^T F and y = context kernel^T (:func:`official_products`); the
+        filters computed in ``reduced`` if given."""
         dv, dd = self.value_channels, self.latent_channels
         filters = self.latent_weight
         if self.has_relational_context:
