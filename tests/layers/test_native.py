@@ -84,6 +84,36 @@ def test_official_order_inference_kernel_matches_operators(
     assert_close_relative(fused_output.double(), reference, rtol=2e-5)
 
 
+@pytest.mark.parametrize("kernel,context", list(itertools.product(KERNELS, CONTEXTS)))
+def test_official_order_kernel_reads_bfloat16_filters(fused, monkeypatch, kernel, context):
+    """Under bf16 autocast in inference the filters (K_H1, F, V_G) stay bfloat16 and the
+    kernel widens them as it reads them: the same output as the operators on the same
+    bfloat16 filters, and close to float32."""
+    torch.manual_seed(6)
+    layer = perturbed(
+        RSA(6, 32, num_heads=2, kernel_size=(3, 3, 3), kernel=kernel, context=context)
+    ).eval()
+    layer.computation = "official"
+    x = torch.randn(2, 6, 3, 5, 4)
+    widened = []
+    original = native.official_products
+    monkeypatch.setattr(
+        native,
+        "official_products",
+        lambda *operands: widened.append(operands[3].dtype) or original(*operands),
+    )
+    with torch.inference_mode():
+        full = layer(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused_output = layer(x)
+            monkeypatch.setenv("RSANET_NATIVE", "0")
+            operators = layer(x)
+    assert widened == [torch.float32, torch.bfloat16]
+    assert fused_output.dtype == torch.float32
+    assert_close_relative(fused_output, operators, rtol=1e-5)
+    assert_close_relative(fused_output, full, rtol=3e-2)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fused_kernel_matches_at_full_tiles_in_chunks_and_threads(fused, monkeypatch, threads):
     """8 heads of 32 channels fill the kernel's register tiles; three chunks of two frames

@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from rsanet.layers import _args
+from rsanet.layers.backends import Backend, choose_backend
 from rsanet.layers.ops import (
     aggregate_neighbourhoods,
     frames_per_chunk,
@@ -51,11 +52,9 @@ CONTEXTS = ("basic", "relational", "basic+relational")
 COMPUTATIONS = ("auto", "reassociated", "official")
 
 
-def _in_type(op, dtype: torch.dtype | None, x: torch.Tensor, weight: torch.Tensor, *args):
-    """op(x, weight, *args) computed in ``dtype`` (None: as given), returned in x's type."""
-    if dtype is None or dtype == x.dtype:
-        return op(x, weight, *args)
-    return op(x.to(dtype), weight.to(dtype), *args).to(x.dtype)
+def _in(dtype: torch.dtype | None, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors cast to ``dtype`` (None: as they are)."""
+    return [t if dtype is None else t.to(dtype) for t in tensors]
 
 
 class RSA(nn.Module):
@@ -220,8 +219,11 @@ class RSA(nn.Module):
         weight = self.projection.weight.reshape(self.projection.out_channels, self.in_channels)
         # (N, T*H*W, C) @ (C, C'): a plain GEMM for channels-first and channels-last clips
         # alike (F.linear on the permuted clip copies it first)
-        columns = x.flatten(2).transpose(1, 2)
-        features = _in_type(torch.matmul, reduced, columns, weight.t()).unflatten(1, x.shape[2:])
+        if choose_backend("l2_normalize", x) is Backend.TRACING:  # shapes stay symbolic
+            features = F.linear(x.permute(0, 2, 3, 4, 1), weight)
+        else:
+            columns, weight = _in(reduced, x.flatten(2).transpose(1, 2), weight.t())
+            features = torch.matmul(columns, weight).to(x.dtype).unflatten(1, x.shape[2:])
         queries = l2_normalize_last(features[..., : nh * dk].unflatten(-1, (nh, dk)))
         keys = None
         if self.has_relational_kernel:
@@ -245,12 +247,12 @@ class RSA(nn.Module):
 
     def key_summary(self, keys: torch.Tensor, reduced: torch.dtype | None = None) -> torch.Tensor:
         """K_H1: every key channel filtered by its group's D neighbourhood filters H1
-        (computed in ``reduced`` if given).
+        (computed and returned in ``reduced`` if given).
 
         keys (N, T, H, W, dk) -> (N, T, H, W, dk, D), contiguous.
         """
         weight = self.expanded_relational_kernel_weight().reshape(-1, *self.kernel_size)
-        return _in_type(neighbourhood_filter, reduced, keys, weight, self.kernel_size)
+        return neighbourhood_filter(*_in(reduced, keys, weight), self.kernel_size)
 
     def latent_kernel(
         self, queries: torch.Tensor, key_summary: torch.Tensor | None
@@ -288,6 +290,8 @@ class RSA(nn.Module):
         if self.uses_official_order():  # (P, dv, nh)
             out = self.aggregate_official_order(queries, key_summary, values, reduced)
         else:  # (P, nh, dv) -> value-major (P, dv, nh)
+            if key_summary is not None:
+                key_summary = key_summary.to(queries.dtype)
             kernel = self.latent_kernel(queries, key_summary)  # (P, nh, D)
             out = self.aggregate_reassociated(kernel, values).transpose(1, 2)
         out = out.reshape(n, t, h, w, self.out_channels).permute(0, 4, 1, 2, 3)
@@ -359,7 +363,8 @@ class RSA(nn.Module):
         if self.has_relational_context:
             filters = torch.cat([filters, self.relational_context_weight])
         per_channel = filters.expand(dv, *filters.shape).reshape(-1, *self.kernel_size)
-        filtered = _in_type(neighbourhood_filter, reduced, values, per_channel, self.kernel_size)
+        # (the products read filters in the reduced type directly)
+        filtered = neighbourhood_filter(*_in(reduced, values, per_channel), self.kernel_size)
         nh, dk = queries.shape[-2:]
         return official_products(
             queries.reshape(-1, nh, dk),

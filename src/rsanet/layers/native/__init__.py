@@ -52,8 +52,26 @@ _SHAPE = (
     ("channels", INT),
 )
 
+# rsa_official_products and its bfloat16 twin (K_H1 and the filtered values in bfloat16)
+_OFFICIAL_PRODUCTS = (
+    ("queries", TENSOR),
+    ("key_summary", TENSOR),
+    ("basic", TENSOR),
+    ("filtered", TENSOR),
+    ("mixing", TENSOR),
+    ("out", TENSOR),
+    ("positions", INT64),
+    ("heads", INT),
+    ("keys", INT),
+    ("channels", INT),
+    ("latent", INT),
+    ("width", INT),
+    ("threads", INT),
+)
+
 #: every C++ entry point with its parameters, named and in declaration order (the .cpp files);
-#: a tensor parameter takes a contiguous float32 tensor or None (a null pointer)
+#: a tensor parameter takes a contiguous float32 tensor (bfloat16 where the name says so) or
+#: None (a null pointer)
 SIGNATURES: dict[str, tuple[tuple[str, str], ...]] = {
     "rsa_aggregate_forward": (
         ("khat", TENSOR),
@@ -90,21 +108,8 @@ SIGNATURES: dict[str, tuple[tuple[str, str], ...]] = {
         ("kw", INT),
         ("threads", INT),
     ),
-    "rsa_official_products": (
-        ("queries", TENSOR),
-        ("key_summary", TENSOR),
-        ("basic", TENSOR),
-        ("filtered", TENSOR),
-        ("mixing", TENSOR),
-        ("out", TENSOR),
-        ("positions", INT64),
-        ("heads", INT),
-        ("keys", INT),
-        ("channels", INT),
-        ("latent", INT),
-        ("width", INT),
-        ("threads", INT),
-    ),
+    "rsa_official_products": _OFFICIAL_PRODUCTS,
+    "rsa_official_products_bf16": _OFFICIAL_PRODUCTS,
 }
 
 
@@ -164,14 +169,16 @@ def library() -> ctypes.CDLL | None:
 
 def refusal(op: str, tensors) -> str | None:
     """Why the kernels cannot compute operator ``op`` on these tensors, None if they can:
-    they take float32 CPU tensors, and the K_H1 filter gradient channels in eights."""
+    they take float32 CPU tensors (the official products also bfloat16 K_H1 and filtered
+    values), and the K_H1 filter gradient channels in eights."""
     if not enabled():
         return f"switched off ({config.NATIVE_SWITCH}=0)"
+    dtypes = (torch.float32, torch.bfloat16) if op == "official_products" else (torch.float32,)
     for tensor in tensors:
         if tensor.device.type != "cpu":
             return f"device {tensor.device.type} is not the CPU"
-        if tensor.dtype != torch.float32:
-            return f"dtype {tensor.dtype} not supported (float32 only)"
+        if tensor.dtype not in dtypes:
+            return f"dtype {tensor.dtype} not supported ({' or '.join(map(str, dtypes))} only)"
     if op == "filter_input_grad" and tensors and tensors[0].shape[-1] % 8 != 0:
         return f"{tensors[0].shape[-1]} channels, not a multiple of 8"
     if library() is None:
@@ -283,13 +290,17 @@ def official_products(
     """The authors' order's per-position products (no autograd): queries (P, nh, dk), K_H1
     (P, dk, D) or None (the basic kernel alone: D = dk), P1 (dk, D) or None, filtered values
     (P, dv, D) = F or (P, dv, D + dv) = [F | V_G] and I (dv, dv) or None -> (P, dv, nh), with
-    kernel = q (K_H1 + P1), context = (V_G + I)^T F and y = context kernel^T."""
+    kernel = q (K_H1 + P1), context = (V_G + I)^T F and y = context kernel^T. K_H1 and the
+    filtered values may be bfloat16 (both, read as float32); the rest is float32."""
+    stored = filtered.dtype
+    if key_summary is not None and key_summary.dtype != stored:
+        raise TypeError(f"K_H1 ({key_summary.dtype}) and the filtered values ({stored}) differ")
     positions, heads, keys = queries.shape
     channels, width = filtered.shape[1:]
     latent = key_summary.shape[-1] if key_summary is not None else keys
     out = queries.new_empty(positions, channels, heads)
     _call(
-        "rsa_official_products",
+        "rsa_official_products_bf16" if stored == torch.bfloat16 else "rsa_official_products",
         queries=queries,
         key_summary=key_summary,
         basic=basic,

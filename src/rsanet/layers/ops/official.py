@@ -45,7 +45,9 @@ def official_products(
 ) -> torch.Tensor:
     """queries (P, nh, dk), K_H1 (P, dk, D) or None, P1 (dk, D) or None, filtered values
     (P, dv, D) = F or (P, dv, D + dv) = [F | V_G] and I (dv, dv) or None -> y (P, dv, nh),
-    value-major."""
+    value-major. K_H1 and the filtered values may be in a lower precision than the queries
+    (the filters' type in reduced-precision inference): they are read in the queries' type.
+    """
     operands = (queries, key_summary, basic, filtered, mixing)
     # the op has no backward: in training autograd differentiates the GEMMs
     if torch.is_grad_enabled() or choose_backend("official_products", *operands) is Backend.TRACING:
@@ -54,6 +56,8 @@ def official_products(
 
 
 def _products_with_operators(queries, key_summary, basic, filtered, mixing) -> torch.Tensor:
+    filtered = filtered.to(queries.dtype)
+    key_summary = key_summary.to(queries.dtype) if key_summary is not None else None
     kernel = latent_kernel(queries, key_summary, basic)  # (P, nh, D)
     dd = kernel.shape[-1]
     context = filtered[..., :dd]  # F: (P, dv, D)
@@ -65,9 +69,18 @@ def _products_with_operators(queries, key_summary, basic, filtered, mixing) -> t
     return torch.bmm(context, kernel.transpose(1, 2))
 
 
+def _kernel_types(queries, key_summary, basic, filtered, mixing) -> bool:
+    """Whether the operands have the C++ kernel's types: float32, but K_H1 and the filtered
+    values, both float32 or both bfloat16."""
+    floats = [t for t in (queries, basic, mixing) if t is not None]
+    stored = {t.dtype for t in (key_summary, filtered) if t is not None}
+    return all(t.dtype == torch.float32 for t in floats) and len(stored) == 1
+
+
 def _products_on_chosen_backend(queries, key_summary, basic, filtered, mixing) -> torch.Tensor:
     operands = (queries, key_summary, basic, filtered, mixing)
-    if choose_backend("official_products", *operands) is not Backend.NATIVE:
+    native_kernel = choose_backend("official_products", *operands) is Backend.NATIVE
+    if not (native_kernel and _kernel_types(*operands)):
         return _products_with_operators(*operands)
     return native.official_products(
         queries.contiguous(),
