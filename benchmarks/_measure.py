@@ -57,15 +57,20 @@ def interleaved_medians(
     repeats: int = 7,
     warmup: int = 2,
     device: str = "cpu",
+    settle: int = 0,
 ) -> dict[str, float]:
     """Median milliseconds of each candidate, run in turns (A B C A B C ...) so that drifts
-    of a shared machine hit all of them alike."""
+    of a shared machine hit all of them alike. ``settle``: untimed calls of a candidate just
+    before each of its timed ones, so that each is timed as it runs in a stream, one call
+    after another (its caches and thread pools warm), not just after another candidate."""
     for _ in range(warmup):
         for fn in candidates.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            for _ in range(settle):
+                fn()
             synchronize(device)
             start = time.perf_counter()
             fn()

@@ -4,15 +4,18 @@
                                    [--batches 1 4] [--frames 8] [--size 224] [--threads 2]
                                    [--repeats 5] [--calibration-clips 8] [--json]
 
-Every model runs in every precision through :func:`rsanet.inference.precision.prepare_model`
-(the code ``rsanet predict/serve --precision`` run); the baseline, eager fp32 ``tsn_r50``,
-runs in the same interleaved loop, so each ratio (time / baseline's time at the same batch)
-is measured under the same conditions. int8 is calibrated on random clips here: the speed
-does not depend on what it was calibrated on (the accuracy does: ``rsanet eval --precision
-int8``). The achieved rate of each precision (2 x the model's multiply-accumulates per clip
-/ time: operations per second, whatever their type) is printed
-beside the peak of a large matrix product in that precision on this machine (fp32 and bf16
-by PyTorch, int8 by ONNX Runtime's u8 x s8 MatMulInteger), measured in the same run.
+Every model runs in every precision through
+:func:`rsanet.inference.precision.prepare_model` (the code ``rsanet predict/serve
+--precision`` run); the baseline, eager fp32 ``tsn_r50``, runs in the same interleaved
+loop, so each ratio (time / baseline's time at the same batch) is measured under the same
+conditions. Each timed call follows an untimed call of the same model, as in a stream of
+windows: a model is not timed cold right after another one (ONNX Runtime's thread pools
+and the caches would be measured along with it). int8 is calibrated on random clips here:
+the speed does not depend on what it was calibrated on (the accuracy does: ``rsanet eval
+--precision int8``). The achieved rate of each precision (2 x the model's multiply-
+accumulates per clip / time: operations per second, whatever their type) is printed beside
+the peak of a large matrix product in that precision on this machine (fp32 and bf16 by
+PyTorch, int8 by ONNX Runtime's u8 x s8 MatMulInteger), measured in the same run.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ def main() -> None:
 
         timed = {f"{BASELINE} fp32 eager (baseline)": lambda: run(baseline)}
         timed.update({key: (lambda m=model: run(m)) for key, model in candidates.items()})
-        ms = interleaved_medians(timed, repeats=args.repeats, warmup=1)
+        ms = interleaved_medians(timed, repeats=args.repeats, warmup=1, settle=1)
         base = ms[f"{BASELINE} fp32 eager (baseline)"]
         for key, value in ms.items():
             name = key.split()[0]

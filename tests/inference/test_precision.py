@@ -68,23 +68,47 @@ def test_the_segments_and_transforms_compute_the_float_network(name, segments):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_int8_quantizes_every_convolution_but_the_stems():
-    """The stem's 3-channel convolution stays float (ONNX Runtime's int8 kernels are slow
-    for it); every other convolution reads int8 weights (a DequantizeLinear feeds them)."""
-    import onnx
-
+@pytest.fixture(scope="module")
+def quantized_tsn() -> tuple[bytes, int]:
+    """A small TSN as one segment, quantized, and its number of residual blocks."""
     torch.manual_seed(0)
     model = randomise_norms(rsanet.create_model("tsn_tiny", num_classes=5)).eval()
     (segment,), _ = int8.split_at_transforms(model)
     clips = [(torch.randn(2, 3, 4, 32, 32),)]
-    quantized = onnx.load_from_string(
-        int8.quantize_onnx(int8._export_segment(segment, clips[0]), clips, ["clip"])
-    )
+    exported = int8._export_segment(segment, clips[0])
+    return int8.quantize_onnx(exported, clips, ["clip"]), len(list(model.blocks()))
+
+
+def test_int8_quantizes_every_convolution_but_the_stems(quantized_tsn):
+    """The stem's 3-channel convolution stays float (ONNX Runtime's int8 kernels are slow
+    for it); every other convolution reads int8 weights (a DequantizeLinear feeds them)."""
+    import onnx
+
+    quantized = onnx.load_from_string(quantized_tsn[0])
     producers = {out: node.op_type for node in quantized.graph.node for out in node.output}
     convolutions = [node for node in quantized.graph.node if node.op_type == "Conv"]
     int8_weights = [producers.get(node.input[1]) == "DequantizeLinear" for node in convolutions]
     assert len(convolutions) > 5 and int8_weights.count(False) == 1
     assert int8_weights.index(False) == 0  # the stem's, the first
+
+
+def test_int8_runs_the_blocks_in_uint8_from_one_convolution_to_the_next(quantized_tsn, tmp_path):
+    """The ReLUs are folded into the ranges of the convolutions before them and the residual
+    additions are quantized, so ONNX Runtime runs the blocks as int8 convolutions and
+    additions with no float step between: what (de)quantizes is left at the float stem and
+    the head's pooling only."""
+    import onnx
+    import onnxruntime as ort
+
+    quantized, blocks = quantized_tsn
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(quantized, options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    assert blocks > 5 and ops.count("QLinearAdd") == blocks + 1  # and the classifier's bias
+    assert "Add" not in ops and "Relu" not in ops and ops.count("Conv") == 0
+    assert ops.count("QuantizeLinear") <= 2 and ops.count("DequantizeLinear") <= 2
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,14 @@ local self-attention). :func:`quantize_resnet` cuts that chain at every transfor
 Each segment (stem, whole blocks, the halves of the blocks around a transform, the head)
 is exported to ONNX and quantized statically by ONNX Runtime: per-channel int8 weights,
 uint8 activations, scales calibrated on real clips. ONNX Runtime runs it with VNNI int8
-kernels; activations stay int8 from one convolution to the next inside a segment. Two
+kernels; activations stay uint8 from one convolution to the next inside a segment
+(ReLUs folded into the convolutions' ranges, residual additions quantized). Two
 choices suit ONNX Runtime's kernels (measured in ``docs/performance.md``): the stem runs
 as 2-D operators over the frames, its convolution in float, and tensors pass between
-segments channels-last, the layout of its int8 convolutions. The transforms run in
-PyTorch in float32, on their fused kernels, between segments (ONNX Runtime has no kernel
-for their neighbourhood products as fast as ours: see docs/performance.md). A network
-without transforms (TSN, TSM) is one segment.
+segments channels-last, the layout of its int8 convolutions. The transforms run between
+segments in PyTorch, on their fused kernels (under bfloat16 autocast if asked): ONNX
+Runtime has no kernel for their neighbourhood products as fast as ours (see
+docs/performance.md). A network without transforms (TSN, TSM) is one segment.
 
     (N, 3, T, S, S) -> (N, K), like the float network, whose weights are not modified.
 """
@@ -41,8 +42,12 @@ logger = logging.getLogger("rsanet.inference")
 
 #: the ONNX opset of the segments (as the whole-model export)
 OPSET = 17
-#: ops whose weights are quantized (the activations between them too)
-QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+#: ops quantized: the convolutions and linear layers (int8 weights, uint8 activations), the
+#: residual additions (so that a block's output stays uint8), and the ReLUs, which the
+#: quantizer removes by giving their input their own non-negative range: each convolution
+#: then writes its ReLU's uint8 output directly, instead of a dequantize, a float ReLU and a
+#: quantize between two int8 convolutions
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu")
 #: convolutions with fewer input channels stay in float: ONNX Runtime's int8 kernels are slow
 #: for them (the stem, 3 -> 64 channels at 7 x 7 over 8 frames of 224^2, 2 threads: 22 ms in
 #: int8 against 14 ms in float as 2-D convolutions; 72 ms in int8 as a 3-D one)
