@@ -68,6 +68,21 @@ def test_the_segments_and_transforms_compute_the_float_network(name, segments):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_stem_over_time_runs_as_the_float_networks():
+    """A stem whose convolution spans frames cannot run as 2-D operators over the frames:
+    the segments run the model's own stem instead."""
+    torch.manual_seed(0)
+    model = randomise_norms(rsanet.create_model("tsn_tiny", num_classes=5))
+    width = model.conv1.out_channels
+    model.conv1 = torch.nn.Conv3d(3, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
+    parts, transforms = int8.split_at_transforms(model)
+    clip = torch.randn(2, 3, 4, 32, 32)
+    with torch.inference_mode():
+        expected = model(clip)
+        got = int8._SegmentedResNet(parts, transforms)(clip)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def quantized_tsn() -> tuple[bytes, int]:
     """A small TSN as one segment, quantized, and its number of residual blocks."""

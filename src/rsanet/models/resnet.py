@@ -436,10 +436,15 @@ class ResNetTSN(nn.Module):
         """Raise ValueError unless ``x`` is a clip (N, in_chans, T, H, W)."""
         check_clip(x, self.model_name, self.in_chans, self.num_frames)
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Clip (N, in_chans, T, H, W) -> (N, C, T, H/4, W/4): convolution, batch norm, ReLU,
+        max pooling."""
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clip (N, in_chans, T, H, W) -> feature maps (N, num_features, T, H/32, W/32)."""
         self.check_clip(x)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.stem(x)
         for stage in self.stages():
             x = stage(x)
         return x
