@@ -229,6 +229,23 @@ def test_plain_resume_flag_continues_from_last_pt(tmp_path, tiny_yaml, capsys):
     assert read_checkpoint(out / "last.pt")["epoch"] == 2
 
 
+def test_resuming_with_another_best_metric_chooses_best_pt_by_it(tmp_path, tiny_config, capsys):
+    """The saved best score is of the old metric, so it is not compared with the new one:
+    the first validation after resuming sets best.pt."""
+    config = tiny_config(train={"epochs": 2, "stop_after_epochs": 1})
+    train(config_from_dict(config), tmp_path / "run")
+    first = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert first["epoch"] == 1
+    train_section = {**config["train"], "stop_after_epochs": None, "best_metric": "mean_class"}
+    resumed = {**config, "train": train_section}
+    capsys.readouterr()
+    result = train(config_from_dict(resumed), tmp_path / "run", resume=True)
+    assert "train.best_metric changed from top1 to mean_class" in capsys.readouterr().out
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert result["best_epoch"] == 2
+    assert result["best_score"] == last["metrics"]["val_mean_class"]
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path, tiny_config, monkeypatch
 ):

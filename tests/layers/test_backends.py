@@ -21,8 +21,24 @@ def native_kernels(monkeypatch):
 def test_float32_cpu_tensors_take_the_cpu_kernels(native_kernels):
     x = torch.empty(2, 3)
     assert choose_backend("aggregate", x, None) is Backend.NATIVE
-    assert choose_backend("official_products", x) is Backend.NATIVE
+    assert choose_backend("official_products", x, None, None, x, None) is Backend.NATIVE
     assert choose_backend("neighbourhood_filter", x) is Backend.OPERATORS  # no fused kernel
+
+
+def test_the_official_products_kernel_reads_bfloat16_filters_only(native_kernels, caplog):
+    """K_H1 and the filtered values may be bfloat16 together; anything else in another
+    type than float32 is refused with its name, by the backend choice and by the kernel."""
+    caplog.set_level(logging.DEBUG, logger="rsanet.layers.backends")
+    q, stored = torch.empty(4, 2, 3), torch.empty(4, 3, 3, dtype=torch.bfloat16)
+    assert choose_backend("official_products", q, stored, None, stored, None) is Backend.NATIVE
+    mixed = (q, stored, None, stored.float(), None)
+    assert choose_backend("official_products", *mixed) is Backend.OPERATORS
+    assert "K_H1 (torch.bfloat16) and the filtered values (torch.float32) differ" in caplog.text
+    with pytest.raises(TypeError, match=r"K_H1 \(torch.bfloat16\) and the filtered values"):
+        native.official_products(*mixed)
+    reduced_queries = (q.bfloat16(), None, None, stored, None)
+    assert choose_backend("official_products", *reduced_queries) is Backend.OPERATORS
+    assert "queries in torch.bfloat16 not supported" in caplog.text
 
 
 def test_refusals_are_logged_with_their_reason(native_kernels, caplog):

@@ -39,7 +39,7 @@ def interpreted_refusal(op, tensors):
     """:func:`rsanet.layers.gpu.refusal` with CPU tensors accepted (Triton's interpreter)."""
     if not config.triton_enabled():
         return "switched off"
-    if not all(t.dtype == torch.float32 for t in tensors):
+    if not all(t.dtype == torch.float32 for t in tensors if t is not None):
         return "not float32"
     return None
 

@@ -532,6 +532,16 @@ class _Run:
         self.best_score = -math.inf if best is None else float(best)
         self.best_top1 = ckpt.get("best_top1")
         self.best_epoch = int(ckpt.get("best_epoch", 0))
+        metric = self.config.train.best_metric
+        saved_metric = (ckpt.get("config") or {}).get("train", {}).get("best_metric", "top1")
+        if best is not None and saved_metric != metric:
+            # the saved best is a score of another metric: the next validation sets a new one
+            print(
+                f"rsanet train: train.best_metric changed from {saved_metric} to {metric}: "
+                f"best.pt (epoch {self.best_epoch}) is replaced at the next validation",
+                flush=True,
+            )
+            self.best_score, self.best_epoch = -math.inf, 0
 
     def _report_windows(self) -> None:
         """Untrimmed recordings: print the windows of each set and the session split, and

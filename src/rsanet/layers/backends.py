@@ -61,7 +61,8 @@ def tracing_for_export() -> bool:
 
 def choose_backend(op: str, *tensors: torch.Tensor | None) -> Backend:
     """The backend that computes operator ``op`` (a key of :data:`FUSED_KERNELS`) on these
-    tensors (None entries are skipped: absent optional operands).
+    tensors, given in the operator's order (None for an absent optional operand: each
+    backend's ``refusal`` reads them by position and skips the Nones).
 
     While torch.compile or torch.export traces, the answer is ``OPERATORS`` without probing
     the kernels: the graph holds the ``rsanet::`` op, whose kernel chooses again at run time.
@@ -71,10 +72,9 @@ def choose_backend(op: str, *tensors: torch.Tensor | None) -> Backend:
         return Backend.TRACING
     if torch.compiler.is_compiling():
         return Backend.OPERATORS
-    present = [t for t in tensors if t is not None]
     refusals = []
     for backend in FUSED_KERNELS[op]:
-        reason = _MODULES[backend].refusal(op, present)
+        reason = _MODULES[backend].refusal(op, tensors)
         if reason is None:
             _log_choice(op, backend, refusals)
             return backend

@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from rsanet.layers import _args
-from rsanet.layers.backends import Backend, choose_backend
+from rsanet.layers.backends import tracing_for_export
 from rsanet.layers.ops import (
     aggregate_neighbourhoods,
     frames_per_chunk,
@@ -219,7 +219,7 @@ class RSA(nn.Module):
         weight = self.projection.weight.reshape(self.projection.out_channels, self.in_channels)
         # (N, T*H*W, C) @ (C, C'): a plain GEMM for channels-first and channels-last clips
         # alike (F.linear on the permuted clip copies it first)
-        if choose_backend("l2_normalize", x) is Backend.TRACING:  # shapes stay symbolic
+        if tracing_for_export():  # shapes stay symbolic
             features = F.linear(x.permute(0, 2, 3, 4, 1), weight)
         else:
             columns, weight = _in(reduced, x.flatten(2).transpose(1, 2), weight.t())

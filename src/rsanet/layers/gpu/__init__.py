@@ -31,10 +31,13 @@ def installed() -> bool:
 
 def refusal(op: str, tensors) -> str | None:
     """Why the Triton kernels cannot compute operator ``op`` on these tensors (they take
-    float32 GPU tensors), None if they can."""
+    float32 GPU tensors; None entries, absent optional operands, are skipped), None if they
+    can."""
     if not config.triton_enabled():
         return f"switched off ({config.TRITON_SWITCH}=0)"
     for tensor in tensors:
+        if tensor is None:
+            continue
         if tensor.device.type != "cuda":
             return f"device {tensor.device.type} is not a GPU"
         if tensor.dtype != torch.float32:

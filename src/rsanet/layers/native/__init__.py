@@ -168,19 +168,26 @@ def library() -> ctypes.CDLL | None:
 
 
 def refusal(op: str, tensors) -> str | None:
-    """Why the kernels cannot compute operator ``op`` on these tensors, None if they can:
-    they take float32 CPU tensors (the official products also bfloat16 K_H1 and filtered
-    values), and the K_H1 filter gradient channels in eights."""
+    """Why the kernels cannot compute operator ``op`` on these tensors (the operator's
+    operands in order, None for an absent optional one), None if they can: they take float32
+    CPU tensors (the official products also bfloat16 K_H1 and filtered values, see
+    :func:`_official_types_refusal`), and the K_H1 filter gradient channels in eights."""
     if not enabled():
         return f"switched off ({config.NATIVE_SWITCH}=0)"
-    dtypes = (torch.float32, torch.bfloat16) if op == "official_products" else (torch.float32,)
-    for tensor in tensors:
+    present = [t for t in tensors if t is not None]
+    for tensor in present:
         if tensor.device.type != "cpu":
             return f"device {tensor.device.type} is not the CPU"
-        if tensor.dtype not in dtypes:
-            return f"dtype {tensor.dtype} not supported ({' or '.join(map(str, dtypes))} only)"
-    if op == "filter_input_grad" and tensors and tensors[0].shape[-1] % 8 != 0:
-        return f"{tensors[0].shape[-1]} channels, not a multiple of 8"
+    if op == "official_products":
+        reason = _official_types_refusal(*tensors)
+        if reason is not None:
+            return reason
+    else:
+        for tensor in present:
+            if tensor.dtype != torch.float32:
+                return f"dtype {tensor.dtype} not supported (torch.float32 only)"
+    if op == "filter_input_grad" and present and present[0].shape[-1] % 8 != 0:
+        return f"{present[0].shape[-1]} channels, not a multiple of 8"
     if library() is None:
         return "the C++ kernels could not be built"
     return None
@@ -280,6 +287,20 @@ def aggregate_backward(
     )
 
 
+def _official_types_refusal(queries, key_summary, basic, filtered, mixing) -> str | None:
+    """Why the official products' kernel cannot read these operands' types, None if it can:
+    K_H1 and the filtered values both float32 or both bfloat16 (the filters' type in
+    reduced-precision inference), everything else float32."""
+    for name, tensor in (("queries", queries), ("P1", basic), ("I", mixing)):
+        if tensor is not None and tensor.dtype != torch.float32:
+            return f"{name} in {tensor.dtype} not supported (torch.float32 only)"
+    if filtered.dtype not in (torch.float32, torch.bfloat16):
+        return f"filtered values in {filtered.dtype} not supported (float32 or bfloat16 only)"
+    if key_summary is not None and key_summary.dtype != filtered.dtype:
+        return f"K_H1 ({key_summary.dtype}) and the filtered values ({filtered.dtype}) differ"
+    return None
+
+
 def official_products(
     queries: torch.Tensor,
     key_summary: torch.Tensor | None,
@@ -292,9 +313,10 @@ def official_products(
     (P, dv, D) = F or (P, dv, D + dv) = [F | V_G] and I (dv, dv) or None -> (P, dv, nh), with
     kernel = q (K_H1 + P1), context = (V_G + I)^T F and y = context kernel^T. K_H1 and the
     filtered values may be bfloat16 (both, read as float32); the rest is float32."""
+    reason = _official_types_refusal(queries, key_summary, basic, filtered, mixing)
+    if reason is not None:
+        raise TypeError(f"official_products: {reason}")
     stored = filtered.dtype
-    if key_summary is not None and key_summary.dtype != stored:
-        raise TypeError(f"K_H1 ({key_summary.dtype}) and the filtered values ({stored}) differ")
     positions, heads, keys = queries.shape
     channels, width = filtered.shape[1:]
     latent = key_summary.shape[-1] if key_summary is not None else keys

@@ -69,18 +69,9 @@ def _products_with_operators(queries, key_summary, basic, filtered, mixing) -> t
     return torch.bmm(context, kernel.transpose(1, 2))
 
 
-def _kernel_types(queries, key_summary, basic, filtered, mixing) -> bool:
-    """Whether the operands have the C++ kernel's types: float32, but K_H1 and the filtered
-    values, both float32 or both bfloat16."""
-    floats = [t for t in (queries, basic, mixing) if t is not None]
-    stored = {t.dtype for t in (key_summary, filtered) if t is not None}
-    return all(t.dtype == torch.float32 for t in floats) and len(stored) == 1
-
-
 def _products_on_chosen_backend(queries, key_summary, basic, filtered, mixing) -> torch.Tensor:
     operands = (queries, key_summary, basic, filtered, mixing)
-    native_kernel = choose_backend("official_products", *operands) is Backend.NATIVE
-    if not (native_kernel and _kernel_types(*operands)):
+    if choose_backend("official_products", *operands) is not Backend.NATIVE:
         return _products_with_operators(*operands)
     return native.official_products(
         queries.contiguous(),
