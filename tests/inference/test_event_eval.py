@@ -160,6 +160,8 @@ def test_exact_numbers_with_a_stub_model(run_cli, data, monkeypatch, tmp_path):
         "walking",
         "--target-fa-per-hour",
         0,
+        "--budget-split",
+        "recall",
         "--out",
         out,
         "--json",
@@ -199,6 +201,8 @@ def test_exact_numbers_with_a_stub_model(run_cli, data, monkeypatch, tmp_path):
     assert frame["overall"]["auc"] == pytest.approx(2178 / 2816)  # max over the three
     assert frame["classes"]["falling"]["ap"] is None  # no falling event was evaluated
     # the sweep: no false alarm at all needs a threshold above the bright score
+    assert report["sweep"]["split"] == "recall"
+    assert "spent where it detects the most events" in (out / "events.md").read_text()
     sweep = report["sweep"]["classes"]["fighting"]
     assert sweep["achieved"] and sweep["false_alarms"] == 0 and sweep["recall"] == 0.0
     rules = load_rules(out / "rules.yaml")
@@ -353,6 +357,11 @@ def test_usage_errors(run_cli, data, tmp_path):
     assert result.code == 2 and "--rules-out needs --target-fa-per-hour" in result.err
     result = run_cli(
         "eval-events", "x.pt", "--format", "intervals", "--annotations", data.csv,
+        "--budget-split", "recall",
+    )  # fmt: skip
+    assert result.code == 2 and "--budget-split needs --target-fa-per-hour" in result.err
+    result = run_cli(
+        "eval-events", "x.pt", "--format", "intervals", "--annotations", data.csv,
         "--out", tmp_path, "--rules", tmp_path / "missing.yaml",
     )  # fmt: skip
     assert result.code == 2 and "missing.yaml" in result.err
@@ -376,3 +385,31 @@ def test_events_of_a_class_without_a_rule_are_missed_not_left_out():
     assert (overall["events"], overall["detected"], overall["recall"]) == (2, 1, 0.5)
     assert (falling["events"], falling["detected"]) == (1, 0)
     assert report["videos"][0]["missed"] == 1
+
+
+def test_the_recall_split_spends_the_budget_on_the_class_it_helps():
+    """Falling's event scores only 0.6, as high as its bump: detecting it costs one false
+    alarm. Fighting's events score 0.9 above its 0.6 bump: they cost nothing. With a budget
+    of one false alarm in the hour, the even split (half each) detects fighting only, the
+    recall split gives falling the false alarm and detects both."""
+    labels = ["fighting", "falling"]
+    events = [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
+    evaluation, run = _calibration(labels, events)
+    run.scores[1099:1110] = [
+        np.where(np.arange(len(CLASSES)) == CLASSES.index("falling"), 0.6, s)
+        for s in run.scores[1099:1110]
+    ]
+    even = evaluation.sweep([run], 1.5, tolerance=0.0)
+    assert even["overall"]["detected"] == 1 and even["overall"]["false_alarms"] == 0
+    split = evaluation.sweep([run], 1.5, tolerance=0.0, split="recall")
+    assert split["split"] == "recall" and split["per_class_fa_per_hour"] is None
+    assert split["overall"]["detected"] == 2 and split["overall"]["false_alarms"] == 1
+    assert split["overall"]["achieved"]
+    falling = split["classes"]["falling"]
+    assert falling["threshold"] == pytest.approx(0.6) and falling["false_alarms"] == 1
+    assert split["classes"]["fighting"]["false_alarms"] == 0
+    assert _overall_fa_per_hour(split["rules"], run) == pytest.approx(
+        split["overall"]["fa_per_hour"]
+    )
+    with pytest.raises(ValueError, match="split must be one of even, recall"):
+        evaluation.sweep([run], 1.5, tolerance=0.0, split="greedy")

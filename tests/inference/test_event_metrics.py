@@ -223,3 +223,52 @@ def test_swept_rules_are_read_back_by_load_rules(tmp_path):
         AlertRule("fighting", threshold, 2.0, 30.0),
         AlertRule("falling", 0.25, 0.0, 60.0),
     ]
+
+
+def _point(threshold: float, false_alarms: int, detected: int) -> em.CurvePoint:
+    return em.CurvePoint(
+        threshold, em.EventCounts(events=3, detected=detected, false_alarms=false_alarms)
+    )
+
+
+def test_the_false_alarm_budget_goes_where_it_detects_the_most_events():
+    """Fighting detects 2 events for 2 false alarms, falling 1 for 1: with a budget of 2,
+    an even split (1 each) detects 1 event, the knapsack 2; with 3, both get theirs."""
+    curves = {
+        "fighting": [_point(0.9, 0, 0), _point(0.6, 1, 0), _point(0.5, 2, 2), _point(0.4, 5, 3)],
+        "falling": [_point(0.8, 0, 0), _point(0.45, 1, 1), _point(0.3, 4, 2)],
+    }
+    picks = em.allot_false_alarms(curves, 2)
+    assert {label: point.threshold for label, point in picks.items()} == {
+        "fighting": 0.5,
+        "falling": 0.8,
+    }
+    picks = em.allot_false_alarms(curves, 3)
+    assert [picks["fighting"].threshold, picks["falling"].threshold] == [0.5, 0.45]
+    # nothing to gain from a false alarm: none is spent, and the highest threshold is kept
+    flat = {"fighting": [_point(0.9, 0, 1), _point(0.7, 0, 1), _point(0.5, 1, 1)]}
+    assert em.allot_false_alarms(flat, 4)["fighting"].threshold == 0.9
+    # the same events for fewer false alarms win over a higher threshold
+    assert (
+        em.allot_false_alarms({"fighting": [_point(0.9, 2, 1), _point(0.7, 1, 1)]}, 2)[
+            "fighting"
+        ].threshold
+        == 0.7
+    )
+
+
+def test_a_class_that_cannot_keep_within_the_budget_takes_its_fewest_false_alarms():
+    curves = {
+        "fighting": [_point(1.0, 3, 2), _point(0.8, 5, 3)],  # scores of 1.0 outside events
+        "falling": [_point(0.8, 0, 0), _point(0.45, 1, 1)],
+    }
+    picks = em.allot_false_alarms(curves, 2)
+    assert picks["fighting"].threshold == 1.0  # 3 false alarms: the budget is spent
+    assert picks["falling"].threshold == 0.8
+
+
+def test_a_threshold_curve_runs_down_to_the_first_point_over_the_budget():
+    curve = em.threshold_curve("fighting", _series(), max_false_alarms=1, cooldown=60)
+    # above 0.9: nothing; 0.9: the event; 0.7: one bump; 0.6: two (over, and the last)
+    assert [p.threshold for p in curve] == pytest.approx([np.nextafter(0.9, 1), 0.9, 0.7, 0.6])
+    assert [(p.false_alarms, p.detected) for p in curve] == [(0, 0), (0, 1), (1, 1), (2, 1)]

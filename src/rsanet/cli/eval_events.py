@@ -38,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Writes events.json, events.md, a timeline figure per video and a PR curve to "
             "--out. With --target-fa-per-hour N, also writes a rules file for "
             "`rsanet predict --rules` with thresholds picked for at most N false alarms per "
-            "hour from all rules together on these recordings (N split evenly over the "
-            "classes with an event there). A recording that cannot be read is listed as a "
+            "hour from all rules together on these recordings (N split over the classes "
+            "with an event there: evenly, or by --budget-split recall where it detects the "
+            "most events). A recording that cannot be read is listed as a "
             "failure (exit code 1) and the others are evaluated."
         ),
     )
@@ -108,6 +109,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "never alerts",
     )
     parser.add_argument(
+        "--budget-split",
+        choices=("even", "recall"),
+        default="even",
+        help="how --target-fa-per-hour shares its budget: even (default), each class N/K; "
+        "recall, the whole false alarms N allows on these recordings go to the classes "
+        "where they detect the most events (an exact knapsack over the classes' threshold "
+        "curves; classes may then get no false alarm at all)",
+    )
+    parser.add_argument(
         "--rules-out",
         metavar="FILE",
         help="where --target-fa-per-hour writes the rules (.yaml or .json; default OUT/rules.yaml)",
@@ -149,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--fps is for ucf-crime and xd-violence")
     if args.rules_out and args.target_fa_per_hour is None:
         raise CLIError("--rules-out needs --target-fa-per-hour")
+    if args.budget_split != "even" and args.target_fa_per_hour is None:
+        raise CLIError("--budget-split needs --target-fa-per-hour")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval_events"
     inputs = [args.checkpoint, args.rules, args.annotations, args.labels]
     for name in ("events.json", "events.md"):
@@ -200,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target_fa_per_hour is not None and good:
         try:  # the report is written even when the sweep fails
             report["sweep"] = evaluation.sweep(
-                good, args.target_fa_per_hour, tolerance=args.tolerance
+                good, args.target_fa_per_hour, tolerance=args.tolerance, split=args.budget_split
             )
         except ValueError as error:  # every recording with events failed
             sweep_error = CLIError(f"{args.annotations}: {error}")

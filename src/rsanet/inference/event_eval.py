@@ -38,6 +38,8 @@ from rsanet.inference.sources import SourceError, SourceSpec, decode_frames
 NORMAL_NAMES = ("normal", "background", "none", "no_event")
 #: why the threshold sweep writes no rule for a class
 NO_EVENT = "no event of this class in these recordings"
+#: how the threshold sweep splits its false-alarm budget over the rules (see ``sweep``)
+SPLITS = ("even", "recall")
 
 
 @dataclass
@@ -150,6 +152,7 @@ class EventEvaluation:
         *,
         tolerance: float = 2.0,
         target_fa_per_hour: float | None = None,
+        split: str = "even",
         progress: Callable[[int, int, VideoRun], None] | None = None,
     ) -> tuple[dict[str, Any], list[VideoRun]]:
         """Run every recording (objects with ``path`` and ``events``, such as
@@ -159,7 +162,10 @@ class EventEvaluation:
             runs.append(self.run_video(video.path, video.events))
             if progress is not None:
                 progress(number, len(videos), runs[-1])
-        return self.report(runs, tolerance=tolerance, target_fa_per_hour=target_fa_per_hour), runs
+        report = self.report(
+            runs, tolerance=tolerance, target_fa_per_hour=target_fa_per_hour, split=split
+        )
+        return report, runs
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -169,11 +175,12 @@ class EventEvaluation:
         *,
         tolerance: float,
         target_fa_per_hour: float | None = None,
+        split: str = "even",
     ) -> dict[str, Any]:
         """The report (a JSON-able dict): settings, per-video lines, failures, event-level
         metrics of every counted class (:meth:`counted_classes`), frame-level AUC/AP of the
         evaluated classes, speed, and the threshold sweep (:meth:`sweep`) when
-        ``target_fa_per_hour`` is given."""
+        ``target_fa_per_hour`` is given (its budget split by ``split``)."""
         good = [run for run in runs if run.error is None]
         index = {c: i for i, c in enumerate(self.predictor.classes)}
         # every evaluated class counts, ruled or not: an event of a class that has no rule is a
@@ -249,7 +256,7 @@ class EventEvaluation:
             "sweep": None,
         }
         if target_fa_per_hour is not None:
-            report["sweep"] = self.sweep(good, target_fa_per_hour, tolerance=tolerance)
+            report["sweep"] = self.sweep(good, target_fa_per_hour, tolerance=tolerance, split=split)
         return report
 
     def frame_metrics(self, runs: Sequence[VideoRun]) -> dict[str, Any]:
@@ -318,46 +325,73 @@ class EventEvaluation:
         return found
 
     def sweep(
-        self, runs: Sequence[VideoRun], target_fa_per_hour: float, *, tolerance: float
+        self,
+        runs: Sequence[VideoRun],
+        target_fa_per_hour: float,
+        *,
+        tolerance: float,
+        split: str = "even",
     ) -> dict[str, Any]:
         """Thresholds for at most ``target_fa_per_hour`` false alarms per hour of event-free
-        time from all the rules together, and the rules document with them. The budget is
-        split evenly over the K classes with an event in ``runs``: each rule gets the lowest
-        threshold meeting X / K, counted over the time free of all K classes' events so
-        that the shares add up to the overall rate (its min_duration and cooldown kept). A
-        class without an event gets no rule: there is no recall to calibrate on, and its
-        threshold would only fire elsewhere. ValueError when no class has an event."""
+        time from all the rules together, and the rules document with them. Only the K
+        classes with an event in ``runs`` get a rule (a class without one has no recall to
+        calibrate on, and its threshold would only fire elsewhere); their false alarms are
+        counted over the time free of all K classes' events, so that they add up to the
+        overall rate. Each rule keeps its min_duration and cooldown. The budget is split:
+
+        * ``even``: X / K for each rule, which gets the lowest threshold within its share;
+        * ``recall``: the whole false alarms the budget allows on these recordings go where
+          they detect the most events (:func:`~rsanet.inference.event_metrics.allot_false_alarms`).
+
+        ValueError when no class has an event."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         calibrated = self.calibration_classes(runs)
-        share = target_fa_per_hour / len(calibrated)
-        results, thresholds, series_of = {}, {}, {}
-        for rule in self.rules:
-            if rule.label not in calibrated:
-                continue
-            column = self.predictor.classes.index(rule.label)
-            series = [
-                em.ScoreSeries(run.ends, run.score_matrix[:, column], run.events, run.duration_s)
+        rule_of = {rule.label: rule for rule in self.rules if rule.label in calibrated}
+        series_of = {
+            label: [
+                em.ScoreSeries(
+                    run.ends,
+                    run.score_matrix[:, self.predictor.classes.index(label)],
+                    run.events,
+                    run.duration_s,
+                )
                 for run in runs
             ]
-            result = em.sweep_threshold(
-                rule.label,
-                series,
-                target_fa_per_hour=share,
-                min_duration=rule.min_duration,
-                cooldown=rule.cooldown,
-                tolerance=tolerance,
-                event_free_labels=calibrated,
+            for label in rule_of
+        }
+        share = target_fa_per_hour / len(calibrated)
+        if split == "even":
+            results = {
+                label: em.sweep_threshold(
+                    label,
+                    series_of[label],
+                    target_fa_per_hour=share,
+                    min_duration=rule.min_duration,
+                    cooldown=rule.cooldown,
+                    tolerance=tolerance,
+                    event_free_labels=calibrated,
+                )
+                for label, rule in rule_of.items()
+            }
+        else:
+            results = self._allot(series_of, rule_of, target_fa_per_hour, tolerance, calibrated)
+        thresholds = {
+            label: (
+                rule.threshold if results[label].threshold is None else results[label].threshold,
+                rule.min_duration,
+                rule.cooldown,
             )
-            results[rule.label] = result.to_dict()
-            threshold = rule.threshold if result.threshold is None else result.threshold
-            thresholds[rule.label] = (threshold, rule.min_duration, rule.cooldown)
-            series_of[rule.label] = series
+            for label, rule in rule_of.items()
+        }
         overall = em.evaluate_rules(series_of, thresholds, tolerance=tolerance)[1].to_dict()
         rate = overall["fa_per_hour"]
         overall["achieved"] = rate is not None and rate <= target_fa_per_hour + 1e-9
         return {
             "target_fa_per_hour": target_fa_per_hour,
-            "per_class_fa_per_hour": share,
-            "classes": results,
+            "split": split,
+            "per_class_fa_per_hour": share if split == "even" else None,
+            "classes": {label: result.to_dict() for label, result in results.items()},
             "without_rule": {
                 label: NO_EVENT
                 for label in dict.fromkeys(rule.label for rule in self.rules)
@@ -366,6 +400,46 @@ class EventEvaluation:
             "overall": overall,
             "rules": em.rules_document(thresholds),
         }
+
+    @staticmethod
+    def _allot(series_of, rule_of, target_fa_per_hour, tolerance, calibrated) -> dict:
+        """The ``recall`` split of :meth:`sweep`: each class's threshold curve down to the
+        whole budget, then the knapsack over them. ``target_fa_per_hour`` of a class is the
+        share it was given (its false alarms per hour)."""
+        any_series = next(iter(series_of.values()))
+        event_free_s = em.shared_event_free_seconds(any_series, calibrated, tolerance)
+        hours = event_free_s / 3600.0
+        budget = math.floor(target_fa_per_hour * hours + 1e-9)
+        curves = {
+            label: em.threshold_curve(
+                label,
+                series_of[label],
+                max_false_alarms=budget,
+                min_duration=rule.min_duration,
+                cooldown=rule.cooldown,
+                tolerance=tolerance,
+            )
+            for label, rule in rule_of.items()
+        }
+        picks = em.allot_false_alarms(curves, budget)
+        within = sum(point.false_alarms for point in picks.values()) <= budget
+        results = {}
+        for label in rule_of:
+            point = picks[label]
+            counts = point.counts
+            counts.event_free_s = event_free_s
+            results[label] = em.SweepResult(
+                label,
+                point.threshold if hours else None,
+                counts.fa_per_hour,
+                counts.recall,
+                counts.false_alarms,
+                counts.alerts,
+                len(curves[label]),
+                within and hours > 0,
+                counts.fa_per_hour if hours else target_fa_per_hour,
+            )
+        return results
 
 
 def _outcome(alert: int, matching: em.Matching) -> str:
@@ -436,14 +510,26 @@ def markdown(report: dict[str, Any]) -> str:
     if sweep:
         target, overall = sweep["target_fa_per_hour"], sweep["overall"]
         count = len(sweep["classes"])
+        rules = (
+            f"{count} rule{'s' if count != 1 else ''} "
+            "(one per class with an event in these recordings)"
+        )
+        if sweep.get("split", "even") == "even":
+            shared = (
+                f"shared evenly by the {rules}: at most {sweep['per_class_fa_per_hour']:g} "
+                "each, counted over the time free of all their events"
+            )
+        else:
+            shared = (
+                f"spent where it detects the most events: the {rules} get the whole false "
+                "alarms it allows here, counted over the time free of all their events"
+            )
         lines += [
             "",
             f"## Thresholds for at most {target:g} false alarms per hour, all rules together",
             "",
-            f"The budget of {target:g} false alarms per hour of event-free time is shared "
-            f"evenly by the {count} rule{'s' if count != 1 else ''} (one per class with an "
-            f"event in these recordings): at most {sweep['per_class_fa_per_hour']:g} each, "
-            f"counted over the time free of all their events. Together they give "
+            f"The budget of {target:g} false alarms per hour of event-free time is {shared}. "
+            "Together they give "
             f"{_fmt(overall['fa_per_hour'], 2)} false alarms per hour here "
             f"({overall['false_alarms']} in {_duration(overall['event_free_hours'] * 3600)} "
             f"of event-free time; {'met' if overall['achieved'] else 'not met'}).",

@@ -404,7 +404,9 @@ class SweepResult:
     """The threshold chosen for ``label`` and its false alarms per hour (of the event-free
     time the sweep counted); ``achieved`` is False when no threshold in [0, 1] meets the
     target (``threshold`` is then the one with the fewest false alarms per hour) or when
-    there is no event-free time to measure false alarms on (``threshold`` None)."""
+    there is no event-free time to measure false alarms on (``threshold`` None). In the
+    budget split for recall, ``target_fa_per_hour`` is the rate the class was given and
+    ``achieved`` whether all the classes together stay within the budget."""
 
     label: str
     threshold: float | None
@@ -549,6 +551,111 @@ def sweep_threshold(
         False,
         target_fa_per_hour,
     )
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One threshold of a class's rule on the calibration videos: its event counts."""
+
+    threshold: float
+    counts: EventCounts
+
+    @property
+    def false_alarms(self) -> int:
+        return self.counts.false_alarms
+
+    @property
+    def detected(self) -> int:
+        return self.counts.detected
+
+
+def threshold_curve(
+    label: str,
+    series: Sequence[ScoreSeries],
+    *,
+    max_false_alarms: int,
+    min_duration: float = 0.0,
+    cooldown: float = 60.0,
+    tolerance: float = 0.0,
+    max_candidates: int = 2000,
+) -> list[CurvePoint]:
+    """The counts of ``label``'s rule at its candidate thresholds, from the highest down
+    (fewest alerts first), until the first one with more than ``max_false_alarms`` false
+    alarms (included: it shows where the curve was cut)."""
+    pooled = np.concatenate([np.asarray(one.scores, np.float64) for one in series] or [[]])
+    points = []
+    for threshold in candidate_thresholds(pooled, max_candidates)[::-1]:
+        counts = evaluate_threshold(
+            label,
+            series,
+            float(threshold),
+            min_duration=min_duration,
+            cooldown=cooldown,
+            tolerance=tolerance,
+        )
+        points.append(CurvePoint(float(threshold), counts))
+        if counts.false_alarms > max_false_alarms:
+            break
+    return points
+
+
+def allot_false_alarms(
+    curves: Mapping[str, Sequence[CurvePoint]], budget: int
+) -> dict[str, CurvePoint]:
+    """One point of each class's curve, detecting the most events in all with at most
+    ``budget`` false alarms in all (exact: a knapsack over whole false alarms; ties go to
+    fewer false alarms, then to higher thresholds). The curves are independent because an
+    alert can only match an event of its own class, so the classes' false alarms add up to
+    those of the rules together. A class none of whose points fits the budget left to it
+    takes its point with the fewest false alarms, which then exceeds the budget."""
+
+    chosen: dict[str, CurvePoint] = {}
+    fitting: dict[str, list[CurvePoint]] = {}
+    for label, curve in curves.items():
+        within = [p for p in curve if p.false_alarms <= budget]
+        if within:
+            fitting[label] = within
+        else:  # cannot fit at all
+            chosen[label] = min(curve, key=lambda p: (p.false_alarms, -p.threshold))
+    left = max(0, budget - sum(p.false_alarms for p in chosen.values()))
+    # table[b]: the best (events detected, -false alarms, choices) with b false alarms at
+    # most, None where the classes so far cannot keep within b
+    Entry = tuple[int, int, dict[str, CurvePoint]]
+    table: list[Entry | None] = [(0, 0, {})] * (left + 1)
+    for label, points in fitting.items():
+        updated: list[Entry | None] = []
+        for b in range(left + 1):
+            options = [
+                (table[b - p.false_alarms], p)
+                for p in points
+                if p.false_alarms <= b and table[b - p.false_alarms] is not None
+            ]
+            if not options:
+                updated.append(None)
+                continue
+            (detected, negative_fa, picks), point = max(
+                options,
+                key=lambda o: (
+                    o[0][0] + o[1].detected,
+                    o[0][1] - o[1].false_alarms,
+                    o[1].threshold,
+                ),
+            )
+            updated.append(
+                (
+                    detected + point.detected,
+                    negative_fa - point.false_alarms,
+                    {**picks, label: point},
+                )
+            )
+        table = updated
+    if table[left] is None:  # even the fewest false alarms of each exceed the budget
+        fewest = {
+            label: min(points, key=lambda p: (p.false_alarms, -p.threshold))
+            for label, points in fitting.items()
+        }
+        return {**fewest, **chosen}
+    return {**table[left][2], **chosen}
 
 
 def evaluate_rules(
