@@ -437,6 +437,12 @@ def candidate_thresholds(scores: np.ndarray, max_candidates: int = 2000) -> np.n
     return values
 
 
+def _series_candidates(series: Sequence[ScoreSeries], max_candidates: int) -> np.ndarray:
+    """:func:`candidate_thresholds` of the scores of all of ``series`` pooled."""
+    pooled = np.concatenate([np.asarray(one.scores, np.float64) for one in series] or [[]])
+    return candidate_thresholds(pooled, max_candidates)
+
+
 def evaluate_threshold(
     label: str,
     series: Sequence[ScoreSeries],
@@ -501,8 +507,7 @@ def sweep_threshold(
     the target wins."""
     if not (target_fa_per_hour >= 0 and math.isfinite(target_fa_per_hour)):
         raise ValueError(f"the target must be a finite number >= 0, got {target_fa_per_hour!r}")
-    pooled = np.concatenate([np.asarray(one.scores, np.float64) for one in series] or [[]])
-    candidates = candidate_thresholds(pooled, max_candidates)
+    candidates = _series_candidates(series, max_candidates)
     shared = None  # the event-free time does not change with the threshold: once
     if set(event_free_labels) - {label}:
         shared = shared_event_free_seconds(series, {label, *event_free_labels}, tolerance)
@@ -582,9 +587,8 @@ def threshold_curve(
     """The counts of ``label``'s rule at its candidate thresholds, from the highest down
     (fewest alerts first), until the first one with more than ``max_false_alarms`` false
     alarms (included: it shows where the curve was cut)."""
-    pooled = np.concatenate([np.asarray(one.scores, np.float64) for one in series] or [[]])
     points = []
-    for threshold in candidate_thresholds(pooled, max_candidates)[::-1]:
+    for threshold in _series_candidates(series, max_candidates)[::-1]:
         counts = evaluate_threshold(
             label,
             series,
@@ -599,6 +603,11 @@ def threshold_curve(
     return points
 
 
+def _fewest_false_alarms(curve: Sequence[CurvePoint]) -> CurvePoint:
+    """The point with the fewest false alarms (of those, the highest threshold)."""
+    return min(curve, key=lambda p: (p.false_alarms, -p.threshold))
+
+
 def allot_false_alarms(
     curves: Mapping[str, Sequence[CurvePoint]], budget: int
 ) -> dict[str, CurvePoint]:
@@ -608,7 +617,6 @@ def allot_false_alarms(
     alert can only match an event of its own class, so the classes' false alarms add up to
     those of the rules together. A class none of whose points fits the budget left to it
     takes its point with the fewest false alarms, which then exceeds the budget."""
-
     chosen: dict[str, CurvePoint] = {}
     fitting: dict[str, list[CurvePoint]] = {}
     for label, curve in curves.items():
@@ -616,7 +624,7 @@ def allot_false_alarms(
         if within:
             fitting[label] = within
         else:  # cannot fit at all
-            chosen[label] = min(curve, key=lambda p: (p.false_alarms, -p.threshold))
+            chosen[label] = _fewest_false_alarms(curve)
     left = max(0, budget - sum(p.false_alarms for p in chosen.values()))
     # table[b]: the best (events detected, -false alarms, choices) with b false alarms at
     # most, None where the classes so far cannot keep within b
@@ -650,10 +658,7 @@ def allot_false_alarms(
             )
         table = updated
     if table[left] is None:  # even the fewest false alarms of each exceed the budget
-        fewest = {
-            label: min(points, key=lambda p: (p.false_alarms, -p.threshold))
-            for label, points in fitting.items()
-        }
+        fewest = {label: _fewest_false_alarms(points) for label, points in fitting.items()}
         return {**fewest, **chosen}
     return {**table[left][2], **chosen}
 
