@@ -54,7 +54,9 @@ def test_a_precision_the_device_cannot_run_is_an_error():
         resolve_precision("int4", "cpu")
 
 
-@pytest.mark.parametrize(("name", "segments"), [("rsanet_tiny", 8), ("tsn_tiny", 1)])
+@pytest.mark.parametrize(
+    ("name", "segments"), [("rsanet_tiny", 8), ("tsn_tiny", 1), ("tsm_tiny", 1), ("sa_tiny", 8)]
+)
 def test_the_segments_and_transforms_compute_the_float_network(name, segments):
     torch.manual_seed(0)
     model = randomise_norms(rsanet.create_model(name, num_classes=5))

@@ -16,7 +16,7 @@ as 2-D operators over the frames, its convolution in float, and tensors pass bet
 segments channels-last, the layout of its int8 convolutions. The transforms run between
 segments in PyTorch, on their fused kernels (under bfloat16 autocast if asked): ONNX
 Runtime has no kernel for their neighbourhood products as fast as ours (see
-docs/performance.md). A network without transforms (TSN, TSM) is one segment.
+docs/performance.md). A network without transforms (TSN, TSM, the ``tsm`` transform) is one segment.
 
     (N, 3, T, S, S) -> (N, K), like the float network, whose weights are not modified.
 """
@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsanet.layers import TemporalShift
 from rsanet.models.resnet import ResNetTSN
 
 logger = logging.getLogger("rsanet.inference")
@@ -55,7 +56,12 @@ MIN_QUANTIZED_INPUT_CHANNELS = 8
 
 
 def is_transform(module: nn.Module) -> bool:
-    """Whether a block's ``conv2`` is a transform that stays in PyTorch (not a convolution)."""
+    """Whether a block's ``conv2`` is a transform that stays in PyTorch: anything but a
+    convolution, alone or after a temporal shift (the ``tsm`` transform, exported like the
+    shifts of a TSM's blocks: ONNX Runtime moves the channels in float, between a
+    dequantize and a quantize, and runs the convolution in int8)."""
+    if isinstance(module, nn.Sequential):
+        return not all(isinstance(m, (TemporalShift, nn.Conv3d)) for m in module)
     return not isinstance(module, nn.Conv3d)
 
 
