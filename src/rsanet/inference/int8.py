@@ -16,7 +16,8 @@ as 2-D operators over the frames, its convolution in float, and tensors pass bet
 segments channels-last, the layout of its int8 convolutions. The transforms run between
 segments in PyTorch, on their fused kernels (under bfloat16 autocast if asked): ONNX
 Runtime has no kernel for their neighbourhood products as fast as ours (see
-docs/performance.md). A network without transforms (TSN, TSM, the ``tsm`` transform) is one segment.
+docs/performance.md). A network without transforms (TSN, TSM, and ``tsm_tiny``, whose shift
+and convolution export as they are) is one segment.
 
     (N, 3, T, S, S) -> (N, K), like the float network, whose weights are not modified.
 """
