@@ -130,6 +130,56 @@ def test_class_sampling_balances_rare_classes():
         WindowSampler(videos, [10.0] * 10, classes, window_s=2.0, positive_sampling="video")
 
 
+def test_bags_hold_windows_of_one_event_spread_over_it():
+    """bag_size 4: a positive bag is four windows of one event, one start in each quarter
+    of the range of starts; a negative bag four normal windows; the draw is a function of
+    (seed, epoch), and bag_size 1 is the single-window plan."""
+    videos = [
+        UntrimmedVideo(f"cam{i}.mp4", (EventInterval("fight", i + 2, i + 12),)) for i in range(5)
+    ]
+    common = {"window_s": 2.0, "windows_per_epoch": 50, "positive_fraction": 0.5, "seed": 7}
+    sampler = WindowSampler(videos, [30.0] * 5, [NORMAL_CLASS, "fight"], bag_size=4, **common)
+    drawn = sampler.epoch(0)
+    assert len(drawn) == 200 and drawn == sampler.epoch(0) and drawn != sampler.epoch(1)
+    bags = [drawn[i : i + 4] for i in range(0, 200, 4)]
+    positives = [bag for bag in bags if bag[0].label]
+    assert len(positives) == 25
+    for bag in positives:
+        assert len({w.video for w in bag}) == 1 and all(w.label == 1 for w in bag)
+        event = videos[bag[0].video].events[0]
+        low, high = event.start_s - 1.0, event.end_s - 1.0  # half a window may stick out
+        quarter = (high - low) / 4
+        for part, window in enumerate(bag):
+            assert low + part * quarter <= window.start_s <= low + (part + 1) * quarter
+    assert all(w.label == 0 for bag in bags if not bag[0].label for w in bag)
+    with pytest.raises(ValueError, match="bag_size must be a positive integer"):
+        WindowSampler(videos, [30.0] * 5, [NORMAL_CLASS, "fight"], bag_size=0, **common)
+    # bag_size 1 draws the windows it drew before bags existed (pinned then), so that the
+    # recorded single-window runs stay reproducible
+    single = WindowSampler(videos, [30.0] * 5, [NORMAL_CLASS, "fight"], **common).epoch(3)
+    assert [(w.video, round(w.start_s, 6)) for w in single[:4]] == [
+        (3, 11.283324),
+        (0, 16.593413),
+        (1, 10.751921),
+        (0, 18.226362),
+    ]
+
+
+def test_a_bag_is_one_item(recordings):
+    data = read_untrimmed("intervals", recordings / "intervals.csv")
+    dataset = windows(data, bag_size=3, positive_fraction=0.5)
+    assert len(dataset) == 20 and len(dataset.windows) == 60
+    assert "60 windows in 20 bags of 3" in dataset.summary()
+    for index in range(len(dataset)):
+        frames, label = dataset.load_frames(index)
+        assert frames.shape == (3, 4, 32, 32, 3)
+        assert label == dataset.windows[3 * index].label
+    clip, _ = dataset[0]
+    assert tuple(clip.shape) == (3, 3, 4, 32, 32)
+    grid = windows(data, bag_size=3, train=False)  # validation stays one window per item
+    assert grid.bag_size == 1 and tuple(grid[0][0].shape) == (3, 4, 32, 32)
+
+
 def test_validation_grid(recordings):
     data = read_untrimmed("intervals", recordings / "intervals.csv")
     grid = windows(data, train=False, stride_s=0.5, min_overlap=0.6)

@@ -5,6 +5,7 @@ wrong ``data.untrimmed`` values."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,22 @@ def test_rsanet_train_on_untrimmed_recordings(tmp_path, cameras, capsys):
     assert saved["data"]["untrimmed"]["windows_per_epoch"] == 8
 
 
+def test_rsanet_train_on_bags_of_windows(tmp_path, cameras, capsys):
+    """bag_size 3: each of the 8 samples is 3 windows, the loss is taken on one window of
+    each, and validation still scores every window of the grid."""
+    config = example_config(cameras)
+    config["data"]["untrimmed"]["bag_size"] = 3
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--output", str(out)]) == 0
+    assert "24 windows in 8 bags of 3" in capsys.readouterr().out
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    epoch = next(r for r in records if r.get("event") == "epoch")
+    assert epoch["train_samples"] == 8 and epoch["val_num_samples"] > 0
+    assert math.isfinite(epoch["train_loss"])
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -83,6 +100,7 @@ def test_rsanet_train_on_untrimmed_recordings(tmp_path, cameras, capsys):
         ({"val_stride_s": -1}, "data.untrimmed.val_stride_s must be > 0"),
         ({"windows_per_epochs": 3}, "did you mean 'data.untrimmed.windows_per_epoch'"),
         ({"positive_sampling": "video"}, "data.untrimmed.positive_sampling must be one of"),
+        ({"bag_size": 0}, "data.untrimmed.bag_size must be >= 1"),
     ],
 )
 def test_untrimmed_fields_are_checked(cameras, change, message):

@@ -12,7 +12,8 @@ which ``positive_fraction`` are positives (an event drawn uniformly, or a class 
 uniformly and then one of its events with ``positive_sampling="class"``, then a start time
 uniformly among those that cover enough of it) and the rest negatives (a start time
 uniformly over all event-free time of all recordings), a pure function of ``(seed,
-epoch)``; for validation a grid of windows ``stride_s`` apart over every recording.
+epoch)``, or as many *bags* of several windows (multiple-instance learning, ``bag_size``);
+for validation a grid of windows ``stride_s`` apart over every recording.
 :class:`UntrimmedWindows` is the dataset: it decodes only the frames of a window (one seek by
 time), and a recording that cannot be read is a :class:`~rsanet.data.errors.BadSample`
 replaced like in :class:`~rsanet.data.datasets.VideoDataset`.
@@ -132,6 +133,7 @@ def _check_window_options(
     positive_fraction: float,
     windows_per_epoch: int,
     positive_sampling: str = "event",
+    bag_size: int = 1,
 ) -> None:
     if positive_sampling not in POSITIVE_SAMPLING:
         raise ValueError(
@@ -146,6 +148,8 @@ def _check_window_options(
         raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction!r}")
     if not isinstance(windows_per_epoch, int) or windows_per_epoch < 1:
         raise ValueError(f"windows_per_epoch must be a positive integer, got {windows_per_epoch!r}")
+    if not isinstance(bag_size, int) or bag_size < 1:
+        raise ValueError(f"bag_size must be a positive integer, got {bag_size!r}")
 
 
 class WindowSampler:
@@ -160,6 +164,13 @@ class WindowSampler:
     (common classes get more windows); ``"class"`` first draws a class uniformly among those
     with usable events, then one of its events, so rare classes are seen as often as common
     ones.
+
+    ``bag_size``: windows per training sample. With more than one, each sample is a *bag*
+    (multiple-instance learning): a positive bag is ``bag_size`` windows of one event, their
+    starts spread over the event (one in each of ``bag_size`` equal parts of the range of
+    starts); a negative bag is ``bag_size`` normal windows drawn independently. An event's
+    interval often holds more than its class shows (the walk before a bag is put down), and
+    a bag lets the training pick the window that shows it (:mod:`rsanet.engine.bags`).
     """
 
     def __init__(
@@ -174,9 +185,10 @@ class WindowSampler:
         windows_per_epoch: int = 1000,
         seed: int = 0,
         positive_sampling: str = "event",
+        bag_size: int = 1,
     ) -> None:
         _check_window_options(
-            window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling
+            window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling, bag_size
         )
         if len(videos) != len(durations):
             raise ValueError("one duration per video is needed")
@@ -185,7 +197,7 @@ class WindowSampler:
         self.index = {name: i for i, name in enumerate(self.classes)}
         self.window_s, self.min_overlap = float(window_s), float(min_overlap)
         self.positive_fraction, self.windows_per_epoch = positive_fraction, windows_per_epoch
-        self.seed, self.positive_sampling = seed, positive_sampling
+        self.seed, self.positive_sampling, self.bag_size = seed, positive_sampling, bag_size
         w, m = self.window_s, self.min_overlap
         #: (video, lowest start, highest start) of each usable event / event-free stretch
         self.positives: list[tuple[int, float, float]] = []
@@ -217,7 +229,8 @@ class WindowSampler:
 
     @property
     def num_positives(self) -> int:
-        """Positives per epoch: ``round(windows_per_epoch * positive_fraction)``."""
+        """Positive samples (windows, or bags) per epoch: ``round(windows_per_epoch *
+        positive_fraction)``."""
         return round(self.windows_per_epoch * self.positive_fraction)
 
     def check(self) -> None:
@@ -243,11 +256,13 @@ class WindowSampler:
         return None if name is None else (self.index[name], overlap)
 
     def epoch(self, epoch: int) -> list[Window]:
-        """The ``windows_per_epoch`` windows of training epoch ``epoch``, shuffled: a pure
-        function of ``(seed, epoch)``."""
+        """The windows of training epoch ``epoch``: ``windows_per_epoch`` samples of
+        ``bag_size`` consecutive windows each, in shuffled order; a pure function of
+        ``(seed, epoch)``."""
         self.check()
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, int(epoch), 0x57494E])
-        windows = []
+        k = self.bag_size
+        bags = []
         by_class = list(self.positives_by_class.values())
         for _ in range(self.num_positives):
             if self.positive_sampling == "class":
@@ -256,17 +271,22 @@ class WindowSampler:
             else:
                 pick = int(rng.integers(len(self.positives)))
             video, low, high = self.positives[pick]
-            start = float(low + rng.random() * (high - low))
-            label = self._label(video, start)
-            if label is None:  # cannot happen: the event alone covers min_overlap
-                raise AssertionError(f"window at {start} s of video {video} has no label")
-            windows.append(Window(video, start, *label))
+            bag = []
+            for part in range(k):  # one start in each of k equal parts of [low, high]
+                start = float(low + (part + rng.random()) / k * (high - low))
+                label = self._label(video, start)
+                if label is None:  # cannot happen: the event alone covers min_overlap
+                    raise AssertionError(f"window at {start} s of video {video} has no label")
+                bag.append(Window(video, start, *label))
+            bags.append(bag)
         for _ in range(self.windows_per_epoch - self.num_positives):
-            pick = int(rng.choice(len(self.negatives), p=self._negative_weights))
-            video, low, high = self.negatives[pick]
-            start = float(low + rng.random() * (high - low))
-            windows.append(Window(video, start, 0, 0.0))
-        return [windows[i] for i in rng.permutation(len(windows))]
+            bag = []
+            for _ in range(k):
+                pick = int(rng.choice(len(self.negatives), p=self._negative_weights))
+                video, low, high = self.negatives[pick]
+                bag.append(Window(video, float(low + rng.random() * (high - low)), 0, 0.0))
+            bags.append(bag)
+        return [window for i in rng.permutation(len(bags)) for window in bags[i]]
 
     def grid(self, stride_s: float | None = None) -> list[Window]:
         """Windows ``stride_s`` (default ``window_s``) apart from 0 s over every recording,
@@ -288,7 +308,8 @@ class WindowSampler:
             f"WindowSampler(window_s={self.window_s:g}, min_overlap={self.min_overlap:g}, "
             f"positive_fraction={self.positive_fraction:g}, "
             f"windows_per_epoch={self.windows_per_epoch}, "
-            f"positive_sampling={self.positive_sampling!r}, {len(self.videos)} recordings)"
+            f"positive_sampling={self.positive_sampling!r}, bag_size={self.bag_size}, "
+            f"{len(self.videos)} recordings)"
         )
 
 
@@ -326,8 +347,10 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
     (or (crops, 3, T, H, W)), label an int, ``classes[0] == "normal"``.
 
     ``train=True``: the windows of :meth:`WindowSampler.epoch` for the epoch last given to
-    :meth:`set_epoch` (0 at first), ``len`` is ``windows_per_epoch``; ``train=False``: the
-    grid of windows ``stride_s`` apart. Recordings whose length cannot be known are left out
+    :meth:`set_epoch` (0 at first), ``len`` is ``windows_per_epoch``; with ``bag_size`` K > 1
+    each item is a bag, clip (K, 3, T, H, W) with one crop for all K windows, labelled with
+    its windows' most common label. ``train=False``: the grid of windows ``stride_s`` apart
+    (one window per item). Recordings whose length cannot be known are left out
     and listed in ``annotation_errors``; a window whose recording cannot be decoded is
     reported in ``bad_samples`` and replaced by window
     :func:`~rsanet.data.errors.replacement_index` of the same epoch (policy ``skip``) or
@@ -355,6 +378,7 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         bad_sample_policy: str = "skip",
         max_attempts: int = 10,
         positive_sampling: str = "event",
+        bag_size: int = 1,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -407,7 +431,9 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             windows_per_epoch=windows_per_epoch,
             seed=seed,
             positive_sampling=positive_sampling,
+            bag_size=bag_size if train else 1,
         )
+        self.bag_size = self.sampler.bag_size
         self.durations = self.sampler.durations
         self.epoch = 0
         if self.train:
@@ -431,7 +457,7 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             self.windows = self.sampler.epoch(self.epoch)
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return len(self.windows) // self.bag_size
 
     def frame_times(self, window: Window) -> np.ndarray:
         """Seconds of the ``num_frames`` frames of ``window``: the centres of equal
@@ -440,14 +466,19 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         return window.start_s + (np.arange(self.num_frames) + 0.5) * step
 
     def load_frames(self, index: int) -> tuple[np.ndarray, int]:
-        """Frames (1, T, H, W, 3) uint8 of window ``index`` and its label; raises
-        :class:`BadSampleError` when its recording cannot be read."""
-        window = self.windows[index]
+        """Frames (K, T, H, W, 3) uint8 of item ``index`` (K = ``bag_size`` windows) and its
+        label; raises :class:`BadSampleError` when a recording cannot be read."""
+        bag = self.windows[index * self.bag_size : (index + 1) * self.bag_size]
+        frames = np.stack([self._read(window) for window in bag])
+        label = Counter(window.label for window in bag).most_common(1)[0][0]
+        return frames, label
+
+    def _read(self, window: Window) -> np.ndarray:
         video = self.videos[window.video]
         try:
             source = open_video(video.path, backend=self.backend, threads=self.decode_threads)
             try:
-                frames = _read_window(source, self.frame_times(window), self.fps[window.video])
+                return _read_window(source, self.frame_times(window), self.fps[window.video])
             finally:
                 source.close()
         except BadSampleError:
@@ -456,7 +487,6 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             raise BadSampleError(
                 video.path, f"unreadable: {type(error).__name__}: {error}"
             ) from None
-        return frames[None], window.label
 
     def counts(self) -> dict[str, int]:
         """Windows per class name in the current plan."""
@@ -467,8 +497,9 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         """One line: recordings, windows per class, events too short to be positives."""
         counts = ", ".join(f"{name} {n}" for name, n in self.counts().items())
         kind = f"epoch {self.epoch}" if self.train else "grid"
+        bags = f" in {len(self)} bags of {self.bag_size}" if self.bag_size > 1 else ""
         return (
-            f"{len(self.videos)} recordings, {len(self)} windows of "
+            f"{len(self.videos)} recordings, {len(self.windows)} windows{bags} of "
             f"{self.sampler.window_s:g} s ({kind}): {counts}; "
             f"{self.sampler.unusable_events} events too short for min_overlap="
             f"{self.sampler.min_overlap:g}; {len(self.annotation_errors)} bad annotations"
@@ -640,6 +671,7 @@ def build_untrimmed_dataset(
     split_seed: int = 0,
     full_frame: bool = False,
     positive_sampling: str = "event",
+    bag_size: int = 1,
     quiet: bool = False,
     **options,
 ) -> UntrimmedWindows:
@@ -654,8 +686,8 @@ def build_untrimmed_dataset(
     draws ``windows_per_epoch`` random windows per epoch with multi-scale crops and flips;
     otherwise the grid ``val_stride_s`` apart (default ``window_s``) with a centre crop
     (or ``num_crops=3``). ``full_frame``: the whole frame squeezed to size x size instead
-    (fixed cameras: an event may happen anywhere in view); ``positive_sampling``: see
-    :class:`WindowSampler`.
+    (fixed cameras: an event may happen anywhere in view); ``positive_sampling`` and
+    ``bag_size`` (training only): see :class:`WindowSampler`.
 
     ``options``: reader options ``labels``, ``class_map``, ``fps``, ``deduplicate``,
     ``allow_outside_root``; loading options ``backend``, ``decode_threads``,
@@ -675,7 +707,7 @@ def build_untrimmed_dataset(
         )
     check_policy(bad_sample_policy)
     _check_window_options(
-        window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling
+        window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling, bag_size
     )
     train = split == "train" if train is None else bool(train)
     reader = {k: v for k, v in options.items() if k in UNTRIMMED_READER_OPTIONS}
@@ -726,6 +758,7 @@ def build_untrimmed_dataset(
         bad_sample_policy=bad_sample_policy,
         max_attempts=int(options.get("max_attempts", 10)),
         positive_sampling=positive_sampling,
+        bag_size=bag_size,
     )
     dataset.split_report = report
     dataset.split_summary = None if report is None else parts.summary()

@@ -85,6 +85,10 @@ class UntrimmedConfig:
     #: positives drawn per event ("event") or per class, then event ("class": rare classes
     #: are seen as often as common ones)
     positive_sampling: str = field(default="event", metadata=_choices("event", "class"))
+    #: windows per training sample: 1, or a bag of several windows of one event (or of
+    #: normal time) of which the loss takes one (multiple-instance learning); an epoch is
+    #: then windows_per_epoch bags, and train.batch_size counts bags
+    bag_size: int = 1
     #: seconds between validation windows (null: window_s, windows side by side)
     val_stride_s: float | None = None
     #: without data.val_annotations: the fraction of recordings (whole sessions) validated on
@@ -609,6 +613,10 @@ def _validate_untrimmed(d: DataConfig, e: EvalConfig) -> None:
     _require(
         u.windows_per_epoch >= 1,
         f"data.untrimmed.windows_per_epoch must be >= 1, got {u.windows_per_epoch}",
+    )
+    _require(
+        u.bag_size >= 1,
+        f"data.untrimmed.bag_size must be >= 1, got {u.bag_size} (1: one window per sample)",
     )
     _require(
         u.val_stride_s is None or u.val_stride_s > 0,

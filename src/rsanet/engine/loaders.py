@@ -157,6 +157,7 @@ def _build_untrimmed(
             positive_fraction=u.positive_fraction,
             windows_per_epoch=u.windows_per_epoch,
             positive_sampling=u.positive_sampling,
+            bag_size=u.bag_size,
             val_stride_s=u.val_stride_s,
             val_fraction=u.val_fraction,
             split_seed=u.split_seed,

@@ -22,6 +22,10 @@ killed save are removed when a run starts or resumes in the folder. A loss, weig
 BatchNorm statistic that becomes NaN or infinite stops the run at that step
 (:class:`NonFiniteError`), and no checkpoint holding one is ever written, so ``last.pt`` is
 always the last good state.
+
+Bags: a training batch of clips (N, K, C, T, H, W) (``data.untrimmed.bag_size`` K > 1) is
+run as N x K windows, and the loss is taken on one window per bag
+(:func:`rsanet.engine.bags.select_instances`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from rsanet.atomic import (
     refuse_overwrite,
     remove_stale_temporaries,
 )
+from rsanet.engine.bags import select_instances
 from rsanet.engine.checkpoint import (
     NonFiniteError,
     NonFiniteStateError,
@@ -648,7 +653,11 @@ class _Run:
                 )
                 with sync:
                     with self.precision.autocast():
-                        logits = self.ddp(clips)
+                        if clips.dim() == 6:  # (N, K, C, T, H, W): bags of K windows
+                            logits = self.ddp(clips.flatten(0, 1)).unflatten(0, clips.shape[:2])
+                            logits = select_instances(logits, labels)
+                        else:
+                            logits = self.ddp(clips)
                     loss = self.criterion(logits.float(), labels)
                     self.scaler.scale(loss / accum).backward()
                 with torch.no_grad():
