@@ -29,7 +29,7 @@ from typing import Any
 from rsanet.engine.calibration import checkpoint_calibration
 from rsanet.inference.alerts import AlertEvent, check_rules, load_rules
 from rsanet.inference.monitor import StopSignals
-from rsanet.inference.precision import PrecisionError, resolve_precision
+from rsanet.inference.precision import PrecisionError
 from rsanet.inference.predictor import Predictor
 from rsanet.inference.redact import one_line, redact_text
 from rsanet.inference.results import WindowResult
@@ -79,17 +79,16 @@ def build_predictor(config: ServeConfig) -> Predictor:
         except ValueError as error:
             raise ConfigError(str(error)) from None
     device = resolve_device(config.device)
-    try:
-        precision = resolve_precision(config.precision, device)
+    try:  # the precision is resolved (with its fallback notice) where the model is prepared
+        predictor = Predictor.from_checkpoint(
+            config.model,
+            precision=config.precision,
+            device=device,
+            calibration=checkpoint_calibration(config.calibration, config.calibration_clips),
+            **options,
+        )
     except PrecisionError as error:
         raise ConfigError(f"precision: {error}") from None
-    predictor = Predictor.from_checkpoint(
-        config.model,
-        precision=precision,
-        device=device,
-        calibration=checkpoint_calibration(config.calibration, config.calibration_clips),
-        **options,
-    )
     if device != "cpu":
         predictor.backend = DeviceBackend(predictor.backend.model, device)
     return predictor
