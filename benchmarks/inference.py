@@ -2,7 +2,8 @@
 
     python benchmarks/inference.py [--models rsanet_r50 tsn_r50] [--precisions fp32 bf16 int8]
                                    [--batches 1 4] [--frames 8] [--size 224] [--threads 2]
-                                   [--repeats 5] [--calibration-clips 8] [--json]
+                                   [--repeats 5] [--calibration-clips 8]
+                                   [--float-from layer4 ...] [--json]
 
 Every model runs in every precision through
 :func:`rsanet.inference.precision.prepare_model` (the code ``rsanet predict/serve
@@ -16,6 +17,9 @@ the speed does not depend on what it was calibrated on (the accuracy does: ``rsa
 accumulates per clip / time: operations per second, whatever their type) is printed beside
 the peak of a large matrix product in that precision on this machine (fp32 and bf16 by
 PyTorch, int8 by ONNX Runtime's u8 x s8 MatMulInteger), measured in the same run.
+``--float-from BLOCK`` adds, for each model, int8 with that block and the rest in float
+(``rsanet predict --precision int8 --float-from BLOCK``): what keeping the last layers in
+float costs.
 """
 
 from __future__ import annotations
@@ -92,6 +96,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--calibration-clips", type=int, default=8)
+    parser.add_argument(
+        "--float-from",
+        nargs="+",
+        default=[],
+        metavar="BLOCK",
+        help="also int8 with the network from BLOCK on in float (e.g. layer4)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -108,18 +119,26 @@ def main() -> None:
     setup_s: dict[str, float] = {}
     for name in args.models:
         model = create_model(name, num_classes=args.num_classes).eval()
-        for precision in args.precisions:
+        variants = [(p, None) for p in args.precisions]
+        if "int8" in args.precisions:
+            variants += [("int8", block) for block in args.float_from]
+        for precision, float_from in variants:
             if runnable[precision] != precision:
                 continue  # resolve_precision said why (one warning)
             calibration = [
                 torch.randn(2, 3, *shape[:1], shape[1], shape[1])
                 for _ in range(max(1, args.calibration_clips // 2))
             ]
+            key = f"{name} {precision}" + (f" float-from {float_from}" if float_from else "")
             start = time.perf_counter()
-            candidates[f"{name} {precision}"] = prepare_model(
-                model, precision, calibration=lambda c=calibration: c, threads=args.threads
+            candidates[key] = prepare_model(
+                model,
+                precision,
+                calibration=lambda c=calibration: c,
+                threads=args.threads,
+                float_from=float_from,
             )
-            setup_s[f"{name} {precision}"] = time.perf_counter() - start
+            setup_s[key] = time.perf_counter() - start
 
     # the roofs, measured before and after the models (the larger is kept: a shared machine
     # can be slowed at either moment)

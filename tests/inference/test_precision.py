@@ -85,6 +85,89 @@ def test_a_stem_over_time_runs_as_the_float_networks():
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("name", "float_from", "segments"),
+    [("rsanet_tiny", "layer4", 9), ("rsanet_tiny", "layer1.0", 9), ("tsm_tiny", "layer3.1", 2),
+     ("tsm_tiny", "fc", 2)],
+)  # fmt: skip
+def test_a_float_tail_is_a_cut_before_its_block(name, float_from, segments):
+    """``float_from`` adds one plain cut (no transform) before the named block, or before
+    the head for ``fc``; the segments from there on are the float tail, and all of them
+    still compute the float network."""
+    torch.manual_seed(0)
+    model = randomise_norms(rsanet.create_model(name, num_classes=5)).eval()
+    parts, cuts = int8.split_at_transforms(model, float_from)
+    assert len(parts) == segments and len(cuts) == segments - 1
+    first = [part.in_float for part in parts].index(True)
+    assert all(part.in_float for part in parts[first:]) and cuts[first - 1] is None
+    assert sum(cut is None for cut in cuts) == 1
+    if float_from == "fc":
+        assert parts[first].head and not parts[first].blocks
+    else:
+        start = float_from if "." in float_from else f"{float_from}.0"
+        block = dict(model.named_blocks())[start]
+        assert (parts[first].blocks or [parts[first].before])[0] is block
+    clip = torch.randn(2, 3, 8, 32, 32)
+    with torch.inference_mode():
+        expected = model(clip)
+        got = int8._SegmentedResNet(parts, cuts)(clip)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_float_tail_must_name_a_block_of_the_network():
+    model = rsanet.create_model("tsm_tiny", num_classes=5)
+    with pytest.raises(ValueError, match=r"'layer9' .* a stage \(layer1, layer2, layer3, layer4\)"):
+        int8.split_at_transforms(model, "layer9")
+
+
+def test_int8_with_a_float_tail_runs_it_in_pytorch_in_evaluation_mode(tmp_path):
+    """The tail runs as PyTorch float32 modules after the int8 part, in evaluation mode
+    (exporting a segment must not put the shared model's batch norms in training mode),
+    and the ONNX export of the same network and calibration computes the same logits in
+    one file whose tail holds no quantized operator."""
+    import onnx
+    import onnxruntime as ort
+
+    from rsanet.inference import export_model
+
+    torch.manual_seed(0)
+    model = randomise_norms(rsanet.create_model("tsm_tiny", num_classes=5)).eval()
+    calibration = [torch.randn(4, 3, 8, 32, 32) for _ in range(2)]
+    quantized = int8.quantize_resnet(model, calibration, float_from="layer4")
+    assert (quantized.segments, quantized.quantized_segments) == (2, 1)
+    tail = quantized.runner.segments[1]
+    assert isinstance(tail, int8._Segment) and tail.in_float
+    assert not any(module.training for module in tail.model.modules())
+    clip = calibration[0][:2]
+    with torch.inference_mode():
+        expected, got = model(clip), quantized(clip)
+    assert float((got - expected).abs().max()) < 0.05 * float(expected.abs().max())
+
+    options = {"frames": 8, "size": 32, "dynamic_batch": True}  # the same batches as above
+    exported = export_model(model, tmp_path / "tail.onnx", "onnx", calibration=calibration,
+                            float_from="layer4", **options)  # fmt: skip
+    path = exported.path
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from_file = session.run(None, {"clip": clip[:1].numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(from_file), got[:1], rtol=1e-4, atol=1e-5)
+    nodes = onnx.load(str(path)).graph.node
+    tail_ops = {node.op_type for node in nodes if node.name.startswith("float_tail/")}
+    head_ops = {node.op_type for node in nodes if not node.name.startswith("float_tail/")}
+    assert "Conv" in tail_ops and not tail_ops & {"QuantizeLinear", "DequantizeLinear"}
+    assert "QuantizeLinear" in head_ops
+
+
+def test_a_float_tail_is_for_int8_and_a_block_of_the_model(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_vnni"}))
+    model = rsanet.create_model("tsm_tiny", num_classes=3)
+    with pytest.raises(PrecisionError, match="needs precision int8, not bf16") as error:
+        precision.prepare_model(model, "bf16", float_from="layer4")
+    assert error.value.field == "float_from"
+    with pytest.raises(PrecisionError, match="'stage4' is not a block") as error:
+        precision.prepare_model(model, "int8", calibration=lambda: [], float_from="stage4")
+    assert error.value.field == "float_from"
+
+
 @pytest.fixture(scope="module")
 def quantized_tsn() -> tuple[bytes, int]:
     """A small TSN as one segment, quantized, and its number of residual blocks."""

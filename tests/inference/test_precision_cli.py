@@ -1,5 +1,6 @@
 """``--precision`` on the command line: predict in int8 and bf16, an int8 ONNX export of a
-TSN, and the one-line errors (an RSANet's int8 export, int8 without calibration data)."""
+TSN, ``--float-from``, and the one-line errors (an RSANet's int8 export, int8 without
+calibration data, a float tail without int8)."""
 
 from __future__ import annotations
 
@@ -108,3 +109,46 @@ def test_eval_reports_top1_and_agreement_against_fp32(
     )
     assert (tmp_path / "eval" / "predictions.jsonl").is_file()  # fp32's, where eval puts it
     assert result["files"]["predictions"] == str(tmp_path / "eval_int8" / "predictions.jsonl")
+
+
+def test_float_from_keeps_the_tail_in_float_and_needs_int8(
+    cli, vnni_and_bf16, tsn_checkpoint, small_clip, calibration_config, tmp_path
+):
+    options = ["--calibration", calibration_config, "--calibration-clips", 8]
+    result = cli("predict", small_clip, "--checkpoint", tsn_checkpoint, "--json",
+                 "--precision", "int8", "--float-from", "layer4", *options)  # fmt: skip
+    assert result.code == 0, result.err
+    out = tmp_path / "tail.onnx"
+    result = cli("export", tsn_checkpoint, "--format", "onnx", "--precision", "int8",
+                 "--float-from", "layer4", *options, "--out", out)  # fmt: skip
+    assert result.code == 0, result.out + result.err
+    import onnx
+
+    names = [node.name for node in onnx.load(str(out)).graph.node]
+    assert any(name.startswith("float_tail/") for name in names)
+    wrong = cli("predict", small_clip, "--checkpoint", tsn_checkpoint, "--float-from", "fc")
+    assert wrong.code == 2 and "needs --precision int8, not fp32" in wrong.err
+    unknown = cli("export", tsn_checkpoint, "--format", "onnx", "--precision", "int8",
+                  "--float-from", "layer9", *options, "--out", tmp_path / "x.onnx")  # fmt: skip
+    assert unknown.code == 2 and "float_from: 'layer9' is not a block" in unknown.err
+    assert len(unknown.err.strip().splitlines()) == 1 and not (tmp_path / "x.onnx").exists()
+
+
+def test_eval_with_a_float_tail_writes_beside_int8s(
+    vnni_and_bf16, calibration_config, tmp_path, capsys
+):
+    import json
+
+    import rsanet.cli
+
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(
+        tmp_path / "tsn.pt", rsanet.create_model("tsn_tiny", num_classes=14)
+    )
+    options = ["--precision", "int8", "--float-from", "layer4", "--calibration-clips", "8"]
+    options += ["--json", "--set", "model.name=tsn_tiny"]
+    code = rsanet.cli.main(["eval", str(calibration_config), "-c", str(checkpoint), *options])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["float_from"] == "layer4"
+    predictions = tmp_path / "eval_int8_float_layer4" / "predictions.jsonl"
+    assert result["files"]["predictions"] == str(predictions)

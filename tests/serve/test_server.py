@@ -121,6 +121,17 @@ def test_cli_half_on_a_cpu_is_an_error(tmp_path, fighting_checkpoint, square_cli
     assert len(error.strip().splitlines()) == 1
 
 
+def test_a_float_tail_without_int8_is_a_config_error(
+    tmp_path, fighting_checkpoint, square_clip, capsys
+):
+    path = write_config(tmp_path, fighting_checkpoint, square_clip)
+    path.write_text(path.read_text() + "float_from: layer4\n")
+    code = rsanet.cli.main(["serve", str(path)])
+    error = capsys.readouterr().err
+    assert code == 2 and "float_from: 'layer4' keeps the last layers" in error
+    assert "needs precision int8, not fp32" in error and len(error.strip().splitlines()) == 1
+
+
 def test_cli_onnxruntime_on_a_gpu_it_cannot_use(tmp_path, fighting_checkpoint, square_clip, capsys):
     """An onnxruntime without GPU providers (this machine's): one line naming the fix."""
     from rsanet.inference import export_model, load_classifier

@@ -18,7 +18,8 @@ def add_precision_options(
     help: str | None = None,
 ) -> None:
     """``--precision`` (``args.precision``, None unless given: see :func:`chosen_precision`)
-    among ``choices``, ``--calibration CONFIG`` and ``--calibration-clips K``; with
+    among ``choices``, ``--calibration CONFIG``, ``--calibration-clips K`` and
+    ``--float-from BLOCK``; with
     ``half``, ``--half`` too (fp16 on a CUDA GPU)."""
     parser.add_argument(
         "--precision",
@@ -47,14 +48,28 @@ def add_precision_options(
         help=f"int8: clips the activations are calibrated on (default {CALIBRATION_CLIPS}; "
         "serve: the config's calibration_clips)",
     )
+    parser.add_argument(
+        "--float-from",
+        metavar="BLOCK",
+        help="int8: keep this block and everything after it in float, e.g. layer4 (a "
+        "stage), layer3.5 (a block) or fc (the classifier): slower, but it keeps the "
+        "decisions that all-int8 changes on some networks (rsanet eval --precision int8 "
+        "measures it)",
+    )
 
 
 def chosen_precision(args: argparse.Namespace, default: str = "fp32") -> str:
     """``--precision``, ``--half`` (fp16) or ``default``; CLIError when both are given and
-    differ."""
+    differ, or for ``--float-from`` without int8."""
     from rsanet.cli import CLIError
 
     half = getattr(args, "half", False)
     if half and args.precision not in (None, "fp16"):
         raise CLIError(f"--half is fp16: it contradicts --precision {args.precision}")
-    return "fp16" if half else args.precision or default
+    precision = "fp16" if half else args.precision or default
+    if getattr(args, "float_from", None) and precision != "int8":
+        raise CLIError(
+            f"--float-from keeps the last layers of an int8 network in float: it needs "
+            f"--precision int8, not {precision}"
+        )
+    return precision

@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_output_option(
         parser,
         help="where to write the files (default: eval/ beside the first checkpoint; "
-        "eval_PRECISION/ for another --precision)",
+        "eval_PRECISION/ for another --precision, eval_int8_float_BLOCK/ with --float-from)",
     )
     add_precision_options(parser)
     add_json_option(parser)
@@ -107,10 +107,13 @@ def _evaluate(args: argparse.Namespace, config: Config) -> int:
     if precision != "fp32":
         fp32_output = Path(output) / "fp32" if output else None  # None: eval/, as fp32's
         reference = evaluate(config, args.checkpoints, output_dir=fp32_output, **options)
-        output = output or Path(args.checkpoints[0]).parent / f"eval_{precision}"
+        tail = f"_float_{args.float_from}" if args.float_from else ""
+        output = output or Path(args.checkpoints[0]).parent / f"eval_{precision}{tail}"
         options["prepare"] = _preparation(args, config, precision)
     result = evaluate(config, args.checkpoints, output_dir=output, **options)
     result["precision"] = precision
+    if args.float_from:
+        result["float_from"] = args.float_from
     if precision != "fp32":
         result["fp32"] = {
             "top1": reference["top1"],
@@ -149,7 +152,8 @@ def _evaluate(args: argparse.Namespace, config: Config) -> int:
 
 def _preparation(args: argparse.Namespace, config: Config, precision: str):
     """The model preparation for ``precision``: int8 calibrated on the training split of
-    --calibration CONFIG, else of the config being evaluated."""
+    --calibration CONFIG, else of the config being evaluated (and --float-from on in
+    float)."""
     from rsanet.engine.calibration import training_clips
     from rsanet.engine.config import load_config
     from rsanet.inference.precision import prepare_model
@@ -164,6 +168,7 @@ def _preparation(args: argparse.Namespace, config: Config, precision: str):
             calibration=lambda: training_clips(
                 source, frames=frames, size=config.data.size, clips=args.calibration_clips
             ),
+            float_from=args.float_from,
         )
 
     return prepare

@@ -174,6 +174,7 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
         unfold_mb=args.unfold_mb,
         dynamic_batch=getattr(args, "dynamic_batch", False),
         calibration=calibration,
+        float_from=args.float_from,
     )
     print(result.describe())
     if result.relative_diff is not None and args.tolerance is None:

@@ -164,6 +164,7 @@ def build_predictor(args: argparse.Namespace):
             precision=chosen_precision(args),
             calibration=checkpoint_calibration(args.calibration, args.calibration_clips),
             threads=args.threads,
+            float_from=args.float_from,
             **options,
         )
     if chosen_precision(args) != "fp32":

@@ -74,6 +74,7 @@ def apply_overrides(config, args: argparse.Namespace, environ=os.environ):
         precision=precision,
         calibration=calibration,
         calibration_clips=args.calibration_clips or config.calibration_clips,
+        float_from=args.float_from or config.float_from,
     )
 
 

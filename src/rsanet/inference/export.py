@@ -115,6 +115,33 @@ def _check_shape(frames: int, size: int, batch: int) -> None:
         )
 
 
+def _onnx_bytes(
+    module: nn.Module,
+    example: torch.Tensor,
+    input_name: str,
+    output_name: str,
+    dynamic_batch: bool,
+) -> bytes:
+    """``module`` (one input, one output) exported to ONNX and serialised."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[input_name],
+            output_names=[output_name],
+            do_constant_folding=True,
+            dynamic_axes=(
+                {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
+            ),
+        )
+    return buffer.getvalue()
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -126,6 +153,7 @@ def export_onnx(
     unfold_mb: float | None = 64,
     dynamic_batch: bool = False,
     calibration: Iterable[torch.Tensor] | None = None,
+    float_from: str | None = None,
 ) -> Path:
     """Export ``model`` to ONNX (opset 17, TorchScript-based exporter) for clips
     (batch, 3, frames, size, size); ``dynamic_batch``: the batch dimension (of the clip and
@@ -136,10 +164,15 @@ def export_onnx(
     With ``calibration`` (normalised clips (n, 3, frames, size, size)) the file is int8:
     quantized by ONNX Runtime and calibrated on those clips. Only for a network without
     transforms (TSN, TSM): ValueError for one whose transforms (RSA) int8 runs in PyTorch
-    between ONNX Runtime segments (``predict``/``serve --precision int8``)."""
+    between ONNX Runtime segments (``predict``/``serve --precision int8``). ``float_from``
+    (int8 only; a block, a stage or ``fc``): that block and the rest of the network stay
+    in float in the file, joined to the int8 part before them
+    (:func:`rsanet.inference.int8.append_float_tail`)."""
     import onnx
 
     _check_shape(frames, size, batch)
+    if float_from is not None and calibration is None:
+        raise ValueError("float_from is for int8 (it keeps the layers after it in float)")
     if calibration is not None:
         from rsanet.inference.int8 import transform_layers
         from rsanet.models.resnet import ResNetTSN
@@ -153,31 +186,20 @@ def export_onnx(
                 "it with rsanet predict/serve --precision int8, or export it in fp32"
             )
     path = Path(path)
-    prepared = _prepared(model, unfold_mb)
-    if calibration is not None:  # the int8 path's one segment: its stem suits ONNX Runtime
+    prepared, tail = _prepared(model, unfold_mb), None
+    if calibration is not None:  # the int8 path's segments: its stem suits ONNX Runtime
         from rsanet.inference.int8 import split_at_transforms
 
-        (prepared,), _ = split_at_transforms(prepared)
+        try:
+            prepared, *rest = split_at_transforms(prepared, float_from)[0]
+        except ValueError as error:
+            raise ValueError(f"float_from: {error}") from None
+        tail = rest[0] if rest else None
     clip = example_clip(frames, size, batch=batch)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            prepared,
-            (clip,),
-            buffer,
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            do_constant_folding=True,
-            dynamic_axes=(
-                {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-            ),
-        )
-    exported = buffer.getvalue()
+    head_output = OUTPUT_NAME if tail is None else prepared.output_names[0]
+    exported = _onnx_bytes(prepared, clip, INPUT_NAME, head_output, dynamic_batch)
     if calibration is not None:
-        from rsanet.inference.int8 import quantize_onnx
+        from rsanet.inference.int8 import append_float_tail, quantize_onnx
 
         if dynamic_batch:
             samples = [(clip,) for clip in calibration]
@@ -190,6 +212,13 @@ def export_onnx(
         if not samples:
             raise ValueError("int8 calibration needs at least one clip")
         exported = quantize_onnx(exported, samples, [INPUT_NAME])
+        if tail is not None:
+            with torch.no_grad():
+                features = prepared(clip)
+            tail_bytes = _onnx_bytes(
+                tail, features, tail.input_names[0], OUTPUT_NAME, dynamic_batch
+            )
+            exported = append_float_tail(exported, tail_bytes)
     proto = onnx.load_model_from_string(exported)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata or {})
@@ -407,6 +436,7 @@ def export_model(
     unfold_mb: float | None = 64,
     dynamic_batch: bool = False,
     calibration: Iterable[torch.Tensor] | None = None,
+    float_from: str | None = None,
 ) -> ExportResult:
     """Export ``model`` (``format`` ``onnx``, ``torchscript`` or ``safetensors``) and,
     with ``check``, load the file back and compare its logits with PyTorch's on a random
@@ -415,8 +445,9 @@ def export_model(
     tensor file (or the stem) and a JSON is written beside it; ``frames`` and ``size`` are
     recorded, ``batch`` and ``unfold_mb`` play no part. ``dynamic_batch`` (ONNX only): the
     file takes any batch size, checked at batches 1 and 3. ``calibration`` (ONNX only):
-    an int8 file (see :func:`export_onnx`); its parity is also given relative to the
-    largest logit (:attr:`ExportResult.relative_diff`)."""
+    an int8 file (see :func:`export_onnx`), with the layers from ``float_from`` on in
+    float; its parity is also given relative to the largest logit
+    (:attr:`ExportResult.relative_diff`)."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if dynamic_batch and format != "onnx":
@@ -437,6 +468,8 @@ def export_model(
             calibration = list(calibration)
             options["calibration"] = calibration
             metadata["precision"] = "int8"
+            if float_from is not None:
+                options["float_from"] = metadata["float_from"] = float_from
         exporter = export_onnx if format == "onnx" else export_torchscript
         path = exporter(
             model,

@@ -19,6 +19,11 @@ Runtime has no kernel for their neighbourhood products as fast as ours (see
 docs/performance.md). A network without transforms (TSN, TSM, and ``tsm_tiny``, whose shift
 and convolution export as they are) is one segment.
 
+``float_from`` (a block, a stage or ``fc``) cuts the chain once more, before that block,
+and runs everything from there in PyTorch in float32: the deepest layers, where
+quantization noise has built up most, then decide in float (``docs/performance.md``: it
+keeps the decisions of SynthCCTV networks that all-int8 changes).
+
     (N, 3, T, S, S) -> (N, K), like the float network, whose weights are not modified.
 """
 
@@ -77,15 +82,16 @@ def to_channels_first(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Segment(nn.Module):
-    """The float computation between two transforms (or the clip and the first, the last
-    and the logits): finish the block the previous transform is in, run whole blocks, then
-    start the block of the next transform.
+    """The float computation between two cuts: finish the block the previous transform is
+    in, run whole blocks, then start the block of the next transform. A cut is a transform
+    or, at ``float_from``, a plain cut between two blocks (or before the head).
 
-    Inputs: the clip (first segment) or (transform output, that block's input). Outputs:
-    (the next transform's input, its block's input) or the logits (last segment). Tensors
+    Inputs: the clip (first segment), (transform output, that block's input), or the
+    feature maps (after a plain cut). Outputs: (the next transform's input, its block's
+    input), the feature maps (before a plain cut) or the logits (last segment). Tensors
     between segments are channels-last, (N, T, H, W, C): ONNX Runtime's int8 kernels work
     in that layout, so its transposes at the segments' ends cancel, and the RSA layers read
-    it directly.
+    it directly. ``in_float``: the segment is in the float tail and is not quantized.
     """
 
     def __init__(
@@ -97,11 +103,28 @@ class _Segment(nn.Module):
         before: nn.Module | None,
         stem: bool,
         head: bool,
+        in_float: bool = False,
     ) -> None:
         super().__init__()
         self.model = model  # shared, not copied: the segments read the model's weights
         self.after, self.blocks, self.before = after, list(blocks), before
-        self.stem, self.head = stem, head
+        self.stem, self.head, self.in_float = stem, head, in_float
+        # in the model's mode: exporting a segment restores the segment's mode afterwards,
+        # recursively, into the shared model (a segment left in training mode would put a
+        # float tail's batch norms in training mode)
+        self.training = model.training
+
+    @property
+    def input_names(self) -> list[str]:
+        if self.stem:
+            return ["clip"]
+        return ["transformed", "block_input"] if self.after is not None else ["features"]
+
+    @property
+    def output_names(self) -> list[str]:
+        if self.head:
+            return ["logits"]
+        return ["transform_input", "block_input_out"] if self.before else ["features_out"]
 
     @staticmethod
     def _finish(block: nn.Module, transformed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -136,13 +159,18 @@ class _Segment(nn.Module):
         if self.stem:
             (x,) = inputs
             x = self._stem(model, x)
-        else:
+        elif self.after is not None:
             transformed, block_input = (to_channels_first(t) for t in inputs)
             x = self._finish(self.after, transformed, block_input)
+        else:
+            (features,) = inputs
+            x = to_channels_first(features)
         for block in self.blocks:
             x = block(x)
         if self.head:
             return model.forward_head(x)
+        if self.before is None:
+            return to_channels_last(x)
         return to_channels_last(self._start(self.before, x)), to_channels_last(x)
 
 
@@ -154,53 +182,90 @@ def transform_layers(model: nn.Module) -> list[str]:
     return [f"{name}.conv2" for name, block in model.named_blocks() if is_transform(block.conv2)]
 
 
-def split_at_transforms(model: ResNetTSN) -> tuple[list[_Segment], list[nn.Module]]:
-    """The segments of ``model`` and the transforms between them (one fewer)."""
-    segments, transforms = [], []
-    after, run = None, []
-    for block in model.blocks():
-        if is_transform(block.conv2):
-            segments.append(
-                _Segment(
-                    model,
-                    after=after,
-                    blocks=run,
-                    before=block,
-                    stem=not segments,
-                    head=False,
-                )
+def float_tail_start(model: ResNetTSN, name: str) -> str:
+    """The block (``layer{s}.{i}``) where the float tail named ``name`` starts: a block, a
+    stage (its first block) or ``fc`` (only the head). ValueError naming the choices."""
+    blocks = [block_name for block_name, _ in model.named_blocks()]
+    stages = sorted({block_name.split(".")[0] for block_name in blocks})
+    if name in blocks or name == "fc":
+        return name
+    if name in stages:
+        return f"{name}.0"
+    raise ValueError(
+        f"{name!r} is not a block of the network: expected a "
+        f"stage ({', '.join(stages)}), a block ({blocks[0]} ... {blocks[-1]}) or fc"
+    )
+
+
+def split_at_transforms(
+    model: ResNetTSN, float_from: str | None = None
+) -> tuple[list[_Segment], list[nn.Module | None]]:
+    """The segments of ``model`` and the cuts between them (one fewer): a transform, or
+    None for the plain cut before ``float_from`` (:func:`float_tail_start`), from which the
+    segments are ``in_float``."""
+    start = float_tail_start(model, float_from) if float_from is not None else None
+    segments: list[_Segment] = []
+    cuts: list[nn.Module | None] = []
+    after, run, in_tail = None, [], False
+
+    def close(before: nn.Module | None, head: bool = False) -> None:
+        segments.append(
+            _Segment(
+                model,
+                after=after,
+                blocks=run,
+                before=before,
+                stem=not segments,
+                head=head,
+                in_float=in_tail,
             )
-            transforms.append(block.conv2)
+        )
+
+    for name, block in [*model.named_blocks(), ("fc", None)]:
+        if name == start:  # a plain cut: the float tail starts here
+            close(None)
+            cuts.append(None)
+            after, run, in_tail = None, [], True
+        if block is None:  # the head
+            break
+        if is_transform(block.conv2):
+            close(block)
+            cuts.append(block.conv2)
             after, run = block, []
         else:
             run.append(block)
-    segments.append(
-        _Segment(model, after=after, blocks=run, before=None, stem=not segments, head=True)
-    )
-    return segments, transforms
+    close(None, head=True)
+    return segments, cuts
 
 
 class _SegmentedResNet(nn.Module):
-    """Run ``segments`` and ``transforms`` alternately; each segment may be replaced by a
-    callable on numpy arrays (an ONNX Runtime session). The transforms run under autocast to
-    ``transform_dtype`` if given (RSA then computes its projection and filters in it)."""
+    """Run ``segments`` and the ``cuts`` between them alternately; each segment may be
+    replaced by a callable on numpy arrays (an ONNX Runtime session). A cut is a transform,
+    run under autocast to ``transform_dtype`` if given (RSA then computes its projection and
+    filters in it) unless it is in the float tail (from ``float_from``: float32), or None
+    (the segment's features pass on as they are)."""
 
     def __init__(
         self,
         segments: Sequence,
-        transforms: Sequence[nn.Module],
+        cuts: Sequence[nn.Module | None],
         transform_dtype: torch.dtype | None = None,
+        first_float_segment: int | None = None,
     ) -> None:
         super().__init__()
         self.segments = list(segments)
-        self.transforms = nn.ModuleList(transforms)
+        self.cuts = list(cuts)
+        self.transforms = nn.ModuleList(cut for cut in cuts if cut is not None)
         self.transform_dtype = transform_dtype
+        self.first_float_segment = (
+            len(self.segments) if first_float_segment is None else first_float_segment
+        )
 
     def _transform(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """(N, T, H, W, C) -> (N, T, H, W, C')."""
-        dtype = self.transform_dtype
+        dtype = self.transform_dtype if index < self.first_float_segment else None
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-            return to_channels_last(self.transforms[index](to_channels_first(x)).float())
+            return to_channels_last(self.cuts[index](to_channels_first(x)).float())
 
     def forward(self, clip: torch.Tensor, record: list[list] | None = None) -> torch.Tensor:
         inputs: tuple[torch.Tensor, ...] = (clip,)
@@ -208,8 +273,11 @@ class _SegmentedResNet(nn.Module):
             if record is not None:
                 record[index].append(tuple(t.detach().clone() for t in inputs))
             outputs = segment(*inputs)
-            if index == len(self.transforms):
+            if index == len(self.cuts):
                 return outputs
+            if self.cuts[index] is None:
+                inputs = (outputs,)
+                continue
             transform_input, block_input = outputs
             inputs = (self._transform(index, transform_input), block_input)
         raise AssertionError("unreachable")
@@ -243,8 +311,7 @@ class _Session:
 
 
 def _export_segment(segment: _Segment, example: tuple[torch.Tensor, ...]) -> bytes:
-    names = ["clip"] if len(example) == 1 else ["transformed", "block_input"]
-    outputs = ["logits"] if segment.head else ["transform_input", "block_input_out"]
+    names, outputs = segment.input_names, segment.output_names
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -329,19 +396,40 @@ def quantize_onnx(
         return target.read_bytes()
 
 
+def append_float_tail(int8_bytes: bytes, tail_bytes: bytes) -> bytes:
+    """One ONNX model from a quantized head part (clip -> ``features_out``) and the float
+    tail after it (``features`` -> logits): the tail's inner names prefixed, so that the
+    two exports' names cannot collide."""
+    import onnx
+    from onnx import compose
+
+    tail = compose.add_prefix(
+        onnx.load_model_from_string(tail_bytes),
+        "float_tail/",
+        rename_inputs=False,
+        rename_outputs=False,
+    )
+    head = onnx.load_model_from_string(int8_bytes)
+    merged = compose.merge_models(head, tail, io_map=[("features_out", "features")])
+    return merged.SerializeToString()
+
+
 class Int8ResNet(nn.Module):
     """A ResNet whose segments run in ONNX Runtime int8 and whose transforms run in PyTorch:
-    clip (N, 3, T, S, S) -> logits (N, K). Built by :func:`quantize_resnet`."""
+    clip (N, 3, T, S, S) -> logits (N, K). Built by :func:`quantize_resnet`; the segments of
+    a float tail are PyTorch modules in float32."""
 
     def __init__(
         self,
-        sessions: list[_Session],
-        transforms: Sequence[nn.Module],
+        segments: list[_Session | _Segment],
+        cuts: Sequence[nn.Module | None],
         transform_dtype: torch.dtype | None = None,
+        first_float_segment: int | None = None,
     ) -> None:
         super().__init__()
-        self.runner = _SegmentedResNet(sessions, transforms, transform_dtype)
-        self.segments = len(sessions)
+        self.runner = _SegmentedResNet(segments, cuts, transform_dtype, first_float_segment)
+        self.segments = len(segments)
+        self.quantized_segments = sum(isinstance(s, _Session) for s in segments)
 
     @torch.inference_mode()
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
@@ -354,14 +442,18 @@ def quantize_resnet(
     *,
     threads: int | None = None,
     transform_dtype: torch.dtype | None = None,
+    float_from: str | None = None,
 ) -> Int8ResNet:
     """``model`` (a :class:`ResNetTSN`) with its segments quantized to int8, calibrated on
     the clips of ``calibration`` (each (n, 3, T, S, S), normalised as the model's input).
     ``transform_dtype`` (e.g. torch.bfloat16): the autocast type of the transforms, also
-    while calibrating (None: float32).
+    while calibrating (None: float32). ``float_from`` (a block ``layer3.5``, a stage
+    ``layer4``, or ``fc``): that block and all after it, transforms and head included, run
+    in float32 instead.
 
-    TypeError for a model outside the ResNet family; ValueError without calibration clips.
-    ``model`` itself is not modified (the transforms are copied).
+    TypeError for a model outside the ResNet family; ValueError without calibration clips
+    or for a ``float_from`` that is not in the model. ``model`` itself is not modified (the
+    transforms are copied).
     """
     if not isinstance(model, ResNetTSN):
         raise TypeError(
@@ -372,8 +464,9 @@ def quantize_resnet(
     except ImportError as error:
         raise ImportError("int8 needs onnxruntime: pip install 'rsanet[export]'") from error
     model = copy.deepcopy(model).eval()
-    segments, transforms = split_at_transforms(model)
-    runner = _SegmentedResNet(segments, transforms, transform_dtype)
+    segments, cuts = split_at_transforms(model, float_from)
+    first_float = next((i for i, s in enumerate(segments) if s.in_float), None)
+    runner = _SegmentedResNet(segments, cuts, transform_dtype, first_float)
     record: list[list] = [[] for _ in segments]
     clips = 0
     with torch.no_grad():
@@ -382,18 +475,25 @@ def quantize_resnet(
             clips += clip.shape[0]
     if not clips:
         raise ValueError("int8 calibration needs at least one clip")
-    sessions = []
+    runnable: list[_Session | _Segment] = []
     for segment, samples in zip(segments, record, strict=True):
+        if segment.in_float:
+            runnable.append(segment)
+            continue
         float_bytes = _export_segment(segment, samples[0])
-        names = ["clip"] if segment.stem else ["transformed", "block_input"]
-        sessions.append(_Session(quantize_onnx(float_bytes, samples, names), threads))
+        int8_bytes = quantize_onnx(float_bytes, samples, segment.input_names)
+        runnable.append(_Session(int8_bytes, threads))
+    int8 = Int8ResNet(runnable, cuts, transform_dtype, first_float)
     logger.info(
-        "int8: %d segments in ONNX Runtime, %d transforms in PyTorch, calibrated on %d clips",
-        len(sessions),
-        len(transforms),
+        "int8: %d segments in ONNX Runtime, %d in float32 (from %s), %d transforms in "
+        "PyTorch, calibrated on %d clips",
+        int8.quantized_segments,
+        int8.segments - int8.quantized_segments,
+        float_from or "-",
+        len(int8.runner.transforms),
         clips,
     )
-    return Int8ResNet(sessions, transforms, transform_dtype)
+    return int8
 
 
 def calibration_batches(

@@ -34,7 +34,12 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class PrecisionError(ValueError):
-    """A precision this device cannot run (the message says which can)."""
+    """A precision this device cannot run (the message says which can), or an int8 option
+    that does not fit the model; ``field``: the setting at fault."""
+
+    def __init__(self, message: str, field: str = "precision") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @functools.cache
@@ -127,13 +132,23 @@ def prepare_model(
     device: str | torch.device = "cpu",
     calibration: Callable[[], Iterable[torch.Tensor]] | None = None,
     threads: int | None = None,
+    float_from: str | None = None,
 ) -> nn.Module:
     """``model`` on ``device`` in evaluation mode, running in ``precision`` (see the module
     docstring): clip (N, 3, T, S, S) -> logits (N, K) in float32.
 
     ``calibration`` gives the int8 calibration clips (normalised model inputs), called only
     for int8. A model outside the ResNet family falls back to fp32 for int8, with a warning.
+    ``float_from`` (int8; a block ``layer3.5``, a stage ``layer4`` or ``fc``): that block
+    and everything after it run in float32 (:func:`rsanet.inference.int8.quantize_resnet`);
+    PrecisionError (field ``float_from``) for another precision or a name not in the model.
     """
+    if float_from is not None and precision != "int8":
+        raise PrecisionError(
+            f"{float_from!r} keeps the last layers of an int8 network in float; it needs "
+            f"precision int8, not {precision}",
+            field="float_from",
+        )
     precision = resolve_precision(precision, device)
     model = model.to(device).eval()
     if precision in _DTYPES:
@@ -149,10 +164,21 @@ def prepare_model(
             return model
         if calibration is None:
             raise ValueError("int8 needs calibration clips (the calibration argument)")
+        if float_from is not None:
+            from rsanet.inference.int8 import float_tail_start
+
+            try:
+                float_tail_start(model, float_from)
+            except ValueError as error:
+                raise PrecisionError(str(error), field="float_from") from None
         # the transforms' own GEMMs and convolutions (RSA's projection and filters) in
         # bfloat16 where the CPU has it, the rest of them in float32
         transform_dtype = torch.bfloat16 if _runs_bf16_natively() else None
         return quantize_resnet(
-            model, calibration(), threads=threads, transform_dtype=transform_dtype
+            model,
+            calibration(),
+            threads=threads,
+            transform_dtype=transform_dtype,
+            float_from=float_from,
         )
     return model

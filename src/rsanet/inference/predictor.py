@@ -244,6 +244,7 @@ class Predictor:
         calibration: Callable[[Classifier, int], Iterable[torch.Tensor]] | None = None,
         threads: int | None = None,
         device: str = "cpu",
+        float_from: str | None = None,
     ) -> Predictor:
         """A predictor on the PyTorch model of an rsanet checkpoint or weights-only
         ``.safetensors`` file; ``size`` defaults to the size the model was trained at
@@ -253,7 +254,8 @@ class Predictor:
         ``precision`` (fp32, bf16, int8; see :mod:`rsanet.inference.precision`): int8 is
         calibrated on ``calibration(classifier, size)``, normalised clips (n, 3, T, S, S)
         for the loaded classifier, e.g. :func:`rsanet.inference.int8.calibration_batches`
-        over its training set; ``threads``: ONNX Runtime's threads for int8. The model is
+        over its training set; ``threads``: ONNX Runtime's threads for int8;
+        ``float_from``: int8 keeps that block and the rest in float. The model is
         put on ``device``; clips are fed as given (on the CPU: serve's
         :class:`rsanet.serve.batching.DeviceBackend` moves them to a GPU)."""
         from rsanet.inference.precision import prepare_model
@@ -266,6 +268,7 @@ class Predictor:
             device=device,
             calibration=(lambda: calibration(classifier, size)) if calibration else None,
             threads=threads,
+            float_from=float_from,
         )
         return cls(
             TorchBackend(model),
@@ -290,6 +293,7 @@ class Predictor:
         smoothing: int = 3,
         threads: int | None = None,
         device: str = "cpu",
+        float_from: str | None = None,
     ) -> Predictor:
         """A predictor on an exported ONNX file run by ONNX Runtime (``threads`` intra-op
         threads; ``device`` cuda[:N]: its TensorRT or CUDA execution provider). The clip

@@ -8,6 +8,7 @@
     precision: fp32                  # fp32, bf16, fp16 (GPU), int8 (CPU; torch backend)
     calibration: null                # int8: config whose training split calibrates it
     calibration_clips: 32            #   (default: the checkpoint's training config)
+    float_from: null                 # int8: this block/stage (layer4) on stays in float
     window_seconds: 2
     stride_seconds: 1
     smoothing: 3
@@ -131,6 +132,7 @@ class ServeConfig:
     precision: str = "fp32"
     calibration: Path | None = None
     calibration_clips: int = 32
+    float_from: str | None = None
     window_seconds: float = 2.0
     stride_seconds: float = 1.0
     smoothing: int = 3
@@ -146,8 +148,8 @@ class ServeConfig:
 
 TOP_KEYS = {
     "model", "backend", "device", "precision", "calibration", "calibration_clips",
-    "window_seconds", "stride_seconds", "smoothing", "top_k", "rules", "cameras", "storage",
-    "http", "webhook", "mqtt",
+    "float_from", "window_seconds", "stride_seconds", "smoothing", "top_k", "rules",
+    "cameras", "storage", "http", "webhook", "mqtt",
 }  # fmt: skip
 CAMERA_KEYS = {"name", "url", "rules", "loop"}
 STORAGE_KEYS = {"folder", "pre_seconds", "post_seconds", "retention_days", "max_total_mb"}
@@ -284,6 +286,8 @@ def _parse(data: Any, base: Path) -> ServeConfig:
     calibration_clips = _integer(
         _optional(data, "calibration_clips", 32), "calibration_clips", 1, 4096
     )
+    float_from = data.get("float_from")  # checked against the model when it is loaded
+    float_from = None if float_from is None else _text(float_from, "float_from")
     window = _number(_optional(data, "window_seconds", 2.0), "window_seconds", high=300)
     stride = _number(_optional(data, "stride_seconds", window / 2), "stride_seconds", high=300)
     smoothing = _integer(_optional(data, "smoothing", 3), "smoothing", 1, 1000)
@@ -361,6 +365,7 @@ def _parse(data: Any, base: Path) -> ServeConfig:
         precision=precision,
         calibration=calibration,
         calibration_clips=calibration_clips,
+        float_from=float_from,
         window_seconds=window,
         stride_seconds=stride,
         smoothing=smoothing,

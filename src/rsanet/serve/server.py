@@ -85,10 +85,11 @@ def build_predictor(config: ServeConfig) -> Predictor:
             precision=config.precision,
             device=device,
             calibration=checkpoint_calibration(config.calibration, config.calibration_clips),
+            float_from=config.float_from,
             **options,
         )
     except PrecisionError as error:
-        raise ConfigError(f"precision: {error}") from None
+        raise ConfigError(f"{error.field}: {error}") from None
     if device != "cpu":
         predictor.backend = DeviceBackend(predictor.backend.model, device)
     return predictor
