@@ -54,6 +54,14 @@ def test_a_precision_the_device_cannot_run_is_an_error():
         resolve_precision("int4", "cpu")
 
 
+def assert_segments_compute_the_model(model, parts, cuts, clip) -> None:
+    """The segments and the cuts between them, run in PyTorch, give the model's logits."""
+    with torch.inference_mode():
+        expected = model(clip)
+        got = int8._SegmentedResNet(parts, cuts)(clip)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("name", "segments"), [("rsanet_tiny", 8), ("tsn_tiny", 1), ("tsm_tiny", 1), ("sa_tiny", 8)]
 )
@@ -63,11 +71,7 @@ def test_the_segments_and_transforms_compute_the_float_network(name, segments):
     parts, transforms = int8.split_at_transforms(model)
     assert len(parts) == segments and len(transforms) == segments - 1
     assert len(int8.transform_layers(model)) == segments - 1
-    clip = torch.randn(2, 3, 8, 32, 32)
-    with torch.inference_mode():
-        expected = model(clip)
-        got = int8._SegmentedResNet(parts, transforms)(clip)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert_segments_compute_the_model(model, parts, transforms, torch.randn(2, 3, 8, 32, 32))
 
 
 def test_a_stem_over_time_runs_as_the_float_networks():
@@ -78,11 +82,7 @@ def test_a_stem_over_time_runs_as_the_float_networks():
     width = model.conv1.out_channels
     model.conv1 = torch.nn.Conv3d(3, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False)
     parts, transforms = int8.split_at_transforms(model)
-    clip = torch.randn(2, 3, 4, 32, 32)
-    with torch.inference_mode():
-        expected = model(clip)
-        got = int8._SegmentedResNet(parts, transforms)(clip)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert_segments_compute_the_model(model, parts, transforms, torch.randn(2, 3, 4, 32, 32))
 
 
 @pytest.mark.parametrize(
@@ -107,11 +107,7 @@ def test_a_float_tail_is_a_cut_before_its_block(name, float_from, segments):
         start = float_from if "." in float_from else f"{float_from}.0"
         block = dict(model.named_blocks())[start]
         assert (parts[first].blocks or [parts[first].before])[0] is block
-    clip = torch.randn(2, 3, 8, 32, 32)
-    with torch.inference_mode():
-        expected = model(clip)
-        got = int8._SegmentedResNet(parts, cuts)(clip)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert_segments_compute_the_model(model, parts, cuts, torch.randn(2, 3, 8, 32, 32))
 
 
 def test_a_float_tail_must_name_a_block_of_the_network():
