@@ -179,6 +179,7 @@ def test_cli_token_from_the_environment(tmp_path, fighting_checkpoint, square_cl
         half=False,
         calibration=None,
         calibration_clips=None,
+        float_from=None,
     )
     changed = apply_overrides(config, args, {"RSANET_SERVE_TOKEN": "from-the-env"})
     assert (changed.http.host, changed.http.port, changed.http.token) == (
