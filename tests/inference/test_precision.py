@@ -110,6 +110,18 @@ def test_a_float_tail_is_a_cut_before_its_block(name, float_from, segments):
     assert_segments_compute_the_model(model, parts, cuts, torch.randn(2, 3, 8, 32, 32))
 
 
+def test_the_transforms_of_a_float_tail_run_in_float32():
+    """The RSA layers after the cut ignore the bfloat16 autocast of int8's transforms: with
+    the whole network from ``layer1.0`` in the tail, the bfloat16 runner is exact."""
+    torch.manual_seed(0)
+    model = randomise_norms(rsanet.create_model("rsanet_tiny", num_classes=5)).eval()
+    parts, cuts = int8.split_at_transforms(model, "layer1.0")
+    clip = torch.randn(2, 3, 8, 32, 32)
+    with torch.inference_mode():
+        got = int8._SegmentedResNet(parts, cuts, torch.bfloat16)(clip)
+        torch.testing.assert_close(got, model(clip), rtol=1e-5, atol=1e-6)
+
+
 def test_a_float_tail_must_name_a_block_of_the_network():
     model = rsanet.create_model("tsm_tiny", num_classes=5)
     with pytest.raises(ValueError, match=r"'layer9' .* a stage \(layer1, layer2, layer3, layer4\)"):

@@ -242,35 +242,35 @@ class _SegmentedResNet(nn.Module):
     """Run ``segments`` and the ``cuts`` between them alternately; each segment may be
     replaced by a callable on numpy arrays (an ONNX Runtime session). A cut is a transform,
     run under autocast to ``transform_dtype`` if given (RSA then computes its projection and
-    filters in it) unless it is in the float tail (from ``float_from``: float32), or None
-    (the segment's features pass on as they are)."""
+    filters in it) unless it follows a segment of the float tail (``in_float``: float32),
+    or None (the segment's features pass on as they are)."""
 
     def __init__(
         self,
         segments: Sequence,
         cuts: Sequence[nn.Module | None],
         transform_dtype: torch.dtype | None = None,
-        first_float_segment: int | None = None,
     ) -> None:
         super().__init__()
         self.segments = list(segments)
         self.cuts = list(cuts)
         self.transforms = nn.ModuleList(cut for cut in cuts if cut is not None)
         self.transform_dtype = transform_dtype
-        self.first_float_segment = (
-            len(self.segments) if first_float_segment is None else first_float_segment
-        )
+        # an ONNX Runtime session is never in the float tail
+        self.in_float = [getattr(segment, "in_float", False) for segment in self.segments]
 
     def _transform(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """(N, T, H, W, C) -> (N, T, H, W, C')."""
-        dtype = self.transform_dtype if index < self.first_float_segment else None
+        dtype = None if self.in_float[index] else self.transform_dtype
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             return to_channels_last(self.cuts[index](to_channels_first(x)).float())
 
     def forward(self, clip: torch.Tensor, record: list[list] | None = None) -> torch.Tensor:
+        """``record``: one list per segment, to which the inputs of each segment to be
+        quantized (not in the float tail) are appended (calibration)."""
         inputs: tuple[torch.Tensor, ...] = (clip,)
         for index, segment in enumerate(self.segments):
-            if record is not None:
+            if record is not None and not self.in_float[index]:
                 record[index].append(tuple(t.detach().clone() for t in inputs))
             outputs = segment(*inputs)
             if index == len(self.cuts):
@@ -424,10 +424,9 @@ class Int8ResNet(nn.Module):
         segments: list[_Session | _Segment],
         cuts: Sequence[nn.Module | None],
         transform_dtype: torch.dtype | None = None,
-        first_float_segment: int | None = None,
     ) -> None:
         super().__init__()
-        self.runner = _SegmentedResNet(segments, cuts, transform_dtype, first_float_segment)
+        self.runner = _SegmentedResNet(segments, cuts, transform_dtype)
         self.segments = len(segments)
         self.quantized_segments = sum(isinstance(s, _Session) for s in segments)
 
@@ -465,8 +464,7 @@ def quantize_resnet(
         raise ImportError("int8 needs onnxruntime: pip install 'rsanet[export]'") from error
     model = copy.deepcopy(model).eval()
     segments, cuts = split_at_transforms(model, float_from)
-    first_float = next((i for i, s in enumerate(segments) if s.in_float), None)
-    runner = _SegmentedResNet(segments, cuts, transform_dtype, first_float)
+    runner = _SegmentedResNet(segments, cuts, transform_dtype)
     record: list[list] = [[] for _ in segments]
     clips = 0
     with torch.no_grad():
@@ -483,7 +481,7 @@ def quantize_resnet(
         float_bytes = _export_segment(segment, samples[0])
         int8_bytes = quantize_onnx(float_bytes, samples, segment.input_names)
         runnable.append(_Session(int8_bytes, threads))
-    int8 = Int8ResNet(runnable, cuts, transform_dtype, first_float)
+    int8 = Int8ResNet(runnable, cuts, transform_dtype)
     logger.info(
         "int8: %d segments in ONNX Runtime, %d in float32 (from %s), %d transforms in "
         "PyTorch, calibrated on %d clips",
