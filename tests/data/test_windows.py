@@ -1,10 +1,11 @@
 """Training windows of untrimmed recordings: labels by overlap, the positive ratio,
-determinism per (seed, epoch), the validation grid, time-based decoding, bad recordings,
-and the split by session."""
+determinism per (seed, epoch), key moments as positives, the validation grid, time-based
+decoding, bad recordings, and the split by session."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from rsanet.data import (
     WindowSampler,
     build_untrimmed_dataset,
     class_coverage,
+    key_moment_label,
+    key_moments,
     open_video,
     read_untrimmed,
     session_key,
@@ -163,6 +166,80 @@ def test_bags_hold_windows_of_one_event_spread_over_it():
         (1, 10.751921),
         (0, 18.226362),
     ]
+
+
+def dumping_and_fall() -> UntrimmedVideo:
+    """A 30 s recording: dumping 4-12 s whose bag goes down 7-8.5 s (the walks around it
+    are no action), a fall at 20.2-20.7 s inside fainting 20-28 s, and an action in no
+    event."""
+    return UntrimmedVideo(
+        "cam.mp4",
+        (EventInterval("dumping", 4.0, 12.0), EventInterval("fainting", 20.0, 28.0)),
+        actions=(
+            EventInterval("throwing", 7.0, 8.5, "person_1"),
+            EventInterval("falldown", 20.2, 20.7, "person_1"),
+            EventInterval("walking", 15.0, 16.0, "person_3"),  # in no event: ignored
+        ),
+    )
+
+
+def test_key_moments_are_the_actions_inside_each_event():
+    video = dumping_and_fall()
+    assert key_moments(video) == (
+        EventInterval("dumping", 7.0, 8.5),
+        EventInterval("fainting", 20.2, 20.7),
+    )
+    # from the first action to the last, any actor, clipped to the event
+    second = EventInterval("falldown", 27.5, 29.0, "person_2")
+    longer = replace(video, actions=(*video.actions, second))
+    assert key_moments(longer)[1] == EventInterval("fainting", 20.2, 28.0)
+    bare = UntrimmedVideo("cam.mp4", (EventInterval("fight", 1.0, 3.0),))
+    assert key_moments(bare) == bare.events  # no action: the whole event
+
+
+def test_key_moment_labels():
+    video = dumping_and_fall()
+    assert key_moment_label(video, 6.5, 2.0, 0.5) == ("dumping", 0.75)
+    assert key_moment_label(video, 7.5, 2.0, 0.5) == ("dumping", 0.5)  # min_overlap of it
+    assert key_moment_label(video, 7.6, 2.0, 0.5) == (None, 1.0)  # the walk away: left out
+    assert key_moment_label(video, 4.0, 2.0, 0.5)[0] is None  # the walk in
+    # a 0.5 s fall counts when the window holds all of it, not when it cuts it
+    assert key_moment_label(video, 19.0, 2.0, 0.5) == ("fainting", 0.25)
+    assert key_moment_label(video, 20.4, 2.0, 0.5)[0] is None
+    assert key_moment_label(video, 14.0, 2.0, 0.5) == (NORMAL_CLASS, 0.0)
+    assert key_moment_label(video, 2.0, 2.0, 0.5) == (NORMAL_CLASS, 0.0)  # touches at 4.0
+    assert window_label(video.events, 4.0, 2.0, 0.5) == ("dumping", 1.0)  # whole events
+
+
+def test_training_on_key_moments():
+    """positive_spans="actions": every positive window covers its event's key moment
+    enough, normal windows stay away from the whole events, and the validation grid is
+    labelled the same way."""
+    video = dumping_and_fall()
+    classes = [NORMAL_CLASS, "dumping", "fainting"]
+    common = {"window_s": 2.0, "windows_per_epoch": 400, "positive_sampling": "class"}
+    sampler = WindowSampler([video], [30.0], classes, positive_spans="actions", **common)
+    drawn = sampler.epoch(0)
+    positives = [w for w in drawn if w.label]
+    assert {w.label for w in positives} == {1, 2} and len(positives) == 200
+    for window in positives:
+        start, end = window.start_s, window.start_s + 2.0
+        if window.label == 1:  # 1 s of the 1.5 s setting down
+            assert min(8.5, end) - max(7.0, start) >= 1.0 - 1e-9
+        else:  # the whole fall
+            assert start <= 20.2 + 1e-9 and 20.7 <= end + 1e-9
+    for window in drawn:
+        if not window.label:
+            assert not class_coverage(video.events, window.start_s, 2.0)
+    grid = sampler.grid(0.5)
+    labelled = {w.start_s: w.label for w in grid}
+    assert labelled[7.0] == 1 and labelled[19.0] == 2 and labelled[14.0] == 0
+    assert 10.0 not in labelled and 24.0 not in labelled  # event time around the moments
+    whole = WindowSampler([video], [30.0], classes, **common)
+    assert {w.start_s: w.label for w in whole.grid(0.5)}[10.0] == 1
+    assert sampler.whole_event_moments == 0
+    with pytest.raises(ValueError, match="positive_spans must be one of events, actions"):
+        WindowSampler([video], [30.0], classes, positive_spans="moments", **common)
 
 
 def test_a_bag_is_one_item(recordings):

@@ -90,6 +90,20 @@ def test_rsanet_train_on_bags_of_windows(tmp_path, cameras, capsys):
     assert math.isfinite(epoch["train_loss"])
 
 
+def test_rsanet_train_on_key_moments(tmp_path, cameras, capsys):
+    """positive_spans: actions reaches the windows; these intervals have no actions, so
+    every key moment is its whole event."""
+    config = example_config(cameras)
+    config["data"]["untrimmed"]["positive_spans"] = "actions"
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    assert main(["train", str(path), "--output", str(out)]) == 0
+    assert "positives at key moments, 1 of them whole events" in capsys.readouterr().out
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["data"]["untrimmed"]["positive_spans"] == "actions"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -101,6 +115,7 @@ def test_rsanet_train_on_bags_of_windows(tmp_path, cameras, capsys):
         ({"windows_per_epochs": 3}, "did you mean 'data.untrimmed.windows_per_epoch'"),
         ({"positive_sampling": "video"}, "data.untrimmed.positive_sampling must be one of"),
         ({"bag_size": 0}, "data.untrimmed.bag_size must be >= 1"),
+        ({"positive_spans": "moments"}, "data.untrimmed.positive_spans must be one of"),
     ],
 )
 def test_untrimmed_fields_are_checked(cameras, change, message):

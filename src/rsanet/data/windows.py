@@ -60,6 +60,10 @@ NORMAL_CLASS = "normal"
 #: how training positives are drawn: every event equally often, or every class equally often
 POSITIVE_SAMPLING = ("event", "class")
 
+#: which spans make a window positive: the events' whole intervals, or their key moments
+#: (the annotated actions inside each event, :func:`key_moments`)
+POSITIVE_SPANS = ("events", "actions")
+
 #: errors of decoders that mean "this file is bad", not "this code is"
 _DATA_ERRORS = (OSError, ValueError, RuntimeError, EOFError)
 
@@ -117,6 +121,50 @@ def window_label(
     return (label, overlap) if overlap >= min_overlap - 1e-9 else (None, overlap)
 
 
+def key_moments(video: UntrimmedVideo) -> tuple[EventInterval, ...]:
+    """Each event's key moment: the span from the first to the last of the recording's
+    annotated actions that overlap the event (any actor; AI Hub's ``punching``,
+    ``falldown``, ``throwing``...), clipped to the event and labelled with its class; the
+    whole event when no action overlaps it. A dumping event is the walk in, the bag set
+    down and the walk away; its key moment is the setting down."""
+    moments = []
+    for event in video.events:
+        inside = [
+            (max(a.start_s, event.start_s), min(a.end_s, event.end_s))
+            for a in video.actions
+            if a.start_s <= event.end_s and a.end_s >= event.start_s
+        ]
+        if inside:
+            start, end = min(a for a, _ in inside), max(b for _, b in inside)
+            moments.append(EventInterval(event.label, start, end, event.actor))
+        else:
+            moments.append(event)
+    return tuple(moments)
+
+
+def key_moment_label(
+    video: UntrimmedVideo, start_s: float, window_s: float, min_overlap: float
+) -> tuple[str | None, float]:
+    """``(label, overlap)`` of a window when key moments are the positives: the class of the
+    key moment it overlaps the most, when that overlap is at least ``min_overlap`` of the
+    window or the whole key moment, whichever is shorter (a 0.5 s fall inside a 2 s window
+    counts); :data:`NORMAL_CLASS` when no event touches it; else ``(None, overlap)``, the
+    event time around a key moment, which is left out. ``overlap``: the fraction of the
+    window the chosen key moment covers."""
+    end = start_s + window_s
+    best, best_seconds = None, 0.0
+    for moment in key_moments(video):
+        seconds = max(0.0, min(moment.end_s, end) - max(moment.start_s, start_s))
+        inside = start_s - 1e-9 <= moment.start_s and moment.end_s <= end + 1e-9
+        enough = seconds >= min_overlap * window_s - 1e-9 or inside
+        if enough and (best is None or seconds > best_seconds):
+            best, best_seconds = moment.label, seconds
+    if best is not None:
+        return best, best_seconds / window_s
+    coverage = class_coverage(video.events, start_s, window_s)
+    return (None, max(coverage.values())) if coverage else (NORMAL_CLASS, 0.0)
+
+
 def _merged(events: Iterable[EventInterval]) -> list[tuple[float, float]]:
     spans: list[tuple[float, float]] = []
     for event in sorted(events, key=lambda e: (e.start_s, e.end_s)):
@@ -134,7 +182,12 @@ def _check_window_options(
     windows_per_epoch: int,
     positive_sampling: str = "event",
     bag_size: int = 1,
+    positive_spans: str = "events",
 ) -> None:
+    if positive_spans not in POSITIVE_SPANS:
+        raise ValueError(
+            f"positive_spans must be one of {', '.join(POSITIVE_SPANS)}, got {positive_spans!r}"
+        )
     if positive_sampling not in POSITIVE_SAMPLING:
         raise ValueError(
             f"positive_sampling must be one of {', '.join(POSITIVE_SAMPLING)}, "
@@ -171,6 +224,13 @@ class WindowSampler:
     starts); a negative bag is ``bag_size`` normal windows drawn independently. An event's
     interval often holds more than its class shows (the walk before a bag is put down), and
     a bag lets the training pick the window that shows it (:mod:`rsanet.engine.bags`).
+
+    ``positive_spans="actions"``: the positives are the events' key moments
+    (:func:`key_moments`) rather than their whole intervals, and windows are labelled by
+    :func:`key_moment_label`: a window must cover ``min_overlap`` of itself or all of a
+    key moment; the rest of the event time gives no window; normal windows are drawn as
+    before, away from the whole events. For annotations that mark what happens inside an
+    event (AI Hub's actions), so that the training sees the moment that defines the class.
     """
 
     def __init__(
@@ -186,9 +246,16 @@ class WindowSampler:
         seed: int = 0,
         positive_sampling: str = "event",
         bag_size: int = 1,
+        positive_spans: str = "events",
     ) -> None:
         _check_window_options(
-            window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling, bag_size
+            window_s,
+            min_overlap,
+            positive_fraction,
+            windows_per_epoch,
+            positive_sampling,
+            bag_size,
+            positive_spans,
         )
         if len(videos) != len(durations):
             raise ValueError("one duration per video is needed")
@@ -198,19 +265,31 @@ class WindowSampler:
         self.window_s, self.min_overlap = float(window_s), float(min_overlap)
         self.positive_fraction, self.windows_per_epoch = positive_fraction, windows_per_epoch
         self.seed, self.positive_sampling, self.bag_size = seed, positive_sampling, bag_size
+        self.positive_spans = positive_spans
         w, m = self.window_s, self.min_overlap
         #: (video, lowest start, highest start) of each usable event / event-free stretch
         self.positives: list[tuple[int, float, float]] = []
         self.negatives: list[tuple[int, float, float]] = []
         self.unusable_events = 0
+        #: with positive_spans="actions": events whose key moment is the whole event (no
+        #: action inside it, or one as long as it)
+        self.whole_event_moments = 0
         #: per class with usable events, the indices of its entries in ``positives``
         self.positives_by_class: dict[str, list[int]] = {}
         for number, (video, duration) in enumerate(zip(self.videos, self.durations, strict=True)):
             last_start = duration - w
-            for event in video.events:
-                low = max(0.0, event.start_s - (1 - m) * w)
-                high = min(last_start, event.end_s - m * w)
-                if event.duration_s >= m * w - 1e-9 and low <= high + 1e-9:
+            moments = positive_spans == "actions"
+            spans = key_moments(video) if moments else video.events
+            if moments:
+                self.whole_event_moments += sum(
+                    k == e for k, e in zip(spans, video.events, strict=True)
+                )
+            for event in spans:
+                # a window must cover `needed` seconds of it: starts in [low, high]
+                needed = min(m * w, event.duration_s) if moments else m * w
+                low = max(0.0, event.start_s - ((w - needed) if moments else (1 - m) * w))
+                high = min(last_start, event.end_s - needed)
+                if event.duration_s >= needed - 1e-9 and low <= high + 1e-9:
                     self.positives_by_class.setdefault(event.label, []).append(len(self.positives))
                     self.positives.append((number, low, max(low, high)))
                 else:
@@ -250,9 +329,14 @@ class WindowSampler:
             )
 
     def _label(self, video: int, start: float) -> tuple[int, float] | None:
-        name, overlap = window_label(
-            self.videos[video].events, start, self.window_s, self.min_overlap
-        )
+        if self.positive_spans == "actions":
+            name, overlap = key_moment_label(
+                self.videos[video], start, self.window_s, self.min_overlap
+            )
+        else:
+            name, overlap = window_label(
+                self.videos[video].events, start, self.window_s, self.min_overlap
+            )
         return None if name is None else (self.index[name], overlap)
 
     def epoch(self, epoch: int) -> list[Window]:
@@ -309,7 +393,7 @@ class WindowSampler:
             f"positive_fraction={self.positive_fraction:g}, "
             f"windows_per_epoch={self.windows_per_epoch}, "
             f"positive_sampling={self.positive_sampling!r}, bag_size={self.bag_size}, "
-            f"{len(self.videos)} recordings)"
+            f"positive_spans={self.positive_spans!r}, {len(self.videos)} recordings)"
         )
 
 
@@ -379,6 +463,7 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         max_attempts: int = 10,
         positive_sampling: str = "event",
         bag_size: int = 1,
+        positive_spans: str = "events",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -432,6 +517,7 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             seed=seed,
             positive_sampling=positive_sampling,
             bag_size=bag_size if train else 1,
+            positive_spans=positive_spans,
         )
         self.bag_size = self.sampler.bag_size
         self.durations = self.sampler.durations
@@ -497,6 +583,11 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         """One line: recordings, windows per class, events too short to be positives."""
         counts = ", ".join(f"{name} {n}" for name, n in self.counts().items())
         kind = f"epoch {self.epoch}" if self.train else "grid"
+        if self.sampler.positive_spans == "actions":
+            kind += (
+                f", positives at key moments, {self.sampler.whole_event_moments} of them "
+                "whole events"
+            )
         bags = f" in {len(self)} bags of {self.bag_size}" if self.bag_size > 1 else ""
         return (
             f"{len(self.videos)} recordings, {len(self.windows)} windows{bags} of "
@@ -672,6 +763,7 @@ def build_untrimmed_dataset(
     full_frame: bool = False,
     positive_sampling: str = "event",
     bag_size: int = 1,
+    positive_spans: str = "events",
     quiet: bool = False,
     **options,
 ) -> UntrimmedWindows:
@@ -687,7 +779,8 @@ def build_untrimmed_dataset(
     otherwise the grid ``val_stride_s`` apart (default ``window_s``) with a centre crop
     (or ``num_crops=3``). ``full_frame``: the whole frame squeezed to size x size instead
     (fixed cameras: an event may happen anywhere in view); ``positive_sampling`` and
-    ``bag_size`` (training only): see :class:`WindowSampler`.
+    ``bag_size`` (training only), ``positive_spans`` (training and validation): see
+    :class:`WindowSampler`.
 
     ``options``: reader options ``labels``, ``class_map``, ``fps``, ``deduplicate``,
     ``allow_outside_root``; loading options ``backend``, ``decode_threads``,
@@ -707,7 +800,13 @@ def build_untrimmed_dataset(
         )
     check_policy(bad_sample_policy)
     _check_window_options(
-        window_s, min_overlap, positive_fraction, windows_per_epoch, positive_sampling, bag_size
+        window_s,
+        min_overlap,
+        positive_fraction,
+        windows_per_epoch,
+        positive_sampling,
+        bag_size,
+        positive_spans,
     )
     train = split == "train" if train is None else bool(train)
     reader = {k: v for k, v in options.items() if k in UNTRIMMED_READER_OPTIONS}
@@ -759,6 +858,7 @@ def build_untrimmed_dataset(
         max_attempts=int(options.get("max_attempts", 10)),
         positive_sampling=positive_sampling,
         bag_size=bag_size,
+        positive_spans=positive_spans,
     )
     dataset.split_report = report
     dataset.split_summary = None if report is None else parts.summary()
@@ -773,6 +873,8 @@ __all__ = [
     "WindowSampler",
     "build_untrimmed_dataset",
     "class_coverage",
+    "key_moment_label",
+    "key_moments",
     "recording_length",
     "session_key",
     "split_by_session",

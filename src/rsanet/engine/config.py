@@ -89,6 +89,10 @@ class UntrimmedConfig:
     #: normal time) of which the loss takes one (multiple-instance learning); an epoch is
     #: then windows_per_epoch bags, and train.batch_size counts bags
     bag_size: int = 1
+    #: what makes a window positive: the events' whole intervals ("events"), or their key
+    #: moments, the annotated actions inside each event ("actions": the bag set down, not
+    #: the walks around it); the rest of an event's time then gives no window
+    positive_spans: str = field(default="events", metadata=_choices("events", "actions"))
     #: seconds between validation windows (null: window_s, windows side by side)
     val_stride_s: float | None = None
     #: without data.val_annotations: the fraction of recordings (whole sessions) validated on

@@ -158,6 +158,7 @@ def _build_untrimmed(
             windows_per_epoch=u.windows_per_epoch,
             positive_sampling=u.positive_sampling,
             bag_size=u.bag_size,
+            positive_spans=u.positive_spans,
             val_stride_s=u.val_stride_s,
             val_fraction=u.val_fraction,
             split_seed=u.split_seed,
