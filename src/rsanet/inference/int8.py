@@ -265,12 +265,15 @@ class _SegmentedResNet(nn.Module):
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             return to_channels_last(self.cuts[index](to_channels_first(x)).float())
 
-    def forward(self, clip: torch.Tensor, record: list[list] | None = None) -> torch.Tensor:
-        """``record``: one list per segment, to which the inputs of each segment to be
-        quantized (not in the float tail) are appended (calibration)."""
+    def forward(self, clip: torch.Tensor, record: list[list] | None = None) -> torch.Tensor | None:
+        """``record`` (calibration): one list per segment, to which the inputs of each
+        segment to be quantized are appended; the run then stops, returning None, where the
+        float tail begins, which is neither quantized nor needed."""
         inputs: tuple[torch.Tensor, ...] = (clip,)
         for index, segment in enumerate(self.segments):
-            if record is not None and not self.in_float[index]:
+            if record is not None:
+                if self.in_float[index]:
+                    return None
                 record[index].append(tuple(t.detach().clone() for t in inputs))
             outputs = segment(*inputs)
             if index == len(self.cuts):
