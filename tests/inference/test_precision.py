@@ -131,6 +131,7 @@ def test_a_float_tail_must_name_a_block_of_the_network():
 def test_int8_with_a_float_tail_runs_it_in_pytorch_in_evaluation_mode(tmp_path):
     """The tail runs as PyTorch float32 modules after the int8 part, in evaluation mode
     (exporting a segment must not put the shared model's batch norms in training mode),
+    and not during calibration,
     and the ONNX export of the same network and calibration computes the same logits in
     one file whose tail holds no quantized operator."""
     import onnx
@@ -141,7 +142,10 @@ def test_int8_with_a_float_tail_runs_it_in_pytorch_in_evaluation_mode(tmp_path):
     torch.manual_seed(0)
     model = randomise_norms(rsanet.create_model("tsm_tiny", num_classes=5)).eval()
     calibration = [torch.randn(4, 3, 8, 32, 32) for _ in range(2)]
+    tail_runs = []  # the hook travels with the copy quantize_resnet makes
+    model.layer4[0].register_forward_hook(lambda *_: tail_runs.append(1))
     quantized = int8.quantize_resnet(model, calibration, float_from="layer4")
+    assert tail_runs == []  # calibration stops where the float tail begins
     assert (quantized.segments, quantized.quantized_segments) == (2, 1)
     tail = quantized.runner.segments[1]
     assert isinstance(tail, int8._Segment) and tail.in_float
@@ -149,6 +153,7 @@ def test_int8_with_a_float_tail_runs_it_in_pytorch_in_evaluation_mode(tmp_path):
     clip = calibration[0][:2]
     with torch.inference_mode():
         expected, got = model(clip), quantized(clip)
+    assert len(tail_runs) == 2  # the model's own first block of layer4, then the tail's
     assert float((got - expected).abs().max()) < 0.05 * float(expected.abs().max())
 
     options = {"frames": 8, "size": 32, "dynamic_batch": True}  # the same batches as above
