@@ -237,7 +237,7 @@ def test_training_on_key_moments():
     assert 10.0 not in labelled and 24.0 not in labelled  # event time around the moments
     whole = WindowSampler([video], [30.0], classes, **common)
     assert {w.start_s: w.label for w in whole.grid(0.5)}[10.0] == 1
-    assert sampler.whole_event_moments == 0
+    assert sampler.shortened_events == 2
     with pytest.raises(ValueError, match="positive_spans must be one of events, actions"):
         WindowSampler([video], [30.0], classes, positive_spans="moments", **common)
 

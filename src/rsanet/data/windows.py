@@ -271,9 +271,9 @@ class WindowSampler:
         self.positives: list[tuple[int, float, float]] = []
         self.negatives: list[tuple[int, float, float]] = []
         self.unusable_events = 0
-        #: with positive_spans="actions": events whose key moment is the whole event (no
-        #: action inside it, or one as long as it)
-        self.whole_event_moments = 0
+        #: with positive_spans="actions": the events whose key moment is shorter than the
+        #: event (the others have no action inside them, or one as long as they are)
+        self.shortened_events = 0
         #: per class with usable events, the indices of its entries in ``positives``
         self.positives_by_class: dict[str, list[int]] = {}
         for number, (video, duration) in enumerate(zip(self.videos, self.durations, strict=True)):
@@ -281,8 +281,8 @@ class WindowSampler:
             moments = positive_spans == "actions"
             spans = key_moments(video) if moments else video.events
             if moments:
-                self.whole_event_moments += sum(
-                    k == e for k, e in zip(spans, video.events, strict=True)
+                self.shortened_events += sum(
+                    k != e for k, e in zip(spans, video.events, strict=True)
                 )
             for event in spans:
                 # a window must cover `needed` seconds of it: starts in [low, high]
@@ -584,9 +584,10 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         counts = ", ".join(f"{name} {n}" for name, n in self.counts().items())
         kind = f"epoch {self.epoch}" if self.train else "grid"
         if self.sampler.positive_spans == "actions":
+            events = sum(len(video.events) for video in self.videos)
             kind += (
-                f", positives at key moments, {self.sampler.whole_event_moments} of them "
-                "whole events"
+                f", positives at key moments, shorter than their event for "
+                f"{self.sampler.shortened_events} of {events} events"
             )
         bags = f" in {len(self)} bags of {self.bag_size}" if self.bag_size > 1 else ""
         return (
