@@ -199,15 +199,25 @@ def test_key_moments_are_the_actions_inside_each_event():
 
 def test_key_moment_labels():
     video = dumping_and_fall()
-    assert key_moment_label(video, 6.5, 2.0, 0.5) == ("dumping", 0.75)
-    assert key_moment_label(video, 7.5, 2.0, 0.5) == ("dumping", 0.5)  # min_overlap of it
-    assert key_moment_label(video, 7.6, 2.0, 0.5) == (None, 1.0)  # the walk away: left out
-    assert key_moment_label(video, 4.0, 2.0, 0.5)[0] is None  # the walk in
+    moments = key_moments(video)
+    assert key_moment_label(moments, video.events, 6.5, 2.0, 0.5) == ("dumping", 0.75)
+    assert key_moment_label(moments, video.events, 7.5, 2.0, 0.5) == (
+        "dumping",
+        0.5,
+    )  # min_overlap of it
+    assert key_moment_label(moments, video.events, 7.6, 2.0, 0.5) == (
+        None,
+        1.0,
+    )  # the walk away: left out
+    assert key_moment_label(moments, video.events, 4.0, 2.0, 0.5)[0] is None  # the walk in
     # a 0.5 s fall counts when the window holds all of it, not when it cuts it
-    assert key_moment_label(video, 19.0, 2.0, 0.5) == ("fainting", 0.25)
-    assert key_moment_label(video, 20.4, 2.0, 0.5)[0] is None
-    assert key_moment_label(video, 14.0, 2.0, 0.5) == (NORMAL_CLASS, 0.0)
-    assert key_moment_label(video, 2.0, 2.0, 0.5) == (NORMAL_CLASS, 0.0)  # touches at 4.0
+    assert key_moment_label(moments, video.events, 19.0, 2.0, 0.5) == ("fainting", 0.25)
+    assert key_moment_label(moments, video.events, 20.4, 2.0, 0.5)[0] is None
+    assert key_moment_label(moments, video.events, 14.0, 2.0, 0.5) == (NORMAL_CLASS, 0.0)
+    assert key_moment_label(moments, video.events, 2.0, 2.0, 0.5) == (
+        NORMAL_CLASS,
+        0.0,
+    )  # touches at 4.0
     assert window_label(video.events, 4.0, 2.0, 0.5) == ("dumping", 1.0)  # whole events
 
 

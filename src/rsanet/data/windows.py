@@ -143,17 +143,22 @@ def key_moments(video: UntrimmedVideo) -> tuple[EventInterval, ...]:
 
 
 def key_moment_label(
-    video: UntrimmedVideo, start_s: float, window_s: float, min_overlap: float
+    moments: Sequence[EventInterval],
+    events: Sequence[EventInterval],
+    start_s: float,
+    window_s: float,
+    min_overlap: float,
 ) -> tuple[str | None, float]:
-    """``(label, overlap)`` of a window when key moments are the positives: the class of the
-    key moment it overlaps the most, when that overlap is at least ``min_overlap`` of the
+    """``(label, overlap)`` of a window when key moments (``moments``, from
+    :func:`key_moments`) are the positives of ``events``: the class of the key moment it
+    overlaps the most, when that overlap is at least ``min_overlap`` of the
     window or the whole key moment, whichever is shorter (a 0.5 s fall inside a 2 s window
     counts); :data:`NORMAL_CLASS` when no event touches it; else ``(None, overlap)``, the
     event time around a key moment, which is left out. ``overlap``: the fraction of the
     window the chosen key moment covers."""
     end = start_s + window_s
     best, best_seconds = None, 0.0
-    for moment in key_moments(video):
+    for moment in moments:
         seconds = max(0.0, min(moment.end_s, end) - max(moment.start_s, start_s))
         inside = start_s - 1e-9 <= moment.start_s and moment.end_s <= end + 1e-9
         enough = seconds >= min_overlap * window_s - 1e-9 or inside
@@ -161,7 +166,7 @@ def key_moment_label(
             best, best_seconds = moment.label, seconds
     if best is not None:
         return best, best_seconds / window_s
-    coverage = class_coverage(video.events, start_s, window_s)
+    coverage = class_coverage(events, start_s, window_s)
     return (None, max(coverage.values())) if coverage else (NORMAL_CLASS, 0.0)
 
 
@@ -274,12 +279,15 @@ class WindowSampler:
         #: with positive_spans="actions": the events whose key moment is shorter than the
         #: event (the others have no action inside them, or one as long as they are)
         self.shortened_events = 0
+        #: with positive_spans="actions": each recording's key moments (else its events)
+        self.spans: list[tuple[EventInterval, ...]] = []
         #: per class with usable events, the indices of its entries in ``positives``
         self.positives_by_class: dict[str, list[int]] = {}
         for number, (video, duration) in enumerate(zip(self.videos, self.durations, strict=True)):
             last_start = duration - w
             moments = positive_spans == "actions"
             spans = key_moments(video) if moments else video.events
+            self.spans.append(spans)
             if moments:
                 self.shortened_events += sum(
                     k != e for k, e in zip(spans, video.events, strict=True)
@@ -331,7 +339,7 @@ class WindowSampler:
     def _label(self, video: int, start: float) -> tuple[int, float] | None:
         if self.positive_spans == "actions":
             name, overlap = key_moment_label(
-                self.videos[video], start, self.window_s, self.min_overlap
+                self.spans[video], self.videos[video].events, start, self.window_s, self.min_overlap
             )
         else:
             name, overlap = window_label(
