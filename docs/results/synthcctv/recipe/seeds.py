@@ -20,6 +20,7 @@ test must find none.
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 
 from rsanet.study.stats import mean_ci, verdict, welch
@@ -50,6 +51,12 @@ CUT_CLASSES = ("assault", "theft", "dumping", "fainting")
 WHOLE_CLASSES = ("fight", "vandalism", "loitering", "intrusion", "kidnapping", "drunkenness")
 
 
+@cache
+def load(path: Path) -> dict:
+    """A committed report, read once."""
+    return json.loads(path.read_text())
+
+
 def default_rule_alarms(calibration: dict) -> dict[str, float]:
     """The false alarms of the default rules (threshold 0.5) on the calibration hours, in
     two kinds: those outside every event (extended by the tolerance), which ring for
@@ -74,39 +81,33 @@ def default_rule_alarms(calibration: dict) -> dict[str, float]:
     }
 
 
-def calibrated(calibration: dict) -> dict[str, int]:
-    """Events detected on the calibration hours by the rules picked there (2 false alarms
-    per hour): in-sample, so optimistic, but the same for every run, and on 301 events
-    rather than 72."""
-    events = {c: v["events"] for c, v in calibration["event"]["classes"].items()}
-    swept = calibration["sweep"]["classes"]
-
-    def detected(classes) -> int:
-        return sum(round(swept[c]["recall"] * events[c]) for c in classes if c in swept)
-
+def per_class(calibration: dict) -> dict[str, tuple[int, int]]:
+    """Each class's (detected, events) on the calibration hours by the rules picked there
+    (2 false alarms per hour): in-sample, so optimistic, but the same for every run, and on
+    301 events rather than 72."""
+    swept, classes = calibration["sweep"]["classes"], calibration["event"]["classes"]
     return {
-        "calibration: detected (of 301)": calibration["sweep"]["overall"]["detected"],
-        "calibration: detected, cut classes": detected(CUT_CLASSES),
-        "calibration: detected, whole classes": detected(WHOLE_CLASSES),
+        c: (round(swept[c]["recall"] * classes[c]["events"]), classes[c]["events"])
+        for c in (*CUT_CLASSES, *WHOLE_CLASSES)
     }
 
 
-def per_class(run: Path) -> dict[str, tuple[int, int]]:
-    """Each class's (detected, events) on the calibration hours by the rules picked there."""
-    calibration = json.loads((run / CALIBRATION).read_text())
-    swept = calibration["sweep"]["classes"]
+def calibrated(calibration: dict) -> dict[str, int]:
+    """Events detected on the calibration hours by the rules picked there: all, then the
+    cut and the whole classes (:func:`per_class`)."""
+    counts = per_class(calibration)
     return {
-        c: (round(swept[c]["recall"] * calibration["event"]["classes"][c]["events"]), n)
-        for c in (*CUT_CLASSES, *WHOLE_CLASSES)
-        for n in [calibration["event"]["classes"][c]["events"]]
+        "calibration: detected (of 301)": calibration["sweep"]["overall"]["detected"],
+        "calibration: detected, cut classes": sum(counts[c][0] for c in CUT_CLASSES),
+        "calibration: detected, whole classes": sum(counts[c][0] for c in WHOLE_CLASSES),
     }
 
 
 def row(run: Path) -> dict[str, float | None]:
     """The numbers of one run: its last validation, its test-hour report and its
     calibration report."""
-    report = json.loads((run / REPORT).read_text())
-    calibration = json.loads((run / CALIBRATION).read_text())
+    report = load(run / REPORT)
+    calibration = load(run / CALIBRATION)
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     last = [e for e in epochs if e.get("event") == "epoch" and "val_mean_class" in e][-1]
     overall, classes = report["event"]["overall"], report["event"]["classes"]
@@ -165,7 +166,11 @@ def main() -> None:
     print("## Per class on the calibration hours (detected by each seed's rules)\n")
     print("| class | events | " + " | ".join(n for n, rows in results.items() if rows) + " |")
     print("|---|---|" + "---|" * sum(1 for rows in results.values() if rows))
-    counts = {n: [per_class(HERE / run) for run in rows] for n, rows in results.items() if rows}
+    counts = {
+        name: [per_class(load(HERE / run / CALIBRATION)) for run in rows]
+        for name, rows in results.items()
+        if rows
+    }
     for c in (*CUT_CLASSES, *WHOLE_CLASSES):
         events = next(iter(counts.values()))[0][c][1]
         cells = " | ".join(", ".join(str(r[c][0]) for r in runs) for runs in counts.values())
