@@ -47,6 +47,8 @@ def test_rules_files_yaml_and_json(tmp_path):
         ({"rules": {"fighting": {"threshold": 1.5}}}, "threshold is a probability"),
         ({"rules": {"fighting": {"cooldown": -1}}}, "cooldown must be >= 0"),
         ({"rules": {"fighting": {"threshold": "high"}}}, "threshold must be a number"),
+        ({"rules": {"fighting": {"top_class": "yes"}}}, "top_class must be true or false"),
+        ({"defaults": {"top_class": 1}, "rules": {"fighting": 0.5}}, "must be true or false"),
         ({"rules": [{"threshold": 0.5}]}, "needs a 'class' name"),
         ({"rules": {}}, "no rules"),
         ([1, 2], "expected a mapping"),
@@ -79,6 +81,27 @@ def test_threshold_minimum_duration_and_cooldown():
     record = events[0].to_dict()
     assert record["type"] == "alert" and record["label"] == "fighting"
     assert record["threshold"] == 0.6 and record["source"] == "cam" and record["wall_time"]
+
+
+def test_top_class_rules_stay_quiet_while_another_ruled_class_scores_higher():
+    rules = parse_rules(
+        {
+            "defaults": {"threshold": 0.3, "cooldown": 0, "top_class": True},
+            "rules": {"fighting": None, "falling": {"top_class": False}},
+        }
+    )
+    assert [rule.top_class for rule in rules] == [True, False]
+    # falling scores 1 - fighting: fighting is the top class in windows 1 and 3 only
+    scores = [0.4, 0.6, 0.45, 0.7]
+    fired = [(e.label, e.window) for e in fire(AlertEngine(rules, CLASSES), scores)]
+    assert [w for label, w in fired if label == "fighting"] == [1, 3]
+    assert [w for label, w in fired if label == "falling"] == [0, 1, 2, 3]  # not top_class
+    # a window where another class is on top breaks a run, as a low score does
+    held = [AlertRule("fighting", 0.3, min_duration=1, cooldown=0, top_class=True), rules[1]]
+    assert [e for e in fire(AlertEngine(held, CLASSES), scores) if e.label == "fighting"] == []
+    # only classes with a rule compete: alone, the fighting rule fires in every window
+    alone = AlertEngine([rules[0]], CLASSES)
+    assert [e.window for e in fire(alone, scores)] == [0, 1, 2, 3]
 
 
 def test_a_single_window_fires_without_minimum_duration_and_reset_clears_runs():

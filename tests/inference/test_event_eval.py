@@ -311,6 +311,50 @@ def test_a_class_without_calibration_events_gets_no_rule():
     assert "loitering" not in fired and {"fighting", "falling"} <= set(fired)
 
 
+def _replay(rules: list[AlertRule], run: VideoRun) -> em.EventCounts:
+    """The overall counts of ``rules`` fired by the alert engine over ``run``'s windows."""
+    engine = AlertEngine(rules, CLASSES)
+    alerts = [
+        alert
+        for i, (end, scores) in enumerate(zip(run.ends, run.scores, strict=True))
+        for alert in engine.update(
+            WindowResult("v", i, end - 1.0, end, [], scores, scores, 0.0, 0.0, 10)
+        )
+    ]
+    video = em.VideoEvents(run.events, alerts, run.duration_s)
+    return em.event_counts([video], [rule.label for rule in rules], 0.0)[1]
+
+
+def test_the_sweep_calibrates_top_class_rules_as_the_engine_fires_them():
+    """Falling also rises to 0.8 during the fighting event, and scores only 0.7 during its
+    own: a falling rule low enough to detect its event also fires during the fight, a false
+    alarm the budget (1.5 / h split evenly: none per class) cannot pay. With top_class,
+    fighting (0.9) silences falling there, and the rule can wait at 0.7."""
+    labels = ["fighting", "falling"]
+    events = [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
+    evaluation, run = _calibration(labels, events)
+    falling = CLASSES.index("falling")
+    for i in range(999, 1010):
+        run.scores[i][falling] = 0.8
+    for i in range(1099, 1110):
+        run.scores[i][falling] = 0.7
+    plain = evaluation.sweep([run], 1.5, tolerance=0.0)
+    assert plain["overall"]["detected"] == 1 and plain["overall"]["false_alarms"] == 0
+    assert plain["classes"]["falling"]["threshold"] > 0.8
+    evaluation.rules = [AlertRule(label, 0.5, 0.0, 60.0, top_class=True) for label in labels]
+    top = evaluation.sweep([run], 1.5, tolerance=0.0)
+    assert top["overall"]["detected"] == 2 and top["overall"]["false_alarms"] == 0
+    assert top["classes"]["falling"]["threshold"] == pytest.approx(0.7)
+    rules = parse_rules(top["rules"])
+    assert [(rule.label, rule.top_class) for rule in rules] == [(x, True) for x in labels]
+    assert "top_class" not in plain["rules"]["rules"]["falling"]  # files as before
+    # the alert engine, reading the written rules, fires exactly what the sweep counted
+    replayed = _replay(rules, run)
+    assert (replayed.detected, replayed.false_alarms) == (2, 0)
+    without = [AlertRule(r.label, r.threshold, r.min_duration, r.cooldown) for r in rules]
+    assert _replay(without, run).false_alarms == 1  # the same thresholds, not top_class
+
+
 def test_the_sweep_refuses_recordings_without_events():
     evaluation, run = _calibration(["fighting", "falling"], [Event("walking", 10, 20)])
     with pytest.raises(ValueError, match=r"hold no events \(of fighting, falling\)"):
@@ -347,6 +391,20 @@ def test_a_sweep_without_calibration_events_fails_in_one_line(run_cli, data, mon
     )
     report = json.loads((tmp_path / "out" / "events.json").read_text())
     assert report["sweep"] is None and not (tmp_path / "out" / "rules.yaml").exists()
+
+
+def test_top_class_option_marks_every_rule(run_cli, data, monkeypatch, tmp_path):
+    _stub_predictor(monkeypatch)
+    out = tmp_path / "out"
+    result = run_cli(
+        "eval-events", "unused.pt", "--format", "intervals", "--annotations", data.csv,
+        "--root", data.root, "--rules", data.rules, "--top-class", "--window-seconds", 1,
+        "--target-fa-per-hour", 2, "--out", out, "--no-figures", "--json",
+    )  # fmt: skip
+    assert result.code == 1  # broken.mp4
+    report = json.loads(result.out)
+    assert [rule["top_class"] for rule in report["settings"]["rules"]] == [True]
+    assert [rule.top_class for rule in load_rules(out / "rules.yaml")] == [True]
 
 
 def test_usage_errors(run_cli, data, tmp_path):

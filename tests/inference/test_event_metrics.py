@@ -272,3 +272,12 @@ def test_a_threshold_curve_runs_down_to_the_first_point_over_the_budget():
     # above 0.9: nothing; 0.9: the event; 0.7: one bump; 0.6: two (over, and the last)
     assert [p.threshold for p in curve] == pytest.approx([np.nextafter(0.9, 1), 0.9, 0.7, 0.6])
     assert [(p.false_alarms, p.detected) for p in curve] == [(0, 0), (0, 1), (1, 1), (2, 1)]
+
+
+def test_top_class_scores_zero_the_ruled_classes_below_the_top():
+    scores = np.array([[0.2, 0.7, 0.1, 0.9], [0.5, 0.5, 0.3, 0.0], [0.1, 0.2, 0.6, 0.0]])
+    gated = em.top_class_scores(scores, [0, 1, 2])  # column 3 has no rule: kept, ignored
+    expected = [[0.0, 0.7, 0.0, 0.9], [0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.6, 0.0]]
+    np.testing.assert_array_equal(gated, expected)  # a tie keeps both
+    np.testing.assert_array_equal(scores[0], [0.2, 0.7, 0.1, 0.9])  # the input is untouched
+    assert em.top_class_scores(np.zeros((0, 4)), [0, 1]).shape == (0, 4)

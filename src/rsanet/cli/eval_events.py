@@ -75,6 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "min_duration 0, cooldown 60 s for every evaluated class)",
     )
     parser.add_argument(
+        "--top-class",
+        action="store_true",
+        help="every rule fires only in windows where its class scores at least as high as "
+        "every class with a rule (top_class: true in the rules, and in the rules "
+        "--target-fa-per-hour writes): a class that rises with another's event stays "
+        "quiet while that class scores higher",
+    )
+    parser.add_argument(
         "--tolerance",
         type=number(0, 3600),
         default=2.0,
@@ -147,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
     recording failed, 2 when all did or when the sweep found no event to calibrate on."""
     import json
     import sys
+    from dataclasses import replace
     from pathlib import Path
 
     from rsanet.atomic import refuse_overwrite
@@ -188,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     evaluation = EventEvaluation(
         predictor, window=window, stride=stride, rules=rules, normal=args.normal
     )
+    if args.top_class:
+        evaluation.rules = [replace(rule, top_class=True) for rule in evaluation.rules]
     if args.target_fa_per_hour is not None:
         try:  # before decoding anything: recordings without events cannot calibrate
             evaluation.calibration_classes(data.videos)

@@ -2,19 +2,21 @@
 by :mod:`rsanet.inference.sinks`).
 
 A rules file (YAML or JSON) maps class names to a score threshold, a minimum duration and a
-cooldown::
+cooldown, and may make a rule fire only for the top class::
 
-    defaults: {threshold: 0.5, min_duration: 0, cooldown: 60}
+    defaults: {threshold: 0.5, min_duration: 0, cooldown: 60, top_class: false}
     rules:
       fighting: {threshold: 0.6, min_duration: 2}
-      falling down: {threshold: 0.7}
+      falling down: {threshold: 0.7, top_class: true}
 
 (``rules`` may also be a list of ``{class: NAME, threshold: ..., ...}`` entries.) A rule
 fires when the class's smoothed score has been at or above ``threshold`` in consecutive
 windows whose ends span at least ``min_duration`` seconds, and not within ``cooldown``
 seconds of its last event; a score that stays high fires again once the cooldown is over.
-A score that is not finite (NaN, inf) is an error (:class:`NonFiniteScoresError`), never an
-alert.
+A rule with ``top_class: true`` counts a window only when its class scores at least as high
+as every class that has a rule: during a fight that also lifts the assault score, the
+assault rule stays quiet while fight scores higher. A score that is not finite (NaN, inf)
+is an error (:class:`NonFiniteScoresError`), never an alert.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from rsanet.inference.predictor import NonFiniteScoresError
 from rsanet.inference.results import WindowResult
 
 RULE_KEYS = ("threshold", "min_duration", "cooldown")
-DEFAULTS = {"threshold": 0.5, "min_duration": 0.0, "cooldown": 60.0}
+FLAG_KEYS = ("top_class",)
+KNOWN = RULE_KEYS + FLAG_KEYS
+DEFAULTS = {"threshold": 0.5, "min_duration": 0.0, "cooldown": 60.0, "top_class": False}
 
 
 class RulesError(ValueError):
@@ -42,12 +46,14 @@ class RulesError(ValueError):
 @dataclass(frozen=True)
 class AlertRule:
     """Fire for ``label`` when its score stays >= ``threshold`` for ``min_duration`` seconds;
-    then stay quiet for ``cooldown`` seconds."""
+    then stay quiet for ``cooldown`` seconds. With ``top_class``, a window counts only when
+    ``label`` scores at least as high as every class that has a rule."""
 
     label: str
     threshold: float
     min_duration: float = 0.0
     cooldown: float = 60.0
+    top_class: bool = False
 
 
 @dataclass
@@ -97,27 +103,30 @@ def _number(value: Any, key: str, where: str) -> float:
     return float(value)
 
 
+def _flag(value: Any, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise RulesError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
 def _rule(label: str, spec: Any, defaults: Mapping[str, float], where: str) -> AlertRule:
     if isinstance(spec, int | float) and not isinstance(spec, bool):
         spec = {"threshold": spec}  # "fighting: 0.6" is a threshold
     if spec is None:
         spec = {}
     if not isinstance(spec, Mapping):
-        raise RulesError(f"{where}: rule {label!r} must be a mapping of {', '.join(RULE_KEYS)}")
-    unknown = set(spec) - set(RULE_KEYS) - {"class", "label"}
+        raise RulesError(f"{where}: rule {label!r} must be a mapping of {', '.join(KNOWN)}")
+    unknown = set(spec) - set(KNOWN) - {"class", "label"}
     if unknown:
         raise RulesError(
             f"{where}: rule {label!r} has unknown key(s) {sorted(unknown)}; "
-            f"known: {', '.join(RULE_KEYS)}"
+            f"known: {', '.join(KNOWN)}"
         )
-    values = {
-        k: _number(spec.get(k, defaults[k]), k, f"{where}: rule {label!r}") for k in RULE_KEYS
-    }
+    here = f"{where}: rule {label!r}"
+    values: dict[str, Any] = {k: _number(spec.get(k, defaults[k]), k, here) for k in RULE_KEYS}
+    values.update({k: _flag(spec.get(k, defaults[k]), k, here) for k in FLAG_KEYS})
     if values["threshold"] > 1:
-        raise RulesError(
-            f"{where}: rule {label!r}: threshold is a probability in [0, 1], "
-            f"got {values['threshold']}"
-        )
+        raise RulesError(f"{here}: threshold is a probability in [0, 1], got {values['threshold']}")
     return AlertRule(str(label), **values)
 
 
@@ -130,9 +139,10 @@ def parse_rules(data: Any, where: str = "rules") -> list[AlertRule]:
     if not isinstance(given, Mapping):
         raise RulesError(f"{where}: 'defaults' must be a mapping")
     for key, value in given.items():
-        if key not in RULE_KEYS:
-            raise RulesError(f"{where}: unknown default {key!r}; known: {', '.join(RULE_KEYS)}")
-        defaults[key] = _number(value, key, f"{where}: defaults")
+        if key not in KNOWN:
+            raise RulesError(f"{where}: unknown default {key!r}; known: {', '.join(KNOWN)}")
+        check = _flag if key in FLAG_KEYS else _number
+        defaults[key] = check(value, key, f"{where}: defaults")
     entries = (
         data["rules"] if "rules" in data else {k: v for k, v in data.items() if k != "defaults"}
     )
@@ -211,16 +221,18 @@ class AlertEngine:
             self.reset()
             self._last_fired.clear()
         self._last_end = result.end
-        events = []
-        for number, rule in enumerate(self.rules):
-            score = result.score_of(self._index[rule.label])
+        scores = [result.score_of(self._index[rule.label]) for rule in self.rules]
+        for rule, score in zip(self.rules, scores, strict=True):
             if not math.isfinite(score):
                 raise NonFiniteScoresError(
                     f"window {result.index} ({result.start:.2f}-{result.end:.2f} s) of "
                     f"{result.source or 'the source'}: the score of {rule.label!r} is "
                     f"{score}, not a number the rules can compare; no alert is raised from it"
                 )
-            if score < rule.threshold:
+        top = max(scores, default=0.0)
+        events = []
+        for number, (rule, score) in enumerate(zip(self.rules, scores, strict=True)):
+            if score < rule.threshold or (rule.top_class and score < top):
                 self._since[number] = None
                 self._peak.pop(number, None)
                 continue

@@ -343,20 +343,32 @@ class EventEvaluation:
         * ``recall``: the whole false alarms the budget allows on these recordings go where
           they detect the most events (:func:`~rsanet.inference.event_metrics.allot_false_alarms`).
 
-        ValueError when no class has an event."""
+        A ``top_class`` rule is replayed on its class's scores set to 0 wherever another
+        calibrated class scores higher (:func:`~rsanet.inference.event_metrics.top_class_scores`),
+        as the alert engine fires it with the written rules. ValueError when no class has an
+        event."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         calibrated = self.calibration_classes(runs)
         rule_of = {rule.label: rule for rule in self.rules if rule.label in calibrated}
+        column = {label: self.predictor.classes.index(label) for label in rule_of}
+        top_class = [label for label, rule in rule_of.items() if rule.top_class]
+        # a top_class rule of the written file competes with the written rules' classes
+        matrices = [
+            em.top_class_scores(run.score_matrix, list(column.values()))
+            if top_class
+            else run.score_matrix
+            for run in runs
+        ]
         series_of = {
             label: [
                 em.ScoreSeries(
                     run.ends,
-                    run.score_matrix[:, self.predictor.classes.index(label)],
+                    (gated if label in top_class else run.score_matrix)[:, column[label]],
                     run.events,
                     run.duration_s,
                 )
-                for run in runs
+                for run, gated in zip(runs, matrices, strict=True)
             ]
             for label in rule_of
         }
@@ -398,7 +410,7 @@ class EventEvaluation:
                 if label not in calibrated
             },
             "overall": overall,
-            "rules": em.rules_document(thresholds),
+            "rules": em.rules_document(thresholds, top_class),
         }
 
     @staticmethod

@@ -382,6 +382,17 @@ def simulate_alerts(
     return fired
 
 
+def top_class_scores(scores: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    """Window scores (W, K) as ``top_class`` rules see them: in each window, the scores of
+    ``columns`` (the classes that have a rule) that are below the highest of them become 0,
+    so a rule of such a class never fires there (other columns are kept)."""
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    if len(scores) and len(columns):
+        ruled = scores[:, columns]
+        scores[:, columns] = np.where(ruled >= ruled.max(axis=1, keepdims=True), ruled, 0.0)
+    return scores
+
+
 @dataclass
 class ScoreSeries:
     """One video's windows as the sweep needs them: window ``ends`` (seconds), the smoothed
@@ -691,16 +702,18 @@ def evaluate_rules(
 
 def rules_document(
     thresholds: dict[str, tuple[float, float, float]],
+    top_class: Collection[str] = (),
 ) -> dict[str, Any]:
     """The rules file (the format ``rsanet predict --rules`` reads) of ``{label:
-    (threshold, min_duration, cooldown)}``."""
-    return {
-        "rules": {
-            label: {
-                "threshold": float(threshold),
-                "min_duration": float(min_duration),
-                "cooldown": float(cooldown),
-            }
-            for label, (threshold, min_duration, cooldown) in thresholds.items()
+    (threshold, min_duration, cooldown)}``; the rules of ``top_class`` labels say
+    ``top_class: true``."""
+    rules: dict[str, Any] = {}
+    for label, (threshold, min_duration, cooldown) in thresholds.items():
+        rules[label] = {
+            "threshold": float(threshold),
+            "min_duration": float(min_duration),
+            "cooldown": float(cooldown),
         }
-    }
+        if label in top_class:
+            rules[label]["top_class"] = True
+    return {"rules": rules}
