@@ -355,6 +355,36 @@ def test_the_sweep_calibrates_top_class_rules_as_the_engine_fires_them():
     assert _replay(without, run).false_alarms == 1  # the same thresholds, not top_class
 
 
+@pytest.mark.parametrize("split", ["even", "recall"])
+def test_the_sweep_picks_minimum_durations_that_let_thresholds_fall(split):
+    """Falling's event scores only 0.6 for 11 windows, and three single windows outside it
+    score 0.6, 0.7, 0.7. Without a minimum duration its rule must stay above 0.7 and
+    misses the event. Allowed 2 s, the rule ignores the single windows and waits at 0.6;
+    fighting's event (0.9) needs no minimum duration, and keeps the shortest."""
+    labels = ["fighting", "falling"]
+    events = [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
+    evaluation, run = _calibration(labels, events)
+    falling = CLASSES.index("falling")
+    for i in range(1099, 1110):
+        run.scores[i][falling] = 0.6
+    for i in (2999, 3099):
+        run.scores[i][falling] = 0.7
+    fixed = evaluation.sweep([run], 1.5, tolerance=0.0, split=split)
+    assert fixed["min_durations"] is None
+    assert fixed["overall"]["detected"] == 1 and fixed["overall"]["false_alarms"] == 0
+    assert fixed["classes"]["falling"]["min_duration"] == 0.0  # the rule's own
+    swept = evaluation.sweep([run], 1.5, tolerance=0.0, split=split, min_durations=[0, 2])
+    assert swept["min_durations"] == [0, 2]
+    assert swept["overall"]["detected"] == 2 and swept["overall"]["false_alarms"] == 0
+    falling_result = swept["classes"]["falling"]
+    assert falling_result["min_duration"] == 2 and falling_result["threshold"] == pytest.approx(0.6)
+    assert swept["classes"]["fighting"]["min_duration"] == 0  # ties go to the shortest
+    rules = parse_rules(swept["rules"])
+    assert [(rule.label, rule.min_duration) for rule in rules] == [("fighting", 0), ("falling", 2)]
+    replayed = _replay(rules, run)  # the engine fires what the sweep counted
+    assert (replayed.detected, replayed.false_alarms) == (2, 0)
+
+
 def test_the_sweep_refuses_recordings_without_events():
     evaluation, run = _calibration(["fighting", "falling"], [Event("walking", 10, 20)])
     with pytest.raises(ValueError, match=r"hold no events \(of fighting, falling\)"):
@@ -393,18 +423,22 @@ def test_a_sweep_without_calibration_events_fails_in_one_line(run_cli, data, mon
     assert report["sweep"] is None and not (tmp_path / "out" / "rules.yaml").exists()
 
 
-def test_top_class_option_marks_every_rule(run_cli, data, monkeypatch, tmp_path):
+def test_top_class_and_min_durations_options(run_cli, data, monkeypatch, tmp_path):
     _stub_predictor(monkeypatch)
     out = tmp_path / "out"
     result = run_cli(
         "eval-events", "unused.pt", "--format", "intervals", "--annotations", data.csv,
         "--root", data.root, "--rules", data.rules, "--top-class", "--window-seconds", 1,
-        "--target-fa-per-hour", 2, "--out", out, "--no-figures", "--json",
+        "--target-fa-per-hour", 2, "--min-durations", 0, 1.5, "--out", out, "--no-figures",
+        "--json",
     )  # fmt: skip
     assert result.code == 1  # broken.mp4
     report = json.loads(result.out)
     assert [rule["top_class"] for rule in report["settings"]["rules"]] == [True]
     assert [rule.top_class for rule in load_rules(out / "rules.yaml")] == [True]
+    assert report["sweep"]["min_durations"] == [0.0, 1.5]
+    assert report["sweep"]["classes"]["fighting"]["min_duration"] in (0.0, 1.5)
+    assert "| min duration (s) |" in (out / "events.md").read_text()
 
 
 def test_usage_errors(run_cli, data, tmp_path):
@@ -418,6 +452,11 @@ def test_usage_errors(run_cli, data, tmp_path):
         "--budget-split", "recall",
     )  # fmt: skip
     assert result.code == 2 and "--budget-split needs --target-fa-per-hour" in result.err
+    result = run_cli(
+        "eval-events", "x.pt", "--format", "intervals", "--annotations", data.csv,
+        "--min-durations", 0, 2,
+    )  # fmt: skip
+    assert result.code == 2 and "--min-durations needs --target-fa-per-hour" in result.err
     result = run_cli(
         "eval-events", "x.pt", "--format", "intervals", "--annotations", data.csv,
         "--out", tmp_path, "--rules", tmp_path / "missing.yaml",

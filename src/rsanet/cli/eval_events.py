@@ -126,6 +126,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "curves; classes may then get no false alarm at all)",
     )
     parser.add_argument(
+        "--min-durations",
+        type=number(0, 3600),
+        nargs="+",
+        metavar="S",
+        help="with --target-fa-per-hour, pick each rule's min_duration from these seconds "
+        "too, with its threshold (e.g. 0 1 2 3: a rule that must hold for a second or two "
+        "can often use a lower threshold); default: each rule keeps its own",
+    )
+    parser.add_argument(
         "--rules-out",
         metavar="FILE",
         help="where --target-fa-per-hour writes the rules (.yaml or .json; default OUT/rules.yaml)",
@@ -170,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--rules-out needs --target-fa-per-hour")
     if args.budget_split != "even" and args.target_fa_per_hour is None:
         raise CLIError("--budget-split needs --target-fa-per-hour")
+    if args.min_durations and args.target_fa_per_hour is None:
+        raise CLIError("--min-durations needs --target-fa-per-hour")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval_events"
     inputs = [args.checkpoint, args.rules, args.annotations, args.labels]
     for name in ("events.json", "events.md"):
@@ -223,7 +234,11 @@ def run(args: argparse.Namespace) -> int:
     if args.target_fa_per_hour is not None and good:
         try:  # the report is written even when the sweep fails
             report["sweep"] = evaluation.sweep(
-                good, args.target_fa_per_hour, tolerance=args.tolerance, split=args.budget_split
+                good,
+                args.target_fa_per_hour,
+                tolerance=args.tolerance,
+                split=args.budget_split,
+                min_durations=args.min_durations,
             )
         except ValueError as error:  # every recording with events failed
             sweep_error = CLIError(f"{args.annotations}: {error}")

@@ -331,6 +331,7 @@ class EventEvaluation:
         *,
         tolerance: float,
         split: str = "even",
+        min_durations: Sequence[float] | None = None,
     ) -> dict[str, Any]:
         """Thresholds for at most ``target_fa_per_hour`` false alarms per hour of event-free
         time from all the rules together, and the rules document with them. Only the K
@@ -342,6 +343,12 @@ class EventEvaluation:
         * ``even``: X / K for each rule, which gets the lowest threshold within its share;
         * ``recall``: the whole false alarms the budget allows on these recordings go where
           they detect the most events (:func:`~rsanet.inference.event_metrics.allot_false_alarms`).
+
+        With ``min_durations``, each rule's minimum duration is picked from them too (a rule
+        that must hold its score for a second or two can often use a lower threshold): the
+        even split keeps, per class, the one whose threshold detects the most events (ties:
+        the shortest); the recall split's knapsack chooses among all (threshold, minimum
+        duration) points. Without it, each rule keeps its own.
 
         A ``top_class`` rule is replayed on its class's scores set to 0 wherever another
         calibrated class scores higher (:func:`~rsanet.inference.event_metrics.top_class_scores`),
@@ -373,25 +380,37 @@ class EventEvaluation:
             for label in rule_of
         }
         share = target_fa_per_hour / len(calibrated)
+        durations = {
+            label: [rule.min_duration] if min_durations is None else list(min_durations)
+            for label, rule in rule_of.items()
+        }
         if split == "even":
             results = {
-                label: em.sweep_threshold(
-                    label,
-                    series_of[label],
-                    target_fa_per_hour=share,
-                    min_duration=rule.min_duration,
-                    cooldown=rule.cooldown,
-                    tolerance=tolerance,
-                    event_free_labels=calibrated,
+                label: max(
+                    (
+                        em.sweep_threshold(
+                            label,
+                            series_of[label],
+                            target_fa_per_hour=share,
+                            min_duration=duration,
+                            cooldown=rule.cooldown,
+                            tolerance=tolerance,
+                            event_free_labels=calibrated,
+                        )
+                        for duration in durations[label]
+                    ),
+                    key=lambda r: (r.achieved, r.recall or 0.0, -r.min_duration),
                 )
                 for label, rule in rule_of.items()
             }
         else:
-            results = self._allot(series_of, rule_of, target_fa_per_hour, tolerance, calibrated)
+            results = self._allot(
+                series_of, rule_of, durations, target_fa_per_hour, tolerance, calibrated
+            )
         thresholds = {
             label: (
                 rule.threshold if results[label].threshold is None else results[label].threshold,
-                rule.min_duration,
+                results[label].min_duration,
                 rule.cooldown,
             )
             for label, rule in rule_of.items()
@@ -402,6 +421,7 @@ class EventEvaluation:
         return {
             "target_fa_per_hour": target_fa_per_hour,
             "split": split,
+            "min_durations": None if min_durations is None else list(min_durations),
             "per_class_fa_per_hour": share if split == "even" else None,
             "classes": {label: result.to_dict() for label, result in results.items()},
             "without_rule": {
@@ -414,23 +434,28 @@ class EventEvaluation:
         }
 
     @staticmethod
-    def _allot(series_of, rule_of, target_fa_per_hour, tolerance, calibrated) -> dict:
-        """The ``recall`` split of :meth:`sweep`: each class's threshold curve down to the
-        whole budget, then the knapsack over them. ``target_fa_per_hour`` of a class is the
-        share it was given (its false alarms per hour)."""
+    def _allot(series_of, rule_of, durations, target_fa_per_hour, tolerance, calibrated) -> dict:
+        """The ``recall`` split of :meth:`sweep`: each class's threshold curves (one per
+        minimum duration in ``durations[label]``) down to the whole budget, then the
+        knapsack over them. ``target_fa_per_hour`` of a class is the share it was given (its
+        false alarms per hour)."""
         any_series = next(iter(series_of.values()))
         event_free_s = em.shared_event_free_seconds(any_series, calibrated, tolerance)
         hours = event_free_s / 3600.0
         budget = math.floor(target_fa_per_hour * hours + 1e-9)
         curves = {
-            label: em.threshold_curve(
-                label,
-                series_of[label],
-                max_false_alarms=budget,
-                min_duration=rule.min_duration,
-                cooldown=rule.cooldown,
-                tolerance=tolerance,
-            )
+            label: [
+                point
+                for duration in durations[label]
+                for point in em.threshold_curve(
+                    label,
+                    series_of[label],
+                    max_false_alarms=budget,
+                    min_duration=duration,
+                    cooldown=rule.cooldown,
+                    tolerance=tolerance,
+                )
+            ]
             for label, rule in rule_of.items()
         }
         picks = em.allot_false_alarms(curves, budget)
@@ -450,6 +475,7 @@ class EventEvaluation:
                 len(curves[label]),
                 within and hours > 0,
                 counts.fa_per_hour if hours else target_fa_per_hour,
+                point.min_duration,
             )
         return results
 
@@ -546,17 +572,18 @@ def markdown(report: dict[str, Any]) -> str:
             f"({overall['false_alarms']} in {_duration(overall['event_free_hours'] * 3600)} "
             f"of event-free time; {'met' if overall['achieved'] else 'not met'}).",
             "",
-            "| class | threshold | FA / h | recall | met |",
-            "|---|---|---|---|---|",
+            "| class | threshold | min duration (s) | FA / h | recall | met |",
+            "|---|---|---|---|---|---|",
         ]
         for label, result in sweep["classes"].items():
             lines.append(
-                f"| {label} | {_fmt(result['threshold'], 4)} | {_fmt(result['fa_per_hour'], 2)} "
+                f"| {label} | {_fmt(result['threshold'], 4)} "
+                f"| {_fmt(result.get('min_duration'), 1)} | {_fmt(result['fa_per_hour'], 2)} "
                 f"| {_fmt(result['recall'], percent=True)} | "
                 f"{'yes' if result['achieved'] else 'no'} |"
             )
         for label, reason in sweep["without_rule"].items():
-            lines.append(f"| {label} | no rule: {reason} | | | |")
+            lines.append(f"| {label} | no rule: {reason} | | | | |")
     if report["failures"]:
         lines += ["", "## Failures", ""]
         lines += [f"- `{f['path']}`: {f['error']}" for f in report["failures"]]

@@ -417,7 +417,8 @@ class SweepResult:
     target (``threshold`` is then the one with the fewest false alarms per hour) or when
     there is no event-free time to measure false alarms on (``threshold`` None). In the
     budget split for recall, ``target_fa_per_hour`` is the rate the class was given and
-    ``achieved`` whether all the classes together stay within the budget."""
+    ``achieved`` whether all the classes together stay within the budget. ``min_duration``
+    is the rule's, with which the threshold was picked."""
 
     label: str
     threshold: float | None
@@ -428,6 +429,7 @@ class SweepResult:
     candidates: int
     achieved: bool
     target_fa_per_hour: float
+    min_duration: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -537,7 +539,16 @@ def sweep_threshold(
         rate = counts.fa_per_hour
         if rate is None:
             return SweepResult(
-                label, None, None, counts.recall, 0, 0, len(candidates), False, target_fa_per_hour
+                label,
+                None,
+                None,
+                counts.recall,
+                0,
+                0,
+                len(candidates),
+                False,
+                target_fa_per_hour,
+                min_duration,
             )
         if best is None or rate < best[1]:
             best = (float(threshold), rate, counts)
@@ -552,9 +563,12 @@ def sweep_threshold(
                 len(candidates),
                 True,
                 target_fa_per_hour,
+                min_duration,
             )
     if best is None:  # no windows at all
-        return SweepResult(label, None, None, None, 0, 0, 0, False, target_fa_per_hour)
+        return SweepResult(
+            label, None, None, None, 0, 0, 0, False, target_fa_per_hour, min_duration
+        )
     threshold, rate, counts = best
     return SweepResult(
         label,
@@ -566,15 +580,18 @@ def sweep_threshold(
         len(candidates),
         False,
         target_fa_per_hour,
+        min_duration,
     )
 
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One threshold of a class's rule on the calibration videos: its event counts."""
+    """One threshold (with one minimum duration) of a class's rule on the calibration
+    videos: its event counts."""
 
     threshold: float
     counts: EventCounts
+    min_duration: float = 0.0
 
     @property
     def false_alarms(self) -> int:
@@ -608,15 +625,16 @@ def threshold_curve(
             cooldown=cooldown,
             tolerance=tolerance,
         )
-        points.append(CurvePoint(float(threshold), counts))
+        points.append(CurvePoint(float(threshold), counts, min_duration))
         if counts.false_alarms > max_false_alarms:
             break
     return points
 
 
 def _fewest_false_alarms(curve: Sequence[CurvePoint]) -> CurvePoint:
-    """The point with the fewest false alarms (of those, the highest threshold)."""
-    return min(curve, key=lambda p: (p.false_alarms, -p.threshold))
+    """The point with the fewest false alarms (of those, the shortest minimum duration,
+    then the highest threshold)."""
+    return min(curve, key=lambda p: (p.false_alarms, p.min_duration, -p.threshold))
 
 
 def allot_false_alarms(
@@ -624,10 +642,12 @@ def allot_false_alarms(
 ) -> dict[str, CurvePoint]:
     """One point of each class's curve, detecting the most events in all with at most
     ``budget`` false alarms in all (exact: a knapsack over whole false alarms; ties go to
-    fewer false alarms, then to higher thresholds). The curves are independent because an
-    alert can only match an event of its own class, so the classes' false alarms add up to
-    those of the rules together. A class none of whose points fits the budget left to it
-    takes its point with the fewest false alarms, which then exceeds the budget."""
+    fewer false alarms, then to shorter minimum durations, then to higher thresholds). A
+    curve may hold points of several minimum durations: one of them is picked. The curves
+    are independent because an alert can only match an event of its own class, so the
+    classes' false alarms add up to those of the rules together. A class none of whose
+    points fits the budget left to it takes its point with the fewest false alarms, which
+    then exceeds the budget."""
     chosen: dict[str, CurvePoint] = {}
     fitting: dict[str, list[CurvePoint]] = {}
     for label, curve in curves.items():
@@ -657,6 +677,7 @@ def allot_false_alarms(
                 key=lambda o: (
                     o[0][0] + o[1].detected,
                     o[0][1] - o[1].false_alarms,
+                    -o[1].min_duration,
                     o[1].threshold,
                 ),
             )
