@@ -360,22 +360,18 @@ class EventEvaluation:
         rule_of = {rule.label: rule for rule in self.rules if rule.label in calibrated}
         column = {label: self.predictor.classes.index(label) for label in rule_of}
         top_class = [label for label, rule in rule_of.items() if rule.top_class]
+        plain = [run.score_matrix for run in runs]
         # a top_class rule of the written file competes with the written rules' classes
-        matrices = [
-            em.top_class_scores(run.score_matrix, list(column.values()))
-            if top_class
-            else run.score_matrix
-            for run in runs
-        ]
+        gated = [em.top_class_scores(m, list(column.values())) for m in plain] if top_class else []
         series_of = {
             label: [
                 em.ScoreSeries(
                     run.ends,
-                    (gated if label in top_class else run.score_matrix)[:, column[label]],
+                    (gated if label in top_class else plain)[number][:, column[label]],
                     run.events,
                     run.duration_s,
                 )
-                for run, gated in zip(runs, matrices, strict=True)
+                for number, run in enumerate(runs)
             ]
             for label in rule_of
         }
