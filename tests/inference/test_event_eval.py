@@ -5,6 +5,7 @@ pixels (exact numbers, through the command's own code path)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from types import SimpleNamespace
 
 import numpy as np
@@ -325,19 +326,26 @@ def _replay(rules: list[AlertRule], run: VideoRun) -> em.EventCounts:
     return em.event_counts([video], [rule.label for rule in rules], 0.0)[1]
 
 
+def _fighting_and_falling(
+    falling: dict[Iterable[int], float],
+) -> tuple[EventEvaluation, VideoRun]:
+    """:func:`_calibration` of a fighting event at 1000-1010 s and a falling one at
+    1100-1110 s, with falling's score set to each value of ``falling`` in its windows."""
+    events = [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
+    evaluation, run = _calibration(["fighting", "falling"], events)
+    for windows, value in falling.items():
+        for i in windows:
+            run.scores[i][CLASSES.index("falling")] = value
+    return evaluation, run
+
+
 def test_the_sweep_calibrates_top_class_rules_as_the_engine_fires_them():
     """Falling also rises to 0.8 during the fighting event, and scores only 0.7 during its
     own: a falling rule low enough to detect its event also fires during the fight, a false
     alarm the budget (1.5 / h split evenly: none per class) cannot pay. With top_class,
     fighting (0.9) silences falling there, and the rule can wait at 0.7."""
     labels = ["fighting", "falling"]
-    events = [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
-    evaluation, run = _calibration(labels, events)
-    falling = CLASSES.index("falling")
-    for i in range(999, 1010):
-        run.scores[i][falling] = 0.8
-    for i in range(1099, 1110):
-        run.scores[i][falling] = 0.7
+    evaluation, run = _fighting_and_falling({range(999, 1010): 0.8, range(1099, 1110): 0.7})
     plain = evaluation.sweep([run], 1.5, tolerance=0.0)
     assert plain["overall"]["detected"] == 1 and plain["overall"]["false_alarms"] == 0
     assert plain["classes"]["falling"]["threshold"] > 0.8
@@ -361,14 +369,7 @@ def test_the_sweep_picks_minimum_durations_that_let_thresholds_fall(split):
     score 0.6, 0.7, 0.7. Without a minimum duration its rule must stay above 0.7 and
     misses the event. Allowed 2 s, the rule ignores the single windows and waits at 0.6;
     fighting's event (0.9) needs no minimum duration, and keeps the shortest."""
-    labels = ["fighting", "falling"]
-    events = [Event("fighting", 1000, 1010), Event("falling", 1100, 1110)]
-    evaluation, run = _calibration(labels, events)
-    falling = CLASSES.index("falling")
-    for i in range(1099, 1110):
-        run.scores[i][falling] = 0.6
-    for i in (2999, 3099):
-        run.scores[i][falling] = 0.7
+    evaluation, run = _fighting_and_falling({range(1099, 1110): 0.6, (2999, 3099): 0.7})
     fixed = evaluation.sweep([run], 1.5, tolerance=0.0, split=split)
     assert fixed["min_durations"] is None
     assert fixed["overall"]["detected"] == 1 and fixed["overall"]["false_alarms"] == 0
