@@ -55,7 +55,7 @@ def scores(checkpoint: str, annotations: str, out: str) -> None:
     predictor = Predictor.from_checkpoint(checkpoint, smoothing=SMOOTHING)
     paths, starts, ends, rows, durations, events = [], [], [], [], [], []
     for number, video in enumerate(data.videos):
-        last = [0.0]
+        last, first = [0.0], len(ends)
 
         def on_frame(frame, _latest, last=last) -> None:
             last[0] = frame.time + (frame.duration or 0.0)
@@ -70,7 +70,7 @@ def scores(checkpoint: str, annotations: str, out: str) -> None:
             ends.append(result.end)
             rows.append(result.scores)
         analysis.close()
-        durations.append(max(last[0], ends[-1]))
+        durations.append(max([last[0], *ends[first:]]))
         events += [(number, e.label, e.start_s, e.end_s) for e in video.events]
     root = Path(annotations)
     np.savez_compressed(
