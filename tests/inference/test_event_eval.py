@@ -228,7 +228,7 @@ def _calibration(labels: list[str], events: list[Event]) -> tuple[EventEvaluatio
         scores=list(scores),
         duration_s=3600.0,
     )
-    predictor = SimpleNamespace(classes=CLASSES)
+    predictor = SimpleNamespace(classes=CLASSES, smoothing=1, num_frames=8, size=64)
     rules = [AlertRule(label, 0.5, 0.0, 60.0) for label in labels]
     return EventEvaluation(predictor, window=1.0, stride=1.0, rules=rules), run
 
@@ -384,6 +384,10 @@ def test_the_sweep_picks_minimum_durations_that_let_thresholds_fall(split):
     assert [(rule.label, rule.min_duration) for rule in rules] == [("fighting", 0), ("falling", 2)]
     replayed = _replay(rules, run)  # the engine fires what the sweep counted
     assert (replayed.detected, replayed.false_alarms) == (2, 0)
+    report = evaluation.report(
+        [run], tolerance=0.0, target_fa_per_hour=1.5, split=split, min_durations=[0, 2]
+    )
+    assert report["sweep"] == swept  # the report passes them on
 
 
 def test_the_sweep_refuses_recordings_without_events():

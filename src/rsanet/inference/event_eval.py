@@ -153,6 +153,7 @@ class EventEvaluation:
         tolerance: float = 2.0,
         target_fa_per_hour: float | None = None,
         split: str = "even",
+        min_durations: Sequence[float] | None = None,
         progress: Callable[[int, int, VideoRun], None] | None = None,
     ) -> tuple[dict[str, Any], list[VideoRun]]:
         """Run every recording (objects with ``path`` and ``events``, such as
@@ -163,7 +164,11 @@ class EventEvaluation:
             if progress is not None:
                 progress(number, len(videos), runs[-1])
         report = self.report(
-            runs, tolerance=tolerance, target_fa_per_hour=target_fa_per_hour, split=split
+            runs,
+            tolerance=tolerance,
+            target_fa_per_hour=target_fa_per_hour,
+            split=split,
+            min_durations=min_durations,
         )
         return report, runs
 
@@ -176,11 +181,13 @@ class EventEvaluation:
         tolerance: float,
         target_fa_per_hour: float | None = None,
         split: str = "even",
+        min_durations: Sequence[float] | None = None,
     ) -> dict[str, Any]:
         """The report (a JSON-able dict): settings, per-video lines, failures, event-level
         metrics of every counted class (:meth:`counted_classes`), frame-level AUC/AP of the
         evaluated classes, speed, and the threshold sweep (:meth:`sweep`) when
-        ``target_fa_per_hour`` is given (its budget split by ``split``)."""
+        ``target_fa_per_hour`` is given (its budget split by ``split``, the minimum
+        durations picked from ``min_durations`` if given)."""
         good = [run for run in runs if run.error is None]
         index = {c: i for i, c in enumerate(self.predictor.classes)}
         # every evaluated class counts, ruled or not: an event of a class that has no rule is a
@@ -256,7 +263,13 @@ class EventEvaluation:
             "sweep": None,
         }
         if target_fa_per_hour is not None:
-            report["sweep"] = self.sweep(good, target_fa_per_hour, tolerance=tolerance, split=split)
+            report["sweep"] = self.sweep(
+                good,
+                target_fa_per_hour,
+                tolerance=tolerance,
+                split=split,
+                min_durations=min_durations,
+            )
         return report
 
     def frame_metrics(self, runs: Sequence[VideoRun]) -> dict[str, Any]:
@@ -376,8 +389,12 @@ class EventEvaluation:
             for label in rule_of
         }
         share = target_fa_per_hour / len(calibrated)
-        durations = {
-            label: [rule.min_duration] if min_durations is None else list(min_durations)
+        # the rule settings each class is swept with: one per minimum duration tried
+        settings = {
+            label: [
+                {"min_duration": duration, "cooldown": rule.cooldown, "tolerance": tolerance}
+                for duration in ([rule.min_duration] if min_durations is None else min_durations)
+            ]
             for label, rule in rule_of.items()
         }
         if split == "even":
@@ -388,21 +405,17 @@ class EventEvaluation:
                             label,
                             series_of[label],
                             target_fa_per_hour=share,
-                            min_duration=duration,
-                            cooldown=rule.cooldown,
-                            tolerance=tolerance,
                             event_free_labels=calibrated,
+                            **setting,
                         )
-                        for duration in durations[label]
+                        for setting in settings[label]
                     ),
                     key=lambda r: (r.achieved, r.recall or 0.0, -r.min_duration),
                 )
-                for label, rule in rule_of.items()
+                for label in rule_of
             }
         else:
-            results = self._allot(
-                series_of, rule_of, durations, target_fa_per_hour, tolerance, calibrated
-            )
+            results = self._allot(series_of, settings, target_fa_per_hour, tolerance, calibrated)
         thresholds = {
             label: (
                 rule.threshold if results[label].threshold is None else results[label].threshold,
@@ -430,11 +443,11 @@ class EventEvaluation:
         }
 
     @staticmethod
-    def _allot(series_of, rule_of, durations, target_fa_per_hour, tolerance, calibrated) -> dict:
+    def _allot(series_of, settings, target_fa_per_hour, tolerance, calibrated) -> dict:
         """The ``recall`` split of :meth:`sweep`: each class's threshold curves (one per
-        minimum duration in ``durations[label]``) down to the whole budget, then the
-        knapsack over them. ``target_fa_per_hour`` of a class is the share it was given (its
-        false alarms per hour)."""
+        rule setting in ``settings[label]``) down to the whole budget, then the knapsack over
+        them. ``target_fa_per_hour`` of a class is the share it was given (its false alarms
+        per hour)."""
         any_series = next(iter(series_of.values()))
         event_free_s = em.shared_event_free_seconds(any_series, calibrated, tolerance)
         hours = event_free_s / 3600.0
@@ -442,22 +455,17 @@ class EventEvaluation:
         curves = {
             label: [
                 point
-                for duration in durations[label]
+                for setting in settings[label]
                 for point in em.threshold_curve(
-                    label,
-                    series_of[label],
-                    max_false_alarms=budget,
-                    min_duration=duration,
-                    cooldown=rule.cooldown,
-                    tolerance=tolerance,
+                    label, series_of[label], max_false_alarms=budget, **setting
                 )
             ]
-            for label, rule in rule_of.items()
+            for label in settings
         }
         picks = em.allot_false_alarms(curves, budget)
         within = sum(point.false_alarms for point in picks.values()) <= budget
         results = {}
-        for label in rule_of:
+        for label in settings:
             point = picks[label]
             counts = point.counts
             counts.event_free_s = event_free_s
