@@ -1,6 +1,7 @@
 """The code style is part of the suite, so CI (which runs only ``pytest``) enforces it:
-``ruff format --check`` and ``ruff check`` over the sources, tests and benchmarks, with
-the ruff version pinned in ``pyproject.toml``."""
+``ruff format --check`` and ``ruff check`` over the whole tree (the sources, tests,
+benchmarks, record scripts, and the Python examples in the Markdown docs), with the ruff
+version pinned in ``pyproject.toml``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ["src", "tests", "benchmarks"]
+CHECKED = ["."]
 
 
 @pytest.mark.parametrize(
