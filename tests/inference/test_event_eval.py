@@ -209,6 +209,27 @@ def test_exact_numbers_with_a_stub_model(run_cli, data, monkeypatch, tmp_path):
     rules = load_rules(out / "rules.yaml")
     assert rules == [AlertRule("fighting", sweep["threshold"], 0.0, 3.0)]
     assert sweep["threshold"] > a["alerts"][0]["score"] - 1e-6
+    # every window's scores, kept for analysis without the network (no pickles)
+    assert report["files"]["window_scores"] == str(out / "window_scores.npz")
+    stored = np.load(out / "window_scores.npz", allow_pickle=False)
+    assert list(stored["classes"]) == CLASSES
+    assert list(stored["videos"]) == [x["path"] for x in report["videos"]]
+    assert list(stored["durations"][:2]) == [8.0, b["duration_s"]]
+    assert np.bincount(stored["video"], minlength=3).tolist() == [15, b["windows"], 0]
+    assert stored["scores"].shape == (15 + b["windows"], len(CLASSES))
+    first = stored["video"] == 0
+    assert stored["ends"][first].tolist() == pytest.approx(np.arange(1.0, 8.5, 0.5).tolist())
+    assert (stored["ends"] - stored["starts"]).tolist() == pytest.approx(
+        [1.0] * 15 + [1.0] * b["windows"]
+    )
+    fire = stored["scores"][first][stored["ends"][first] == 3.0, CLASSES.index("fighting")]
+    assert fire.tolist() == pytest.approx([a["alerts"][0]["score"]], abs=1e-6)
+    assert list(zip(stored["event_video"], stored["event_label"], strict=True)) == [
+        (0, "fighting"),
+        (1, "fighting"),
+        (2, "falling"),
+    ]
+    assert stored["event_span"].tolist() == [[2.0, 4.0], [1.0, 2.0], [0.5, 1.0]]
 
 
 def _calibration(labels: list[str], events: list[Event]) -> tuple[EventEvaluation, VideoRun]:

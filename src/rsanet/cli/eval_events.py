@@ -35,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "faster than real time) and score the alerts against the events: recall, "
             "precision and F1 with a time tolerance, false alarms per hour of event-free "
             "video, detection latency, and frame-level ROC-AUC / AP of the window scores. "
-            "Writes events.json, events.md, a timeline figure per video and a PR curve to "
-            "--out. With --target-fa-per-hour N, also writes a rules file for "
+            "Writes events.json, events.md, every window's scores (window_scores.npz), a "
+            "timeline figure per video and a PR curve to --out. With --target-fa-per-hour N, "
+            "also writes a rules file for "
             "`rsanet predict --rules` with thresholds picked for at most N false alarms per "
             "hour from all rules together on these recordings (N split over the classes "
             "with an event there: evenly, or by --budget-split recall where it detects the "
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--min-durations needs --target-fa-per-hour")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval_events"
     inputs = [args.checkpoint, args.rules, args.annotations, args.labels]
-    for name in ("events.json", "events.md"):
+    for name in ("events.json", "events.md", "window_scores.npz"):
         refuse_overwrite(out / name, inputs, what="report")
     if args.rules_out:
         refuse_overwrite(args.rules_out, inputs, what="--rules-out file")

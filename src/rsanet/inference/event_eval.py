@@ -692,6 +692,35 @@ def pr_curve_png(runs: Sequence[VideoRun], evaluation: EventEvaluation) -> bytes
     return _png(figure)
 
 
+def window_scores_npz(runs: Sequence[VideoRun], classes: Sequence[str]) -> bytes:
+    """The smoothed score of every window of ``runs`` as one compressed ``.npz``, so that
+    they can be analysed again without running the network: ``classes`` (K,), ``videos``
+    (V,) the recordings' paths, ``durations`` (V,), then one row per window: ``video`` (W,)
+    its recording's index, ``starts`` and ``ends`` (W,) seconds, ``scores`` (W, K) float32;
+    and one per event: ``event_video``, ``event_label``, ``event_span`` (E, 2) seconds. A
+    recording that failed has no window."""
+    rows = [(number, run) for number, run in enumerate(runs) if run.error is None]
+    events = [(number, e) for number, run in enumerate(runs) for e in run.events]
+    width = len(classes)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        classes=np.array(list(classes), dtype=str),
+        videos=np.array([run.path for run in runs], dtype=str),
+        durations=np.array([run.duration_s for run in runs], dtype=np.float64),
+        video=np.array([n for n, run in rows for _ in run.ends], dtype=np.int32),
+        starts=np.array([s for _, run in rows for s in run.starts], dtype=np.float64),
+        ends=np.array([e for _, run in rows for e in run.ends], dtype=np.float64),
+        scores=np.array([row for _, run in rows for row in run.scores], dtype=np.float32).reshape(
+            -1, width
+        ),
+        event_video=np.array([n for n, _ in events], dtype=np.int32),
+        event_label=np.array([e.label for _, e in events], dtype=str),
+        event_span=np.array([(e.start_s, e.end_s) for _, e in events], np.float64).reshape(-1, 2),
+    )
+    return buffer.getvalue()
+
+
 def _safe_stem(path: str) -> str:
     stem = Path(path).stem
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:80] or "video"
@@ -706,7 +735,8 @@ def write_outputs(
     figures: bool = True,
     rules_out: str | Path | None = None,
 ) -> dict[str, str]:
-    """Write ``events.json``, ``events.md``, the figures (``timelines/NNN_<name>.png`` and
+    """Write ``events.json``, ``events.md``, ``window_scores.npz``
+    (:func:`window_scores_npz`), the figures (``timelines/NNN_<name>.png`` and
     ``pr_curve.png``) and, after a sweep, the rules file, each atomically; the paths are
     also recorded in ``report["files"]``."""
     import yaml
@@ -738,6 +768,10 @@ def write_outputs(
         else:
             text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
         files["rules"] = str(atomic_write_text(target, text))
+    data = window_scores_npz(runs, evaluation.predictor.classes)
+    files["window_scores"] = str(
+        atomic_write(out / "window_scores.npz", lambda handle: handle.write(data))
+    )
     files["json"] = str(out / "events.json")
     files["markdown"] = str(out / "events.md")
     report["files"] = files
