@@ -1,6 +1,6 @@
 """Training windows of untrimmed recordings: labels by overlap, the positive ratio,
-determinism per (seed, epoch), key moments as positives, the validation grid, time-based
-decoding, bad recordings, and the split by session."""
+determinism per (seed, epoch), key moments as positives, hard negatives from a window-scores
+file, the validation grid, time-based decoding, bad recordings, and the split by session."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rsanet.data import (
     WindowSampler,
     build_untrimmed_dataset,
     class_coverage,
+    hard_negative_windows,
     key_moment_label,
     key_moments,
     open_video,
@@ -395,3 +396,111 @@ def test_build_from_plain_values(recordings):
         "intervals", annotations, split="val", val_annotations=annotations, **common
     )
     assert per_file.split_report is None and len(per_file.videos) == 4
+
+
+def _window_scores(path, videos: list[str], hardness: dict[tuple[int, float], float]) -> None:
+    """A window-scores file as ``rsanet eval-events`` writes it: 2 s windows every second
+    over 30 s of each of ``videos``, classes normal and fight; the fight score is 0.1 but
+    for the windows ``hardness`` names by (video, end)."""
+    ends = np.arange(2.0, 31.0)
+    video = np.repeat(np.arange(len(videos)), len(ends))
+    fight = np.array(
+        [
+            hardness.get((int(v), float(e)), 0.1)
+            for v, e in zip(video, np.tile(ends, len(videos)), strict=True)
+        ]
+    )
+    np.savez_compressed(
+        path,
+        classes=np.array(["normal", "fight"]),
+        videos=np.array(videos),
+        durations=np.full(len(videos), 30.0),
+        video=video.astype(np.int32),
+        starts=np.tile(ends - 2.0, len(videos)),
+        ends=np.tile(ends, len(videos)),
+        scores=np.stack([1 - fight, fight], axis=1).astype(np.float32),
+        event_video=np.array([], np.int32),
+        event_label=np.array([], str),
+        event_span=np.zeros((0, 2)),
+    )
+
+
+def test_hard_negatives_are_the_training_recordings_most_event_like_normal_windows(tmp_path):
+    """Of the file's windows in the training recordings that no event touches, the top
+    fraction by fight score, hardest first, re-centred to the training window. A window
+    inside the fight, and one of a recording the training set does not have, never are."""
+    cam0, cam1, other = (str(tmp_path / name) for name in ("cam0.mp4", "cam1.mp4", "val.mp4"))
+    videos = [
+        UntrimmedVideo(cam0, (EventInterval("fight", 10.0, 15.0),)),
+        UntrimmedVideo(cam1, ()),
+    ]
+    scores = tmp_path / "window_scores.npz"
+    hard = {(0, 12.0): 0.99, (2, 20.0): 0.98, (1, 20.0): 0.9, (0, 25.0): 0.8, (1, 5.0): 0.7}
+    _window_scores(scores, [cam0, cam1, other], hard)
+    # normal windows: cam0's 29 less the 6 overlapping (10, 15), and cam1's 29: 52
+    assert len(hard_negative_windows(scores, videos, 2.0, top=1.0)) == 52
+    assert hard_negative_windows(scores, videos, 2.0, top=0.05) == [
+        (1, 18.0),
+        (0, 23.0),
+        (1, 3.0),
+    ]
+    assert hard_negative_windows(scores, videos, 4.0, top=0.02) == [(1, 17.0)]  # centred
+    with pytest.raises(ValueError, match="none of its 1 recordings is among the 2 training"):
+        _window_scores(tmp_path / "val.npz", [other], {})
+        hard_negative_windows(tmp_path / "val.npz", videos, 2.0)
+    (tmp_path / "bad.npz").write_text("not an archive")
+    with pytest.raises(ValueError, match=r"bad.npz: not a window-scores file.*eval-events"):
+        hard_negative_windows(tmp_path / "bad.npz", videos, 2.0)
+    with pytest.raises(ValueError, match=r"hard_negative_top must be in \(0, 1\]"):
+        hard_negative_windows(scores, videos, 2.0, top=0.0)
+
+
+def test_hard_negatives_make_up_their_fraction_of_the_normal_samples():
+    """Half of the 50 normal samples come from the hard windows (those touching an event
+    are dropped); without hard negatives an epoch is drawn exactly as before."""
+    videos = [
+        UntrimmedVideo(f"cam{i}.mp4", (EventInterval("fight", 10.0, 15.0),)) for i in range(3)
+    ]
+    classes = [NORMAL_CLASS, "fight"]
+    common = {"window_s": 2.0, "windows_per_epoch": 100, "seed": 5}
+    hard = [(0, 3.0), (1, 20.0), (2, 11.0)]  # the last is inside the fight
+    sampler = WindowSampler(
+        videos, [30.0] * 3, classes, hard_negatives=hard, hard_negative_fraction=0.5, **common
+    )
+    assert sampler.hard_negatives == [(0, 3.0), (1, 20.0)]
+    drawn = sampler.epoch(2)
+    assert drawn == sampler.epoch(2)
+    normal = [w for w in drawn if w.label == 0]
+    picked = [w for w in normal if (w.video, w.start_s) in sampler.hard_negatives]
+    assert len(normal) == 50 and len(picked) == 25
+    assert {(w.video, w.start_s) for w in picked} == {(0, 3.0), (1, 20.0)}
+    plain = WindowSampler(videos, [30.0] * 3, classes, **common)
+    assert plain.epoch(2) == WindowSampler(
+        videos, [30.0] * 3, classes, hard_negatives=(), hard_negative_fraction=0.5, **common
+    ).epoch(2)
+    only_inside = WindowSampler(
+        videos,
+        [30.0] * 3,
+        classes,
+        hard_negatives=[(2, 11.0)],
+        hard_negative_fraction=0.5,
+        **common,
+    )
+    with pytest.raises(ValueError, match="none of the hard negatives is a normal window"):
+        only_inside.epoch(0)
+    with pytest.raises(ValueError, match=r"hard_negative_fraction must be in \[0, 1\]"):
+        WindowSampler(videos, [30.0] * 3, classes, hard_negative_fraction=2.0, **common)
+
+
+def test_hard_negatives_reach_the_training_windows_only(recordings, tmp_path):
+    """Through the dataset: the training epoch draws from the file's windows and its summary
+    says so; the validation grid ignores them."""
+    annotations = read_untrimmed("intervals", recordings / "intervals.csv", recordings)
+    paths = [str(video.path) for video in annotations.videos]
+    scores = tmp_path / "window_scores.npz"
+    _window_scores(scores, paths, {})
+    train = windows(annotations, hard_negatives=scores, hard_negative_top=1.0)
+    assert "50% of normal samples from" in train.summary()
+    assert train.sampler.hard_negatives
+    grid = windows(annotations, hard_negatives=scores, train=False, stride_s=1.0)
+    assert grid.sampler.hard_negative_fraction == 0.0 and not grid.sampler.hard_negatives

@@ -117,6 +117,8 @@ def test_rsanet_train_on_key_moments(tmp_path, cameras, capsys):
         ({"positive_sampling": "video"}, "data.untrimmed.positive_sampling must be one of"),
         ({"bag_size": 0}, "data.untrimmed.bag_size must be >= 1"),
         ({"positive_spans": "moments"}, "data.untrimmed.positive_spans must be one of"),
+        ({"hard_negative_fraction": 1.5}, r"hard_negative_fraction must be in \[0, 1\]"),
+        ({"hard_negative_top": 0}, r"hard_negative_top must be in \(0, 1\]"),
     ],
 )
 def test_untrimmed_fields_are_checked(cameras, change, message):
@@ -196,6 +198,18 @@ def test_train_then_evaluate_events_then_alert_with_the_chosen_rules(tmp_path, c
     rules = events / "rules.yaml"
     assert "fight" in rules.read_text()
     capsys.readouterr()
+
+    # a second round trains on the normal windows the first network scored most like a
+    # fight: the window scores eval-events wrote, matched to the training recordings
+    second = example_config(cameras)
+    second["data"]["untrimmed"].update(
+        hard_negatives=str(events / "window_scores.npz"), hard_negative_top=1.0
+    )
+    config.write_text(yaml.safe_dump(second))
+    assert main(["train", str(config), "--output", str(tmp_path / "second")]) == 0
+    # every normal window of the two training recordings (1 s every 0.5 s): 11 of the
+    # quiet one and 4 of the fight's; those of the two validation recordings are not used
+    assert "50% of normal samples from 15 hard negatives" in capsys.readouterr().out
 
     log = tmp_path / "alerts.jsonl"
     code = main(

@@ -13,7 +13,9 @@ uniformly and then one of its events with ``positive_sampling="class"``, then a 
 uniformly among those that cover enough of it) and the rest negatives (a start time
 uniformly over all event-free time of all recordings), a pure function of ``(seed,
 epoch)``, or as many *bags* of several windows (multiple-instance learning, ``bag_size``);
-for validation a grid of windows ``stride_s`` apart over every recording.
+for validation a grid of windows ``stride_s`` apart over every recording. *Hard negatives*
+(:func:`hard_negative_windows`) replace part of the normal windows by those a trained
+network found most like an event.
 :class:`UntrimmedWindows` is the dataset: it decodes only the frames of a window (one seek by
 time), and a recording that cannot be read is a :class:`~rsanet.data.errors.BadSample`
 replaced like in :class:`~rsanet.data.datasets.VideoDataset`.
@@ -180,6 +182,54 @@ def _merged(events: Iterable[EventInterval]) -> list[tuple[float, float]]:
     return spans
 
 
+def hard_negative_windows(
+    path: str | Path,
+    videos: Sequence[UntrimmedVideo],
+    window_s: float,
+    top: float = 0.1,
+) -> list[tuple[int, float]]:
+    """``(video, start)`` of the hardest normal windows in a window-scores file (the
+    ``window_scores.npz`` of ``rsanet eval-events`` run on the training recordings): of its
+    windows in ``videos`` (matched by resolved path) that no event touches, the ``top``
+    fraction with the highest score of any event class, each re-centred to ``window_s``.
+    A network calibrated for a few false alarms per hour fails on such rare normal windows,
+    which uniformly drawn negatives seldom show it. ValueError, naming the file, when it
+    cannot be read or shares no recording with ``videos``."""
+    if not 0 < top <= 1:
+        raise ValueError(f"hard_negative_top must be in (0, 1], got {top!r}")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            names = [str(name) for name in stored["videos"]]
+            classes = [str(name) for name in stored["classes"]]
+            video, starts, ends = stored["video"], stored["starts"], stored["ends"]
+            scores = stored["scores"]
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"{path}: not a window-scores file ({type(error).__name__}: {error}); write one "
+            "with `rsanet eval-events CHECKPOINT --annotations TRAINING_DATA --out DIR` "
+            "(DIR/window_scores.npz)"
+        ) from None
+    ours = {os.path.realpath(v.path): number for number, v in enumerate(videos)}
+    mapped = np.array([ours.get(os.path.realpath(name), -1) for name in names], dtype=np.int64)
+    rows = np.flatnonzero(mapped[video] >= 0) if len(video) else np.array([], dtype=np.int64)
+    if not len(rows):
+        raise ValueError(
+            f"{path}: none of its {len(names)} recordings is among the {len(videos)} training "
+            "recordings (matched by resolved path): score the training annotations themselves"
+        )
+    event_columns = [i for i, name in enumerate(classes) if name.casefold() != NORMAL_CLASS]
+    hardness = scores[rows][:, event_columns].max(axis=1)
+    candidates = []
+    for row, score in zip(rows, hardness, strict=True):
+        number = int(mapped[video[row]])
+        start = max(0.0, (float(starts[row]) + float(ends[row]) - window_s) / 2)
+        if not class_coverage(videos[number].events, start, window_s):
+            candidates.append((float(score), number, start))
+    candidates.sort(key=lambda c: -c[0])
+    keep = candidates[: max(1, math.ceil(top * len(candidates)))] if candidates else []
+    return [(number, start) for _, number, start in keep]
+
+
 def _check_window_options(
     window_s: float,
     min_overlap: float,
@@ -188,7 +238,12 @@ def _check_window_options(
     positive_sampling: str = "event",
     bag_size: int = 1,
     positive_spans: str = "events",
+    hard_negative_fraction: float = 0.0,
 ) -> None:
+    if not 0 <= hard_negative_fraction <= 1:
+        raise ValueError(
+            f"hard_negative_fraction must be in [0, 1], got {hard_negative_fraction!r}"
+        )
     if positive_spans not in POSITIVE_SPANS:
         raise ValueError(
             f"positive_spans must be one of {', '.join(POSITIVE_SPANS)}, got {positive_spans!r}"
@@ -236,6 +291,11 @@ class WindowSampler:
     key moment; the rest of the event time gives no window; normal windows are drawn as
     before, away from the whole events. For annotations that mark what happens inside an
     event (AI Hub's actions), so that the training sees the moment that defines the class.
+
+    ``hard_negatives``: ``(video, start)`` of normal windows to train on more often
+    (:func:`hard_negative_windows`); ``hard_negative_fraction`` of each epoch's normal
+    samples are drawn uniformly from them (those an event touches are left out), the rest
+    as above. Without them, an epoch is drawn exactly as before.
     """
 
     def __init__(
@@ -252,6 +312,8 @@ class WindowSampler:
         positive_sampling: str = "event",
         bag_size: int = 1,
         positive_spans: str = "events",
+        hard_negatives: Sequence[tuple[int, float]] = (),
+        hard_negative_fraction: float = 0.0,
     ) -> None:
         _check_window_options(
             window_s,
@@ -261,6 +323,7 @@ class WindowSampler:
             positive_sampling,
             bag_size,
             positive_spans,
+            hard_negative_fraction,
         )
         if len(videos) != len(durations):
             raise ValueError("one duration per video is needed")
@@ -307,6 +370,15 @@ class WindowSampler:
                 if min(first, duration) - reach >= w:
                     self.negatives.append((number, reach, min(first, duration) - w))
                 reach = max(reach, last)
+        self.hard_negative_fraction = float(hard_negative_fraction) if hard_negatives else 0.0
+        #: (video, start) of the hard normal windows inside their recordings
+        self.hard_negatives = [
+            (int(video), float(start))
+            for video, start in hard_negatives
+            if 0 <= video < len(self.videos)
+            and start + w <= self.durations[video] + 1e-9
+            and not class_coverage(self.videos[video].events, start, w)
+        ]
         lengths = np.array([high - low for _, low, high in self.negatives], dtype=np.float64)
         self._negative_weights = (
             lengths / lengths.sum()
@@ -328,6 +400,11 @@ class WindowSampler:
                 f"{self.min_overlap:g} of a {self.window_s:g} s window inside its recording "
                 f"(of {self.unusable_events} events in {len(self.videos)} recordings); lower "
                 "window_s or min_overlap, or add recordings with events"
+            )
+        if self.hard_negative_fraction and not self.hard_negatives:
+            raise ValueError(
+                "none of the hard negatives is a normal window inside its recording: score "
+                "the same training recordings with the same annotations"
             )
         if self.windows_per_epoch - self.num_positives and not self.negatives:
             raise ValueError(
@@ -371,9 +448,15 @@ class WindowSampler:
                     raise AssertionError(f"window at {start} s of video {video} has no label")
                 bag.append(Window(video, start, *label))
             bags.append(bag)
-        for _ in range(self.windows_per_epoch - self.num_positives):
+        normal = self.windows_per_epoch - self.num_positives
+        hard = round(normal * self.hard_negative_fraction)
+        for number in range(normal):
             bag = []
             for _ in range(k):
+                if number < hard:
+                    video, start = self.hard_negatives[int(rng.integers(len(self.hard_negatives)))]
+                    bag.append(Window(video, start, 0, 0.0))
+                    continue
                 pick = int(rng.choice(len(self.negatives), p=self._negative_weights))
                 video, low, high = self.negatives[pick]
                 bag.append(Window(video, float(low + rng.random() * (high - low)), 0, 0.0))
@@ -401,7 +484,9 @@ class WindowSampler:
             f"positive_fraction={self.positive_fraction:g}, "
             f"windows_per_epoch={self.windows_per_epoch}, "
             f"positive_sampling={self.positive_sampling!r}, bag_size={self.bag_size}, "
-            f"positive_spans={self.positive_spans!r}, {len(self.videos)} recordings)"
+            f"positive_spans={self.positive_spans!r}, "
+            f"hard_negative_fraction={self.hard_negative_fraction:g}, "
+            f"{len(self.videos)} recordings)"
         )
 
 
@@ -446,7 +531,9 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
     and listed in ``annotation_errors``; a window whose recording cannot be decoded is
     reported in ``bad_samples`` and replaced by window
     :func:`~rsanet.data.errors.replacement_index` of the same epoch (policy ``skip``) or
-    raised (``raise``).
+    raised (``raise``). ``hard_negatives`` (training only): a window-scores file whose
+    hardest normal windows (``hard_negative_top`` of them) make up
+    ``hard_negative_fraction`` of the normal samples (:func:`hard_negative_windows`).
     """
 
     item_name = "window"
@@ -472,6 +559,9 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         positive_sampling: str = "event",
         bag_size: int = 1,
         positive_spans: str = "events",
+        hard_negatives: str | Path | None = None,
+        hard_negative_fraction: float = 0.5,
+        hard_negative_top: float = 0.1,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -526,6 +616,12 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             positive_sampling=positive_sampling,
             bag_size=bag_size if train else 1,
             positive_spans=positive_spans,
+            hard_negatives=(
+                hard_negative_windows(hard_negatives, self.videos, window_s, hard_negative_top)
+                if hard_negatives is not None and train
+                else ()
+            ),
+            hard_negative_fraction=hard_negative_fraction if train else 0.0,
         )
         self.bag_size = self.sampler.bag_size
         self.durations = self.sampler.durations
@@ -596,6 +692,11 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             kind += (
                 f", positives at key moments, shorter than their event for "
                 f"{self.sampler.shortened_events} of {events} events"
+            )
+        if self.sampler.hard_negative_fraction:
+            kind += (
+                f", {self.sampler.hard_negative_fraction:.0%} of normal samples from "
+                f"{len(self.sampler.hard_negatives)} hard negatives"
             )
         bags = f" in {len(self)} bags of {self.bag_size}" if self.bag_size > 1 else ""
         return (
@@ -773,6 +874,9 @@ def build_untrimmed_dataset(
     positive_sampling: str = "event",
     bag_size: int = 1,
     positive_spans: str = "events",
+    hard_negatives: str | Path | None = None,
+    hard_negative_fraction: float = 0.5,
+    hard_negative_top: float = 0.1,
     quiet: bool = False,
     **options,
 ) -> UntrimmedWindows:
@@ -789,7 +893,8 @@ def build_untrimmed_dataset(
     (or ``num_crops=3``). ``full_frame``: the whole frame squeezed to size x size instead
     (fixed cameras: an event may happen anywhere in view); ``positive_sampling`` and
     ``bag_size`` (training only), ``positive_spans`` (training and validation): see
-    :class:`WindowSampler`.
+    :class:`WindowSampler`; ``hard_negatives`` and its ``hard_negative_fraction`` and
+    ``hard_negative_top`` (training only): see :class:`UntrimmedWindows`.
 
     ``options``: reader options ``labels``, ``class_map``, ``fps``, ``deduplicate``,
     ``allow_outside_root``; loading options ``backend``, ``decode_threads``,
@@ -816,6 +921,7 @@ def build_untrimmed_dataset(
         positive_sampling,
         bag_size,
         positive_spans,
+        hard_negative_fraction,
     )
     train = split == "train" if train is None else bool(train)
     reader = {k: v for k, v in options.items() if k in UNTRIMMED_READER_OPTIONS}
@@ -868,6 +974,9 @@ def build_untrimmed_dataset(
         positive_sampling=positive_sampling,
         bag_size=bag_size,
         positive_spans=positive_spans,
+        hard_negatives=hard_negatives,
+        hard_negative_fraction=hard_negative_fraction,
+        hard_negative_top=hard_negative_top,
     )
     dataset.split_report = report
     dataset.split_summary = None if report is None else parts.summary()
@@ -882,6 +991,7 @@ __all__ = [
     "WindowSampler",
     "build_untrimmed_dataset",
     "class_coverage",
+    "hard_negative_windows",
     "key_moment_label",
     "key_moments",
     "recording_length",

@@ -93,6 +93,15 @@ class UntrimmedConfig:
     #: moments, the annotated actions inside each event ("actions": the bag set down, not
     #: the walks around it); the rest of an event's time then gives no window
     positive_spans: str = field(default="events", metadata=_choices("events", "actions"))
+    #: a window-scores file (the window_scores.npz of `rsanet eval-events` run with a
+    #: trained network on the training recordings): its hardest normal windows are trained
+    #: on more often (null: normal windows drawn uniformly)
+    hard_negatives: str | None = None
+    #: with hard_negatives, the fraction of normal samples drawn from them
+    hard_negative_fraction: float = 0.5
+    #: with hard_negatives, which windows are hard: this top fraction of the file's normal
+    #: windows by their highest event-class score
+    hard_negative_top: float = 0.1
     #: seconds between validation windows (null: window_s, windows side by side)
     val_stride_s: float | None = None
     #: without data.val_annotations: the fraction of recordings (whole sessions) validated on
@@ -621,6 +630,16 @@ def _validate_untrimmed(d: DataConfig, e: EvalConfig) -> None:
     _require(
         u.bag_size >= 1,
         f"data.untrimmed.bag_size must be >= 1, got {u.bag_size} (1: one window per sample)",
+    )
+    _require(
+        0 <= u.hard_negative_fraction <= 1,
+        "data.untrimmed.hard_negative_fraction must be in [0, 1] (the share of normal samples "
+        f"drawn from the hard negatives), got {u.hard_negative_fraction}",
+    )
+    _require(
+        0 < u.hard_negative_top <= 1,
+        "data.untrimmed.hard_negative_top must be in (0, 1] (the share of the file's normal "
+        f"windows taken as hard), got {u.hard_negative_top} (e.g. 0.1)",
     )
     _require(
         u.val_stride_s is None or u.val_stride_s > 0,
