@@ -4,11 +4,12 @@ recall``) on the 4.4 calibration hours and replayed on the held-out hour, per se
 
 Two steps, so that the comparison runs from committed records:
 
-    python compare.py scores CHECKPOINT ANNOTATIONS OUT.npz   # run the network once
+    python compare.py scores CHECKPOINT ANNOTATIONS OUT.npz [WINDOW_S]  # the network, once
     python compare.py report seed0 seed1 ... > compare.md     # every rule set, all seeds
 
-``scores`` runs the predictor as ``rsanet eval-events`` does (2 s windows, 1 s stride,
-smoothing 3) and stores each window's smoothed scores with the recording's events.
+``scores`` runs the predictor as ``rsanet eval-events`` does (2 s windows unless
+``WINDOW_S`` is given, 1 s stride, smoothing 3) and stores each window's smoothed scores
+with the recording's events.
 ``report`` reads ``SEED/calib.npz`` and ``SEED/test.npz`` under this folder, calibrates
 every rule set with :meth:`EventEvaluation.sweep` and replays the written rules with the
 :class:`AlertEngine`, as ``rsanet predict --rules`` fires them. ``report --json`` prints
@@ -45,7 +46,7 @@ MIN_DURATIONS = [0.0, 1.0, 2.0, 3.0]
 RULE_SETS = ("plain", "top_class", "min_durations", "both")
 
 
-def scores(checkpoint: str, annotations: str, out: str) -> None:
+def scores(checkpoint: str, annotations: str, out: str, window_s: str = str(WINDOW_S)) -> None:
     """Each recording's window ends, starts and smoothed scores, with its events."""
     from rsanet.data import read_untrimmed
     from rsanet.inference import Predictor
@@ -62,7 +63,11 @@ def scores(checkpoint: str, annotations: str, out: str) -> None:
 
         frames = decode_frames(SourceSpec("file", str(video.path)), short_side=predictor.short_side)
         analysis = predictor.analyse(
-            frames, window=WINDOW_S, stride=STRIDE_S, source=str(video.path), on_frame=on_frame
+            frames,
+            window=float(window_s),
+            stride=STRIDE_S,
+            source=str(video.path),
+            on_frame=on_frame,
         )
         for result in analysis:
             paths.append(number)
@@ -239,22 +244,27 @@ def page(results: dict[str, dict]) -> str:
             cells += [mean_ci(gains).format(1), f"{test}: {verdict(test)}"]
         lines.append(f"| {name} > {base} | {' | '.join(cells)} |")
     lines += ["", "Test events detected per class (seeds in order):", ""]
-    classes = list(results[seeds[0]]["plain"]["test_per_class"])
-    lines += [
-        "| rules | " + " | ".join(classes) + " |",
-        "|---" * (len(classes) + 1) + "|",
-    ]
+    lines += per_class_table(results, names, "rules")
+    return "\n".join(lines) + "\n"
+
+
+def per_class_table(results: dict[str, dict], names: list[str], heading: str) -> list[str]:
+    """The lines of a table of test events detected per class: a row per rule set in
+    ``names``, each cell the seeds' counts in order."""
+    seeds = list(results)
+    classes = list(results[seeds[0]][names[0]]["test_per_class"])
+    lines = [f"| {heading} | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
     for name in names:
         per = [results[s][name]["test_per_class"] for s in seeds]
         lines.append(
             f"| {name} | " + " | ".join(", ".join(str(p[c]) for p in per) for c in classes) + " |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["scores"]:
-        scores(*argv[1:4])
+        scores(*argv[1:5])
         return
     if argv[:1] != ["report"]:
         sys.exit(__doc__)

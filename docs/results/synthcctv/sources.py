@@ -1,0 +1,218 @@
+"""Networks compared on the same recordings through their stored window scores: each
+source's rules calibrated for 2 false alarms per hour (``--budget-split recall``) on the
+4.4 calibration hours, plain and with swept minimum durations (0-3 s), and replayed on the
+held-out hour by the alert engine, per training seed.
+
+    python docs/results/synthcctv/sources.py PAGE SEED ... > docs/results/synthcctv/PAGE/compare.md
+
+Each source is a folder of ``calib.npz`` and ``test.npz`` written by ``rules/compare.py
+scores`` (the ``window_scores.npz`` of ``rsanet eval-events`` holds the same arrays, with
+the recordings' full paths instead of paths under the data folder). The pages
+(:data:`PAGES`):
+
+``windows``: 2 s against 6 s windows, and the two fused.
+  * ``2 s``: the 16-frame ``tsm_tiny`` recipe (8 frames per second);
+  * ``6 s``: the same recipe trained and run on 6 s windows of 16 frames (2.7 per second),
+    which see what comes before and after a moment: a bag set down and left, a fall and
+    the stillness after it, a wanderer who stays;
+  * ``max``: each class's score the higher of the two networks' at the same window end
+    (the 6 s network has no window before 6 s into a recording: its score counts as 0);
+  * control ``max, 6 s shuffled``: the 6 s network's windows in a random order within each
+    recording before fusing, the same scores at the wrong times. If fusing gained only
+    because a second score raises some windows, this would gain too.
+
+``hard_negatives``: the recipe against the recipe trained with hard negatives.
+  * ``recipe``: the 16-frame ``tsm_tiny`` recipe;
+  * ``hard negatives``: the same command with ``data.untrimmed.hard_negatives``, the window
+    scores of that seed's recipe network on its own training recordings: half of the
+    normal samples are drawn from the 10 % of normal windows it scored most like an event;
+  * control ``all normal windows``: the same, with ``hard_negative_top: 1.0``, so the
+    "hard" windows are every normal window of that grid: the same machinery without the
+    hardness. It must not gain.
+
+A claim holds when the paired gain in test events detected (the same seed) is above zero,
+one-sided one-sample t, p < 0.05; a control must come out "does not hold".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from rsanet.data.windows import NORMAL_CLASS, window_label
+from rsanet.inference.event_metrics import roc_auc
+from rsanet.study.stats import above_zero, mean_ci, verdict
+
+HERE = Path(__file__).parent
+_spec = importlib.util.spec_from_file_location("rules_compare", HERE / "rules" / "compare.py")
+rules = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rules)
+
+RULE_SETS = ("plain", "min_durations")
+
+#: page -> its title, sources (name -> folder under this one, {seed} filled in), fused
+#: sources (name -> the two sources, whether the second is shuffled first) and claims
+#: (source, baseline)
+PAGES = {
+    "windows": {
+        "title": "2 s and 6 s windows, and the two fused",
+        "sources": {"2 s": "rules/seed{seed}", "6 s": "windows/w6seed{seed}"},
+        "fused": {"max": ("2 s", "6 s", False), "max, 6 s shuffled": ("2 s", "6 s", True)},
+        "claims": [("6 s", "2 s"), ("max", "2 s"), ("max, 6 s shuffled", "2 s")],
+    },
+    "hard_negatives": {
+        "title": "Hard negatives",
+        "sources": {
+            "recipe": "rules/seed{seed}",
+            "hard negatives": "hard_negatives/seed{seed}",
+            "all normal windows": "hard_negatives/all_seed{seed}",
+        },
+        "fused": {},
+        "claims": [("hard negatives", "recipe"), ("all normal windows", "recipe")],
+    },
+}
+
+
+def fused(short: list, long: list, shuffle_seed: int | None = None) -> list:
+    """Each run of ``short`` with every score the higher of the two sources' at the same
+    window end (``shuffle_seed``: ``long``'s windows in a random order first)."""
+    rng = np.random.default_rng(shuffle_seed)
+    out = []
+    for a, b in zip(short, long, strict=True):
+        if a.path != b.path:
+            raise ValueError(f"the score files list other recordings: {a.path} != {b.path}")
+        other = b.score_matrix
+        if shuffle_seed is not None:
+            other = other[rng.permutation(len(other))]
+        at_end = {round(end, 3): row for end, row in zip(b.ends, other, strict=True)}
+        matrix = a.score_matrix
+        for i, end in enumerate(a.ends):
+            row = at_end.get(round(end, 3))
+            if row is not None:
+                matrix[i] = np.maximum(matrix[i], row)
+        out.append(replace(a, scores=list(matrix), alerts=[]))
+    return out
+
+
+def window_auc(classes: list[str], runs: list) -> dict[str, float | None]:
+    """Each event class's ROC-AUC over the windows, labelled as training labels them (the
+    class covering at least half of the window, normal where no event touches it; the
+    windows in between left out): does a source's score separate the class at all?"""
+    labels, rows = [], []
+    for run in runs:
+        for start, end, row in zip(run.starts, run.ends, run.scores, strict=True):
+            label, _ = window_label(run.events, start, end - start, 0.5)
+            if label is not None:
+                labels.append(label)
+                rows.append(row)
+    labels, matrix = np.array(labels), np.array(rows)
+    out = {}
+    for column, label in enumerate(classes):
+        keep = (labels == label) | (labels == NORMAL_CLASS)
+        if label != NORMAL_CLASS and (labels == label).any():
+            out[label] = roc_auc(labels[keep] == label, matrix[keep, column])
+    return out
+
+
+def seed_results(page: dict, seed: str) -> dict:
+    sources = {}
+    for name, folder in page["sources"].items():
+        path = HERE / folder.format(seed=seed)
+        classes, calibration = rules.load(path / "calib.npz")
+        _, test = rules.load(path / "test.npz")
+        sources[name] = (calibration, test)
+    for number, (name, (first, second, shuffle)) in enumerate(page["fused"].items()):
+        (calib_a, test_a), (calib_b, test_b) = sources[first], sources[second]
+        shuffles = (
+            (10 * number + int(seed), 10 * number + 100 + int(seed)) if shuffle else (None,) * 2
+        )
+        sources[name] = (fused(calib_a, calib_b, shuffles[0]), fused(test_a, test_b, shuffles[1]))
+    results = {
+        f"{source} {rule_set}": rules.rule_set(classes, calibration, test, rule_set)
+        for source, (calibration, test) in sources.items()
+        for rule_set in RULE_SETS
+    }
+    for source, (_, test) in sources.items():
+        results[f"{source} plain"]["test_window_auc"] = window_auc(classes, test)
+    return results
+
+
+def render(name: str, results: dict[str, dict]) -> str:
+    page = PAGES[name]
+    seeds = list(results)
+    names = list(results[seeds[0]])
+    first = results[seeds[0]][names[0]]
+    lines = [
+        f"# {page['title']}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}",
+        "",
+        f"Generated by `python docs/results/synthcctv/sources.py {name} {' '.join(seeds)}` "
+        "from the committed window scores. Mean ± 95 % CI over seeds.",
+        "",
+        f"| source and rules | calibration: detected of {first['calibration_events']} "
+        f"| test: detected of {first['test_events']} | test FA / h | test latency median (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in names:
+        column = [results[s][row] for s in seeds]
+        latencies = [c["test_latency_median_s"] for c in column]
+        latency = "-" if None in latencies else mean_ci(latencies).format(1)
+        lines.append(
+            f"| {row} | {mean_ci([c['calibration_detected'] for c in column]).format(1)} "
+            f"| {mean_ci([c['test_detected'] for c in column]).format(1)} "
+            f"| {mean_ci([c['test_fa_per_hour'] for c in column]).format(2)} | {latency} |"
+        )
+    lines += [
+        "",
+        "Paired gains in test events detected (the same seed), one-sided one-sample t:",
+        "",
+        "| claim | test gain | |",
+        "|---|---|---|",
+    ]
+    for rule_set in RULE_SETS:
+        for source, base in page["claims"]:
+            gains = [
+                results[s][f"{source} {rule_set}"]["test_detected"]
+                - results[s][f"{base} {rule_set}"]["test_detected"]
+                for s in seeds
+            ]
+            test = above_zero(gains)
+            lines.append(
+                f"| {source} > {base} ({rule_set}) | {mean_ci(gains).format(1)} "
+                f"| {test}: {verdict(test)} |"
+            )
+    classes = list(first["test_per_class"])
+    lines += ["", "Test events detected per class (seeds in order):", ""]
+    lines += rules.per_class_table(results, names, "source and rules")
+    lines += [
+        "",
+        "Test window ROC-AUC per class, each class's windows against the normal ones (mean "
+        "over seeds; a fused source's windows are its first source's):",
+        "",
+        "| source | " + " | ".join(classes) + " |",
+        "|---" * (len(classes) + 1) + "|",
+    ]
+    for row in names:
+        if "test_window_auc" in results[seeds[0]][row]:
+            aucs = [results[s][row]["test_window_auc"] for s in seeds]
+            cells = [f"{np.mean([a[c] for a in aucs]):.3f}" for c in classes]
+            lines.append(f"| {row.removesuffix(' plain')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    as_json = "--json" in argv
+    argv = [a for a in argv if a != "--json"]
+    if not argv or argv[0] not in PAGES or len(argv) < 2:
+        sys.exit(__doc__)
+    name, seeds = argv[0], argv[1:]
+    results = {seed: seed_results(PAGES[name], seed) for seed in seeds}
+    print(json.dumps(results, indent=1) if as_json else render(name, results), end="")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

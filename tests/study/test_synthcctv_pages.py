@@ -1,0 +1,40 @@
+"""The SynthCCTV results pages are what their scripts make from the committed records, byte
+for byte: a page edited by hand, or a script changed without regenerating its page, fails."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "synthcctv"
+
+
+def _page(script: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_seeds_page_regenerates_from_the_committed_reports() -> None:
+    page = RESULTS / "recipe" / "seeds.md"
+    assert _page(RESULTS / "recipe" / "seeds.py") == page.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("script", "args", "page"),
+    [
+        ("rules/compare.py", ("report", "seed0", "seed1", "seed2", "seed3"), "rules/compare.md"),
+        ("sources.py", ("windows", "0"), "windows/compare.md"),
+        ("sources.py", ("hard_negatives", "0"), "hard_negatives/compare.md"),
+    ],
+)
+def test_a_comparison_page_regenerates_from_the_committed_window_scores(script, args, page):
+    """Each rule set calibrated and replayed again from the stored window scores (about
+    half a minute per seed and source)."""
+    assert _page(RESULTS / script, *args) == (RESULTS / page).read_text()
