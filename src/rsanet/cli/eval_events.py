@@ -37,12 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "video, detection latency, and frame-level ROC-AUC / AP of the window scores. "
             "Writes events.json, events.md, every window's scores (window_scores.npz), a "
             "timeline figure per video and a PR curve to --out. With --target-fa-per-hour N, "
-            "also writes a rules file for "
-            "`rsanet predict --rules` with thresholds picked for at most N false alarms per "
-            "hour from all rules together on these recordings (N split over the classes "
-            "with an event there: evenly, or by --budget-split recall where it detects the "
-            "most events). A recording that cannot be read is listed as a "
-            "failure (exit code 1) and the others are evaluated."
+            "also writes a rules file for `rsanet predict --rules` with thresholds picked "
+            "for at most N false alarms per hour from all rules together on these "
+            "recordings (N split over the classes with an event there: evenly, or by "
+            "--budget-split recall where it detects the most events). A recording that "
+            "cannot be read is listed as a failure (exit code 1) and the others are "
+            "evaluated."
         ),
     )
     parser.add_argument(
