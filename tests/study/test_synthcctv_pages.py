@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results" / "synthcctv"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "results" / "synthcctv"
 
 
 def _page(script: Path, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, check=False
+        [sys.executable, str(script), *args], capture_output=True, text=True, check=False, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -23,6 +24,14 @@ def _page(script: Path, *args: str) -> str:
 def test_the_seeds_page_regenerates_from_the_committed_reports() -> None:
     page = RESULTS / "recipe" / "seeds.md"
     assert _page(RESULTS / "recipe" / "seeds.py") == page.read_text()
+
+
+@pytest.mark.parametrize("page", ["recipe_test.md", "recipe_train_seed0.md", "windows6s_test.md"])
+def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -> None:
+    """The page names its score files as given, from the repository's root."""
+    text = (RESULTS / "phases" / page).read_text()
+    files = text.split("`python docs/results/synthcctv/phases.py ", 1)[1].split("`", 1)[0]
+    assert _page(RESULTS / "phases.py", *files.split()) == text
 
 
 @pytest.mark.slow
