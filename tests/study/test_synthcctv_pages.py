@@ -26,7 +26,9 @@ def test_the_seeds_page_regenerates_from_the_committed_reports() -> None:
     assert _page(RESULTS / "recipe" / "seeds.py") == page.read_text()
 
 
-@pytest.mark.parametrize("page", ["recipe_test.md", "recipe_train_seed0.md", "windows6s_test.md"])
+@pytest.mark.parametrize(
+    "page", ["recipe_test.md", "recipe_train_seed0.md", "windows6s_test.md", "scale_test.md"]
+)
 def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -> None:
     """The page names its score files as given, from the repository's root."""
     text = (RESULTS / "phases" / page).read_text()
@@ -41,6 +43,7 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
         ("rules/compare.py", ("report", "seed0", "seed1", "seed2", "seed3"), "rules/compare.md"),
         ("sources.py", ("windows", "0"), "windows/compare.md"),
         ("sources.py", ("hard_negatives", "0"), "hard_negatives/compare.md"),
+        ("sources.py", ("scale", "0"), "scale/compare.md"),
     ],
 )
 def test_a_comparison_page_regenerates_from_the_committed_window_scores(script, args, page):

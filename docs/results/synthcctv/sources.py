@@ -30,6 +30,15 @@ the recordings' full paths instead of paths under the data folder). The pages
     "hard" windows are every normal window of that grid: the same machinery without the
     hardness. It must not gain.
 
+``scale``: the recipe against four times the scenes trained four times as long.
+  * ``recipe``: the 16-frame ``tsm_tiny`` recipe (240 sessions, 9 epochs of 2,000
+    windows, about 20 minutes);
+  * ``4x scenes, 36 epochs``: the same command on 960 sessions (``--sessions 960``) with
+    ``train.epochs=36`` and a validation split of 2.5 % (24 sessions, as many as the
+    recipe's), about 60 minutes: is the held-out limit one of data and training time?
+  * control ``4x, shuffled``: that network's windows in a random order within each
+    recording, the same scores at the wrong times. It must not gain.
+
 A claim holds when the paired gain in test events detected (the same seed) is above zero,
 one-sided one-sample t, p < 0.05; a control must come out "does not hold".
 """
@@ -56,7 +65,8 @@ _spec.loader.exec_module(rules)
 RULE_SETS = ("plain", "min_durations")
 
 #: page -> its title, sources (name -> folder under this one, {seed} filled in), fused
-#: sources (name -> the two sources, whether the second is shuffled first) and claims
+#: sources (name -> the two sources, whether the second is shuffled first), shuffled
+#: sources (name -> the source whose windows are put in a random order) and claims
 #: (source, baseline)
 PAGES = {
     "windows": {
@@ -74,6 +84,13 @@ PAGES = {
         },
         "fused": {},
         "claims": [("hard negatives", "recipe"), ("all normal windows", "recipe")],
+    },
+    "scale": {
+        "title": "Four times the scenes, four times the epochs",
+        "sources": {"recipe": "rules/seed{seed}", "4x scenes, 36 epochs": "scale/x4e36seed{seed}"},
+        "fused": {},
+        "shuffled": {"4x, shuffled": "4x scenes, 36 epochs"},
+        "claims": [("4x scenes, 36 epochs", "recipe"), ("4x, shuffled", "recipe")],
     },
 }
 
@@ -132,6 +149,13 @@ def seed_results(page: dict, seed: str) -> dict:
             (10 * number + int(seed), 10 * number + 100 + int(seed)) if shuffle else (None,) * 2
         )
         sources[name] = (fused(calib_a, calib_b, shuffles[0]), fused(test_a, test_b, shuffles[1]))
+    for number, (name, source) in enumerate(page.get("shuffled", {}).items()):
+        calibration, test = sources[source]
+        seeds = (20 * number + 200 + int(seed), 20 * number + 300 + int(seed))
+        sources[name] = (
+            rules.gated(calibration, [], seeds[0], True),
+            rules.gated(test, [], seeds[1], True),
+        )
     results = {
         f"{source} {rule_set}": rules.rule_set(classes, calibration, test, rule_set)
         for source, (calibration, test) in sources.items()
