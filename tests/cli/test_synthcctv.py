@@ -1,4 +1,4 @@
-"""SynthCCTV through the command line: the three configurations load and train two steps on
+"""SynthCCTV through the command line: the configurations load and train two steps on
 tiny generated recordings, and the whole chain (generate, check, train, eval-events with a
 false-alarm target, predict with the swept rules) runs end to end. Structure and exit codes
 only: a model trained for a few steps cannot be held to accuracy."""
@@ -62,6 +62,37 @@ def test_config_loads_and_trains_two_steps(model, recordings, tmp_path, capsys):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epoch = next(r for r in records if r.get("event") == "epoch")
     assert epoch["train_samples"] == 8  # two steps of four windows
+    assert (out / "last.pt").is_file()
+
+
+def test_long_config_is_the_tsm_recipe_on_more_scenes_for_longer(recordings, tmp_path, capsys):
+    """``synthcctv_tsm_long.yaml`` differs from ``synthcctv_tsm.yaml`` only where its header
+    says (the data folder, 16 frames, 36 epochs, a smaller validation fraction), and trains."""
+    from rsanet.engine import config_to_dict
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out |= flat(value, f"{prefix}{key}.")
+            else:
+                out[prefix + key] = value
+        return out
+
+    recipe = flat(config_to_dict(load_config(CONFIGS / "synthcctv_tsm.yaml")))
+    path = CONFIGS / "synthcctv_tsm_long.yaml"
+    long = flat(config_to_dict(load_config(path)))
+    changed = {key: long[key] for key in recipe if recipe[key] != long[key]}
+    assert changed == {
+        "data.annotations": "data/synthcctv4x",
+        "data.num_frames": 16,
+        "data.untrimmed.val_fraction": 0.025,
+        "train.epochs": 36,
+        "train.eval_every": 9,
+    }
+    out = tmp_path / "run"
+    code = main(["train", str(path), "--output", str(out), "--set", *tiny_overrides(recordings)])
+    assert code == 0, capsys.readouterr().err
     assert (out / "last.pt").is_file()
 
 
