@@ -35,7 +35,7 @@ the recordings' full paths instead of paths under the data folder). The pages
     windows, about 20 minutes);
   * ``4x scenes, 36 epochs``: the same command on 960 sessions (``--sessions 960``) with
     ``train.epochs=36`` and a validation split of 2.5 % (24 sessions, as many as the
-    recipe's), about 60 minutes: is the held-out limit one of data and training time?
+    recipe's), 52-56 minutes: is the held-out limit one of data and training time?
   * control ``4x, shuffled``: that network's windows in a random order within each
     recording, the same scores at the wrong times. It must not gain.
 
