@@ -153,8 +153,8 @@ def seed_results(page: dict, seed: str) -> dict:
         calibration, test = sources[source]
         seeds = (20 * number + 200 + int(seed), 20 * number + 300 + int(seed))
         sources[name] = (
-            rules.gated(calibration, [], seeds[0], True),
-            rules.gated(test, [], seeds[1], True),
+            rules.gated(calibration, [], seeds[0], shuffle=True),
+            rules.gated(test, [], seeds[1], shuffle=True),
         )
     results = {
         f"{source} {rule_set}": rules.rule_set(classes, calibration, test, rule_set)
