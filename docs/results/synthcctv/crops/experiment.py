@@ -1,8 +1,11 @@
 """Does SynthCCTV become learnable when the network sees the people at the recordings' own
 resolution? One experiment, kept with its records (``log.jsonl``, ``result.json``).
 
-    python docs/results/synthcctv/crops/experiment.py MODEL INIT DATA OUT [EPOCHS]
+    python docs/results/synthcctv/crops/experiment.py MODEL INIT DATA OUT [EPOCHS [KEY=VALUE ...]]
     e.g. ... rsanet_tiny runs/synthmotion_rsanet/best.pt data/synthcctv runs/crops 9
+
+``KEY=VALUE`` settings override the recipe's configuration as ``rsanet train --set`` does
+(the recorded run gave none; the tests shrink the windows per epoch with them).
 
 The recipe (``configs/synthcctv_MODEL.yaml``) squeezes each whole 160 x 120 frame to 64 x 64.
 Here training takes 64 x 64 crops of the frames at their own resolution instead: a crop
@@ -117,16 +120,25 @@ class ValidationTiles(torch.utils.data.Dataset):
         return torch.stack([to_clip(tile) for tile in tiles]), label
 
 
+def rounded_auc(positive: torch.Tensor, scores: torch.Tensor) -> float | None:
+    """ROC-AUC to 3 places; None where the windows hold only one side."""
+    auc = roc_auc(positive.numpy(), scores.numpy())
+    return None if auc is None else round(auc, 3)
+
+
 def main() -> None:
     model_name, init, data, out = sys.argv[1:5]
     epochs = int(sys.argv[5]) if len(sys.argv) > 5 else 9
+    overrides = sys.argv[6:]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     torch.manual_seed(0)
     random.seed(0)
     family = "rsanet" if model_name.startswith("rsanet") else model_name.split("_")[0]
-    config = load_config(f"configs/synthcctv_{family}.yaml", [f"data.annotations={data}"])
+    config = load_config(
+        f"configs/synthcctv_{family}.yaml", [f"data.annotations={data}", *overrides]
+    )
     train = build_split(config.data, "train", train=True, seed=0)
     val = build_split(config.data, "val", train=False, seed=0)
     classes = train.classes
@@ -196,12 +208,8 @@ def main() -> None:
         "val_windows": len(y),
         "val_top1": (predicted == y).float().mean().item(),
         "val_mean_class": float(np.mean(recalls)),
-        "window_auc": {
-            classes[c]: round(roc_auc((y == c).numpy(), scores[:, c].numpy()), 3)
-            for c in present
-            if c
-        },
-        "event_vs_normal_auc": round(roc_auc((y != 0).numpy(), 1 - scores[:, 0].numpy()), 3),
+        "window_auc": {classes[c]: rounded_auc(y == c, scores[:, c]) for c in present if c},
+        "event_vs_normal_auc": rounded_auc(y != 0, 1 - scores[:, 0]),
         "elapsed_s": time.time() - start,
     }
     print(result)

@@ -1,0 +1,80 @@
+"""The SynthCCTV experiment scripts kept as records of their runs still run: the motion-only
+training (``rsanet train`` with each clip's temporal mean removed) and the loop that trains
+on crops at the recordings' own resolution, each on tiny generated recordings for one
+short epoch. Structure only: a few steps cannot be held to accuracy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rsanet.data.synthcctv import write_synthcctv
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "results" / "synthcctv"
+TINY = [
+    "model.init_from=null",
+    "data.size=32",
+    "data.num_frames=4",
+    "data.num_workers=0",
+    "data.untrimmed.window_s=1.0",
+    "data.untrimmed.val_stride_s=1.0",
+    "data.untrimmed.windows_per_epoch=8",
+    "data.untrimmed.val_fraction=0.25",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.num_threads=1",
+    "optim.warmup_epochs=0",
+    "log.progress=never",
+    "log.tensorboard=false",
+]
+
+#: the motion-only transforms on a clip whose frames differ: the mean over T must be gone
+MEAN_REMOVED = """
+import importlib.util, sys, numpy as np, torch
+spec = importlib.util.spec_from_file_location("motion_only", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+clip, _ = module.motion_only_transforms(size=32, train=False)(frames)
+assert clip.shape[-3:] == (4, 32, 32), clip.shape
+assert clip.abs().mean() > 0.1, "the motion is gone too"
+assert clip.mean(dim=-3).abs().max() < 1e-5, "the temporal mean is still there"
+print("ok")
+"""
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_record_scripts_run_on_tiny_recordings(tmp_path: Path) -> None:
+    data = tmp_path / "data"  # 160 x 120: the crops loop's validation tiles cover that frame
+    write_synthcctv(
+        data, 4, classes=["fight", "fainting"], normal_fraction=0.25, seed=0,
+        seconds=6.0, fps=10, size=(160, 120), cameras=(2, 2),
+    )  # fmt: skip
+    motion_only = RESULTS / "motion_only" / "experiment.py"
+    assert _run("-c", MEAN_REMOVED, str(motion_only)).strip() == "ok"
+
+    run = tmp_path / "motion_only"
+    config = ["configs/synthcctv_tsm.yaml", "--output", str(run)]
+    _run(str(motion_only), "train", *config, "--set", f"data.annotations={data}", *TINY)
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_samples"] for r in epochs if r.get("event") == "epoch"] == [8]
+
+    crops = tmp_path / "crops"  # initialised from the motion-only run's tsm_tiny
+    settings = ["data.untrimmed.windows_per_epoch=16", "data.num_frames=4"]
+    script = RESULTS / "crops" / "experiment.py"
+    _run(str(script), "tsm_tiny", str(run / "last.pt"), str(data), str(crops), "1", *settings)
+    (log,) = [json.loads(line) for line in (crops / "log.jsonl").read_text().splitlines()]
+    assert log["epoch"] == 1 and log["train_loss"] > 0
+    result = json.loads((crops / "result.json").read_text())
+    assert result["val_windows"] > 0 and 0 <= result["val_mean_class"] <= 1
+    assert (crops / "model.pt").is_file() and (crops / "val_scores.npz").is_file()
