@@ -3,13 +3,15 @@
 
     python benchmarks/models.py [--models rsanet_r50 tsm_r50 uniformer_s ...] [--baseline tsn_r50]
                                 [--frames 8] [--native-frames] [--size 224] [--batch 2]
-                                [--repeats 3] [--checkpointing] [--inference-only]
+                                [--repeats 3] [--checkpointing] [--bf16] [--inference-only]
                                 [--device cpu] [--json]
 
 Inference is one clip (1, 3, T, S, S) without gradients; a training step is forward,
 cross-entropy and backward of a batch. ``--native-frames`` gives every model a clip of its
 own length (its factory's ``num_frames``: 16 for MViT and UniFormer, 32 for ViViT-B) instead of
-``--frames``; ``--inference-only`` measures parameters, GFLOPs and inference time only
+``--frames``; ``--bf16`` adds each model run under bfloat16 autocast (``MODEL+bf16``, as
+``train.precision=bf16`` trains), so that ``--baseline`` set to one of the models gives
+that model's bf16 speed-up; ``--inference-only`` measures parameters, GFLOPs and inference time only
 (the full-size video transformers' training steps take minutes on a CPU). "Activation
 memory" is the size of the tensors that autograd keeps for backward (distinct storages,
 parameters excluded); "peak" is the most memory PyTorch allocated during the step. Ratios
@@ -19,6 +21,7 @@ are model / baseline (lower is better).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -33,9 +36,11 @@ from rsanet.layers import set_activation_checkpointing  # noqa: E402
 from rsanet.models import create_model, profile_model  # noqa: E402
 
 
-def activation_memory_mb(model: torch.nn.Module, clip: torch.Tensor) -> float:
-    """Distinct storages that autograd saves for backward in one forward, parameters
-    excluded."""
+def activation_memory_mb(
+    model: torch.nn.Module, clip: torch.Tensor, precision: contextlib.AbstractContextManager
+) -> float:
+    """Distinct storages that autograd saves for backward in one forward (run under
+    ``precision``), parameters excluded."""
     parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages: dict[int, int] = {}
 
@@ -45,7 +50,7 @@ def activation_memory_mb(model: torch.nn.Module, clip: torch.Tensor) -> float:
             storages[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor), precision:
         logits = model(clip)
     del logits
     return sum(storages.values()) / 2**20
@@ -75,6 +80,7 @@ def main() -> None:
     parser.add_argument(
         "--checkpointing", action="store_true", help="also measure with RSA checkpointing"
     )
+    parser.add_argument("--bf16", action="store_true", help="also measure under bfloat16 autocast")
     parser.add_argument(
         "--inference-only", action="store_true", help="skip training steps and memory"
     )
@@ -89,6 +95,8 @@ def main() -> None:
     variants = {name: name for name in names}
     if args.checkpointing:
         variants.update({f"{name}+ckpt": name for name in args.models})
+    if args.bf16:
+        variants.update({f"{name}+bf16": name for name in args.models})
     models, frames = {}, {}
     for label, name in variants.items():
         kwargs = {} if args.native_frames else {"num_frames": args.frames}
@@ -103,18 +111,25 @@ def main() -> None:
     batches = {t: torch.randn(args.batch, 3, t, args.size, args.size, device=device) for t in clips}
     labels = torch.randint(0, args.num_classes, (args.batch,), device=device)
 
-    def inference(model, clip):
+    device_type = torch.device(device).type
+
+    def precision(label: str) -> torch.autocast:
+        return torch.autocast(device_type, torch.bfloat16, enabled=label.endswith("+bf16"))
+
+    def inference(label, model, clip):
         def run():
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), precision(label):
                 model(clip)
 
         return run
 
-    def train_step(model, batch):
+    def train_step(label, model, batch):
         def run():
             model.train()
-            F.cross_entropy(model(batch), labels).backward()
+            with precision(label):
+                logits = model(batch)
+            F.cross_entropy(logits.float(), labels).backward()
             model.zero_grad(set_to_none=True)
 
         return run
@@ -122,9 +137,9 @@ def main() -> None:
     candidates = {}
     for label, model in models.items():
         if not label.endswith("+ckpt"):
-            candidates[f"{label}/inference"] = inference(model, clips[frames[label]])
+            candidates[f"{label}/inference"] = inference(label, model, clips[frames[label]])
         if not args.inference_only:
-            candidates[f"{label}/train"] = train_step(model, batches[frames[label]])
+            candidates[f"{label}/train"] = train_step(label, model, batches[frames[label]])
     times = interleaved_medians(candidates, repeats=args.repeats, warmup=1, device=device)
 
     nan = float("nan")
@@ -141,10 +156,10 @@ def main() -> None:
             "train_step_ms": round(times.get(f"{label}/train", nan), 1),
             "activation_mb": nan
             if args.inference_only
-            else round(activation_memory_mb(model, batch), 1),
+            else round(activation_memory_mb(model, batch, precision(label)), 1),
             "train_peak_mb": nan
             if args.inference_only
-            else round(peak_memory_mb(train_step(model, batch), device), 1),
+            else round(peak_memory_mb(train_step(label, model, batch), device), 1),
         }
     base = rows[args.baseline]
     for row in rows.values():
