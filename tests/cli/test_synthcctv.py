@@ -65,9 +65,29 @@ def test_config_loads_and_trains_two_steps(model, recordings, tmp_path, capsys):
     assert (out / "last.pt").is_file()
 
 
-def test_long_config_is_the_tsm_recipe_on_more_scenes_for_longer(recordings, tmp_path, capsys):
-    """``synthcctv_tsm_long.yaml`` differs from ``synthcctv_tsm.yaml`` only where its header
-    says (the data folder, 16 frames, 36 epochs, a smaller validation fraction), and trains."""
+MORE_SCENES = {
+    "data.annotations": "data/synthcctv4x",
+    "data.num_frames": 16,
+    "data.untrimmed.val_fraction": 0.025,
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "differences"),
+    [
+        ("synthcctv_tsm_long.yaml", {**MORE_SCENES, "train.epochs": 36, "train.eval_every": 9}),
+        (
+            "synthcctv_tsm_budget.yaml",
+            {**MORE_SCENES, "train.epochs": 14, "train.eval_every": 7, "train.precision": "bf16"},
+        ),
+    ],
+)
+def test_more_scenes_configs_are_the_tsm_recipe_with_their_changes(
+    name, differences, recordings, tmp_path, capsys
+):
+    """The configurations on four times the scenes differ from ``synthcctv_tsm.yaml`` only
+    where their headers say (the data folder, 16 frames, a smaller validation fraction; 36
+    epochs, or 14 in bf16 to fit 20 minutes), and train."""
     from rsanet.engine import config_to_dict
 
     def flat(tree: dict, prefix: str = "") -> dict:
@@ -80,16 +100,9 @@ def test_long_config_is_the_tsm_recipe_on_more_scenes_for_longer(recordings, tmp
         return out
 
     recipe = flat(config_to_dict(load_config(CONFIGS / "synthcctv_tsm.yaml")))
-    path = CONFIGS / "synthcctv_tsm_long.yaml"
-    long = flat(config_to_dict(load_config(path)))
-    changed = {key: long[key] for key in recipe if recipe[key] != long[key]}
-    assert changed == {
-        "data.annotations": "data/synthcctv4x",
-        "data.num_frames": 16,
-        "data.untrimmed.val_fraction": 0.025,
-        "train.epochs": 36,
-        "train.eval_every": 9,
-    }
+    path = CONFIGS / name
+    variant = flat(config_to_dict(load_config(path)))
+    assert {key: variant[key] for key in recipe if recipe[key] != variant[key]} == differences
     out = tmp_path / "run"
     code = main(["train", str(path), "--output", str(out), "--set", *tiny_overrides(recordings)])
     assert code == 0, capsys.readouterr().err
