@@ -13,31 +13,10 @@ import pytest
 from rsanet.cli import main
 from rsanet.data.synthcctv import write_synthcctv
 from rsanet.engine import load_config
+from support.synthcctv import tiny_overrides
 
 CONFIGS = Path(__file__).parents[2] / "configs"
 TINY = {"seconds": 6.0, "fps": 10, "size": (48, 32), "cameras": (2, 2)}
-
-
-def tiny_overrides(data: Path) -> list[str]:
-    """``--set`` values that shrink a SynthCCTV configuration to seconds on one core."""
-    return [
-        f"data.annotations={data}",
-        "model.init_from=null",  # the SynthMotion job's checkpoint is not made here
-        "data.size=32",
-        "data.num_frames=4",
-        "data.num_workers=0",
-        "data.untrimmed.window_s=1.0",
-        "data.untrimmed.val_stride_s=1.0",
-        "data.untrimmed.windows_per_epoch=8",
-        "data.untrimmed.val_fraction=0.25",
-        "train.epochs=1",
-        "train.batch_size=4",
-        "train.num_threads=1",
-        "optim.warmup_epochs=0",
-        "eval.batch_size=8",
-        "log.progress=never",
-        "log.tensorboard=false",
-    ]
 
 
 @pytest.fixture(scope="module")

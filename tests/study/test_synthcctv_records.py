@@ -11,25 +11,10 @@ import sys
 from pathlib import Path
 
 from rsanet.data.synthcctv import write_synthcctv
+from support.synthcctv import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results" / "synthcctv"
-TINY = [
-    "model.init_from=null",
-    "data.size=32",
-    "data.num_frames=4",
-    "data.num_workers=0",
-    "data.untrimmed.window_s=1.0",
-    "data.untrimmed.val_stride_s=1.0",
-    "data.untrimmed.windows_per_epoch=8",
-    "data.untrimmed.val_fraction=0.25",
-    "train.epochs=1",
-    "train.batch_size=4",
-    "train.num_threads=1",
-    "optim.warmup_epochs=0",
-    "log.progress=never",
-    "log.tensorboard=false",
-]
 
 #: the motion-only transforms on a clip whose frames differ: the mean over T must be gone
 MEAN_REMOVED = """
@@ -65,7 +50,7 @@ def test_the_record_scripts_run_on_tiny_recordings(tmp_path: Path) -> None:
 
     run = tmp_path / "motion_only"
     config = ["configs/synthcctv_tsm.yaml", "--output", str(run)]
-    _run(str(motion_only), "train", *config, "--set", f"data.annotations={data}", *TINY)
+    _run(str(motion_only), "train", *config, "--set", *tiny_overrides(data))
     epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["train_samples"] for r in epochs if r.get("event") == "epoch"] == [8]
 

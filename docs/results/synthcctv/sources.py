@@ -43,8 +43,8 @@ the recordings' full paths instead of paths under the data folder). The pages
   * ``recipe`` and ``4x scenes, 36 epochs``: as on the ``scale`` page;
   * ``4x scenes, 14 epochs, bf16``: the long configuration trained under bfloat16 autocast
     (``configs/synthcctv_tsm_budget.yaml``: a ``tsm_tiny`` training step takes 0.63 times
-    its fp32 time on this CPU, an epoch 0.85 times, as decoding the windows becomes the
-    limit) for the 14 epochs that fit the recipe's 20 minutes;
+    its fp32 time on this CPU, an epoch about 0.85 times) for the 14 epochs that fit the
+    recipe's 20 minutes;
   * control ``4x bf16, shuffled``: that network's windows in a random order within each
     recording. It must not gain.
 
