@@ -141,6 +141,45 @@ def test_missing_file():
         load_config("nowhere.yaml")
 
 
+def test_base_files_are_read_first_and_merged_under(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "recipe.yaml").write_text(
+        "model: {name: tsm_tiny, options: {a: 1, b: 2}}\n"
+        "data: {format: aihub-cctv, num_frames: 8, size: 64,\n"
+        "       untrimmed: {window_s: 2.0, val_fraction: 0.1}}\n"
+        "train: {epochs: 9}\n"
+        "optim: {warmup_epochs: 1}\n"
+    )
+    (tmp_path / "fast.yaml").write_text("train: {precision: bf16, epochs: 4}\n")
+    variant = tmp_path / "variant.yaml"
+    variant.write_text(
+        "_base_: [shared/recipe.yaml, fast.yaml]  # relative to this file\n"
+        "model: {options: {b: 3}}\n"
+        "data: {num_frames: 16, untrimmed: {val_fraction: 0.025}}\n"
+    )
+    c = load_config(variant, ["train.epochs=5"])
+    assert c.model.name == "tsm_tiny" and c.model.options == {"a": 1, "b": 3}
+    assert (c.data.num_frames, c.data.size) == (16, 64)
+    assert (c.data.untrimmed.window_s, c.data.untrimmed.val_fraction) == (2.0, 0.025)
+    assert (c.train.precision, c.train.epochs) == ("bf16", 5)  # later base, then --set
+    (tmp_path / "one.yaml").write_text("_base_: fast.yaml\noptim: {warmup_epochs: 0}\n")
+    assert load_config(tmp_path / "one.yaml").train.epochs == 4
+
+
+def test_bad_base_files_name_the_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("_base_: b.yaml\n")
+    b.write_text("_base_: a.yaml\ntrain: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: its _base_ files name each other in a loop"):
+        load_config(a)
+    a.write_text("_base_: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match=r"missing\.yaml' \(the _base_ of '.*a\.yaml'\)"):
+        load_config(a)
+    a.write_text("_base_: {file: b.yaml}\n")
+    with pytest.raises(ConfigError, match="_base_ must be a file name or a list of them"):
+        load_config(a)
+
+
 def test_valid_keys_cover_every_field():
     keys = valid_keys()
     assert {"optim.lr", "data.num_frames", "train.stop_after_epochs", "log.tensorboard"} <= set(

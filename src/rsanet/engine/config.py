@@ -2,7 +2,8 @@
 
 A configuration has six sections (:class:`ModelConfig`, :class:`DataConfig`,
 :class:`OptimConfig`, :class:`TrainConfig`, :class:`EvalConfig`, :class:`LogConfig`); every
-field has a type and a default, so a YAML file names only what differs. Unknown keys, wrong
+field has a type and a default, so a YAML file names only what differs: from the defaults,
+or from the files its ``_base_`` key names (MMAction2's convention). Unknown keys, wrong
 types and out-of-range values raise :class:`ConfigError` naming the dotted key (with the
 closest valid name for a misspelt one) before any work starts.
 
@@ -377,10 +378,32 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def _read_yaml(path: str | Path) -> dict[str, Any]:
+BASE_KEY = "_base_"
+
+
+def _merged(base: dict[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: maps merge key by key, anything else (lists included)
+    replaces the base's value."""
+    out = dict(base)
+    for key, value in child.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: str | Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The mapping of the YAML file ``path``, with the files named by its ``_base_`` key
+    (one path or a list, relative to ``path``'s folder) read first and ``path``'s values
+    merged over them: a variant of a configuration names only what it changes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no configuration file at {str(path)!r}")
+        where = f" (the {BASE_KEY} of {str(chain[-1])!r})" if chain else ""
+        raise FileNotFoundError(f"no configuration file at {str(path)!r}{where}")
+    if path.resolve() in chain:
+        loop = " -> ".join(str(p) for p in [*chain, path.resolve()])
+        raise ConfigError(f"{path}: its {BASE_KEY} files name each other in a loop: {loop}")
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -395,7 +418,20 @@ def _read_yaml(path: str | Path) -> dict[str, Any]:
         )
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
-    return values
+    bases = values.pop(BASE_KEY, None)
+    if bases is None:
+        return values
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(
+            f"{path}: {BASE_KEY} must be a file name or a list of them (relative to the "
+            f"file's folder), got {bases!r}"
+        )
+    merged: dict[str, Any] = {}
+    for base in bases:
+        merged = _merged(merged, _read_yaml(path.parent / base, (*chain, path.resolve())))
+    return _merged(merged, values)
 
 
 def parse_override(text: str) -> tuple[str, Any, str]:
