@@ -1,7 +1,9 @@
 """The SynthCCTV experiment scripts kept as records of their runs still run: the motion-only
-training (``rsanet train`` with each clip's temporal mean removed) and the loop that trains
+training (``rsanet train`` with each clip's temporal mean removed), the loop that trains
 on crops at the recordings' own resolution, each on tiny generated recordings for one
-short epoch. Structure only: a few steps cannot be held to accuracy."""
+short epoch, and the window scores the rule comparisons read (``rules/compare.py
+scores``), which must be those of ``rsanet eval-events``. Structure only: a few steps
+cannot be held to accuracy."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from rsanet.cli import main
 from rsanet.data.synthcctv import write_synthcctv
 from support.synthcctv import tiny_overrides
 
@@ -63,3 +68,17 @@ def test_the_record_scripts_run_on_tiny_recordings(tmp_path: Path) -> None:
     result = json.loads((crops / "result.json").read_text())
     assert result["val_windows"] > 0 and 0 <= result["val_mean_class"] <= 1
     assert (crops / "model.pt").is_file() and (crops / "val_scores.npz").is_file()
+
+    scores = tmp_path / "scores.npz"  # the scores of the motion-only run's network
+    compare = RESULTS / "rules" / "compare.py"
+    _run(str(compare), "scores", str(run / "last.pt"), str(data), str(scores))
+    events = tmp_path / "events"
+    command = ["eval-events", str(run / "last.pt"), "--format", "aihub-cctv", "--annotations"]
+    assert main([*command, str(data), "--no-figures", "--out", str(events)]) == 0
+    ours, theirs = np.load(scores), np.load(events / "window_scores.npz")
+    assert sorted(ours.files) == sorted(theirs.files) and len(ours["video"]) > 0
+    for key in ours.files:
+        if key != "videos":
+            np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+    relative = [str(Path(path).relative_to(data)) for path in theirs["videos"]]
+    assert list(ours["videos"]) == relative  # no folder of this machine in the record

@@ -28,11 +28,12 @@ PHASES += (("5-10 s", 5.0, 10.0), ("10 s on", 10.0, float("inf")))
 RISE = 2.0
 
 
-def phase_means(path: Path, shuffle_seed: int | None = None) -> dict[str, dict[str, float]]:
-    """Per event class: each phase's mean own-class score, ``outside`` (the mean over the
-    windows of the same recordings that the event does not touch) and ``normal`` (over the
-    recordings without an event)."""
-    data = np.load(path)
+def phase_means(
+    data: dict[str, np.ndarray], shuffle_seed: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Per event class of one score file's arrays: each phase's mean own-class score,
+    ``outside`` (the mean over the windows of the same recordings that the event does not
+    touch) and ``normal`` (over the recordings without an event)."""
     classes = [str(c) for c in data["classes"]]
     scores, video = data["scores"], data["video"]
     middles = (data["starts"] + data["ends"]) / 2
@@ -68,8 +69,8 @@ def phase_means(path: Path, shuffle_seed: int | None = None) -> dict[str, dict[s
     return out
 
 
-def averaged(paths: list[Path], shuffle: bool) -> dict[str, dict[str, float]]:
-    tables = [phase_means(p, 1000 + i if shuffle else None) for i, p in enumerate(paths)]
+def averaged(files: list[dict[str, np.ndarray]], shuffle: bool) -> dict[str, dict[str, float]]:
+    tables = [phase_means(f, 1000 + i if shuffle else None) for i, f in enumerate(files)]
 
     def mean(values: list[float]) -> float:
         kept = [v for v in values if not np.isnan(v)]
@@ -91,8 +92,9 @@ def render(paths: list[Path]) -> str:
         "times its mean outside the event in the same recordings.",
         "",
     ]
+    files = [dict(np.load(p)) for p in paths]
     for title, shuffle in (("scores", False), ("control: windows shuffled in time", True)):
-        table = averaged(paths, shuffle)
+        table = averaged(files, shuffle)
         names = [name for name, *_ in PHASES]
         lines += [
             f"## {title}",

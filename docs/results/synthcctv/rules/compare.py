@@ -7,9 +7,9 @@ Two steps, so that the comparison runs from committed records:
     python compare.py scores CHECKPOINT ANNOTATIONS OUT.npz [WINDOW_S]  # the network, once
     python compare.py report seed0 seed1 ... > compare.md     # every rule set, all seeds
 
-``scores`` runs the predictor as ``rsanet eval-events`` does (2 s windows unless
-``WINDOW_S`` is given, 1 s stride, smoothing 3) and stores each window's smoothed scores
-with the recording's events.
+``scores`` runs the network over every recording with ``rsanet eval-events``' code (2 s
+windows unless ``WINDOW_S`` is given, 1 s stride, smoothing 3) and stores each window's
+smoothed scores with the recording's events.
 ``report`` reads ``SEED/calib.npz`` and ``SEED/test.npz`` under this folder, calibrates
 every rule set with :meth:`EventEvaluation.sweep` and replays the written rules with the
 :class:`AlertEngine`, as ``rsanet predict --rules`` fires them. ``report --json`` prints
@@ -47,50 +47,23 @@ RULE_SETS = ("plain", "top_class", "min_durations", "both")
 
 
 def scores(checkpoint: str, annotations: str, out: str, window_s: str = str(WINDOW_S)) -> None:
-    """Each recording's window ends, starts and smoothed scores, with its events."""
+    """Each recording's window ends, starts and smoothed scores, with its events: the
+    ``window_scores.npz`` that ``rsanet eval-events`` writes, with the recordings' paths
+    under ``annotations`` (the file names no folder of the machine that made it)."""
     from rsanet.data import read_untrimmed
     from rsanet.inference import Predictor
-    from rsanet.inference.sources import SourceSpec, decode_frames
+    from rsanet.inference.event_eval import window_scores_npz
 
     data = read_untrimmed("aihub-cctv", annotations, quiet=True)
     predictor = Predictor.from_checkpoint(checkpoint, smoothing=SMOOTHING)
-    paths, starts, ends, rows, durations, events = [], [], [], [], [], []
-    for number, video in enumerate(data.videos):
-        last, first = [0.0], len(ends)
-
-        def on_frame(frame, _latest, last=last) -> None:
-            last[0] = frame.time + (frame.duration or 0.0)
-
-        frames = decode_frames(SourceSpec("file", str(video.path)), short_side=predictor.short_side)
-        analysis = predictor.analyse(
-            frames,
-            window=float(window_s),
-            stride=STRIDE_S,
-            source=str(video.path),
-            on_frame=on_frame,
-        )
-        for result in analysis:
-            paths.append(number)
-            starts.append(result.start)
-            ends.append(result.end)
-            rows.append(result.scores)
-        analysis.close()
-        durations.append(max([last[0], *ends[first:]]))
-        events += [(number, e.label, e.start_s, e.end_s) for e in video.events]
-    root = Path(annotations)
-    np.savez_compressed(
-        out,
-        classes=np.array(predictor.classes),
-        videos=np.array([str(Path(v.path).relative_to(root)) for v in data.videos]),
-        video=np.array(paths, np.int32),
-        starts=np.array(starts),
-        ends=np.array(ends),
-        scores=np.array(rows, np.float32),
-        durations=np.array(durations),
-        event_video=np.array([e[0] for e in events], np.int32),
-        event_label=np.array([e[1] for e in events]),
-        event_span=np.array([e[2:] for e in events]),
-    )
+    evaluation = EventEvaluation(predictor, window=float(window_s), stride=STRIDE_S)
+    runs = []
+    for video in data.videos:
+        run = evaluation.run_video(video.path, video.events)
+        if run.error is not None:
+            sys.exit(f"{video.path}: {run.error}")
+        runs.append(replace(run, path=str(Path(video.path).relative_to(annotations))))
+    Path(out).write_bytes(window_scores_npz(runs, predictor.classes))
 
 
 def load(path: Path) -> tuple[list[str], list[VideoRun]]:
