@@ -75,6 +75,18 @@ def test_false_alarms_per_hour_of_event_free_time():
     assert fighting.fa_per_hour == pytest.approx(2 / (3280 / 3600))
     assert falling.fa_per_hour == pytest.approx(1 / (3480 / 3600))
     assert overall.fa_per_hour == pytest.approx(3 / (3160 / 3600))
+    # the fighting alert during the falling event names a real incident wrongly: it is a
+    # false alarm, and not one raised on quiet video
+    assert (fighting.false_alarms_in_events, falling.false_alarms_in_events) == (1, 0)
+    assert overall.false_alarms_in_events == 1
+    assert fighting.quiet_fa_per_hour == pytest.approx(1 / (3280 / 3600))
+    assert falling.quiet_fa_per_hour == falling.fa_per_hour
+    assert overall.quiet_fa_per_hour == pytest.approx(2 / (3160 / 3600))
+    assert overall.to_dict()["false_alarms_in_events"] == 1
+    late = [em.VideoEvents(events, [Alert("fighting", 1109)], 3600.0)]  # within tolerance
+    assert em.event_counts(late, ["fighting", "falling"], 10)[1].false_alarms_in_events == 1
+    after = [em.VideoEvents(events, [Alert("fighting", 1111)], 3600.0)]
+    assert em.event_counts(after, ["fighting", "falling"], 10)[1].false_alarms_in_events == 0
     assert fighting.recall == 0.5 and falling.recall == 0.0
     assert fighting.precision == pytest.approx(1 / 3) and falling.precision == 0.0
     assert fighting.f1 == pytest.approx(2 * 0.5 * (1 / 3) / (0.5 + 1 / 3))

@@ -44,7 +44,8 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
         ("sources.py", ("windows", "0"), "windows/compare.md"),
         ("sources.py", ("hard_negatives", "0"), "hard_negatives/compare.md"),
         ("sources.py", ("scale", "0", "1", "2"), "scale/compare.md"),
-        ("sources.py", ("budget", "0", "1"), "budget/compare.md"),
+        ("sources.py", ("budget", "0", "1", "2"), "budget/compare.md"),
+        ("sources.py", ("networks", "0", "1"), "networks/compare.md"),
     ],
 )
 def test_a_comparison_page_regenerates_from_the_committed_window_scores(script, args, page):

@@ -533,9 +533,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"{settings['smoothing']}, tolerance {settings['tolerance_s']:g} s; real-time factor "
         f"{_fmt(report['speed']['realtime_factor'], 1)}.",
         "",
-        "| class | events | detected | recall | alerts | false alarms | precision | F1 "
-        "| FA / h | latency median (s) | latency p90 (s) | frame AUC | frame AP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| class | events | detected | recall | alerts | false alarms (during other events) "
+        "| precision | F1 | FA / h | FA / h in event-free time | latency median (s) "
+        "| latency p90 (s) | frame AUC | frame AP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     frame = report["frame"]
     rows = list(report["event"]["classes"].items()) + [("**overall**", report["event"]["overall"])]
@@ -544,9 +545,11 @@ def markdown(report: dict[str, Any]) -> str:
         f = f or {}
         lines.append(
             f"| {label} | {c['events']} | {c['detected']} | {_fmt(c['recall'], percent=True)} "
-            f"| {c['alerts']} | {c['false_alarms']} | {_fmt(c['precision'], percent=True)} "
-            f"| {_fmt(c['f1'])} | {_fmt(c['fa_per_hour'], 2)} | {_fmt(c['latency_median_s'], 2)} "
-            f"| {_fmt(c['latency_p90_s'], 2)} | {_fmt(f.get('auc'))} | {_fmt(f.get('ap'))} |"
+            f"| {c['alerts']} | {c['false_alarms']} ({c['false_alarms_in_events']}) "
+            f"| {_fmt(c['precision'], percent=True)} | {_fmt(c['f1'])} "
+            f"| {_fmt(c['fa_per_hour'], 2)} | {_fmt(c['quiet_fa_per_hour'], 2)} "
+            f"| {_fmt(c['latency_median_s'], 2)} | {_fmt(c['latency_p90_s'], 2)} "
+            f"| {_fmt(f.get('auc'))} | {_fmt(f.get('ap'))} |"
         )
     sweep = report.get("sweep")
     if sweep:

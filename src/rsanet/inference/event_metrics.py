@@ -18,7 +18,10 @@ Definitions (``docs/events.md`` has them with examples):
 * **Event-free time** of a video = its duration minus the union of the event intervals
   extended by the tolerance on each side (clipped to the video). For a class: the events
   of that class; for ``overall``: the events of every class. **False alarms per hour** =
-  false alarms / event-free hours (``None`` when there is no event-free time).
+  false alarms / event-free hours (``None`` when there is no event-free time). A false
+  alarm inside the extended interval of an event of another class names a real incident
+  wrongly (``false_alarms_in_events``); **false alarms per hour in event-free time**
+  (``quiet_fa_per_hour``) leaves those out of the count.
 * **Detection latency** of a matched event = alert time - event start (negative when the
   alert came within the tolerance before the start); median and 90th percentile (linear
   interpolation between order statistics, as ``numpy.percentile``).
@@ -154,6 +157,9 @@ class EventCounts:
     alerts: int = 0
     matched_alerts: int = 0
     false_alarms: int = 0
+    #: false alarms raised during an event of another class (within its tolerance): a
+    #: real incident given the wrong name, not an alarm on quiet video
+    false_alarms_in_events: int = 0
     duplicates: int = 0
     event_free_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
@@ -178,6 +184,12 @@ class EventCounts:
         return _ratio(self.false_alarms, self.event_free_s / 3600.0)
 
     @property
+    def quiet_fa_per_hour(self) -> float | None:
+        """False alarms raised in event-free time per hour of it: :attr:`fa_per_hour`
+        without the wrong names given to other classes' events."""
+        return _ratio(self.false_alarms - self.false_alarms_in_events, self.event_free_s / 3600.0)
+
+    @property
     def latency_median(self) -> float | None:
         return percentile(self.latencies, 50)
 
@@ -192,6 +204,7 @@ class EventCounts:
         self.alerts += other.alerts
         self.matched_alerts += other.matched_alerts
         self.false_alarms += other.false_alarms
+        self.false_alarms_in_events += other.false_alarms_in_events
         self.duplicates += other.duplicates
         self.latencies += other.latencies
 
@@ -202,12 +215,14 @@ class EventCounts:
             "missed": self.events - self.detected,
             "alerts": self.alerts,
             "false_alarms": self.false_alarms,
+            "false_alarms_in_events": self.false_alarms_in_events,
             "duplicates": self.duplicates,
             "recall": self.recall,
             "precision": self.precision,
             "f1": self.f1,
             "event_free_hours": self.event_free_s / 3600.0,
             "fa_per_hour": self.fa_per_hour,
+            "quiet_fa_per_hour": self.quiet_fa_per_hour,
             "latency_median_s": self.latency_median,
             "latency_p90_s": self.latency_p90,
         }
@@ -244,7 +259,12 @@ def event_counts(
             counts.matched_alerts += 1
             counts.latencies.append(alerts[a].time - events[e].start_s)
         for a in matching.false_alarms:
-            per_class[alerts[a].label].false_alarms += 1
+            counts = per_class[alerts[a].label]
+            counts.false_alarms += 1
+            counts.false_alarms_in_events += any(
+                e.start_s - tolerance - TIME_EPS <= alerts[a].time <= e.end_s + tolerance + TIME_EPS
+                for e in events
+            )
         for a in matching.duplicates:
             per_class[alerts[a].label].duplicates += 1
         overall.event_free_s += event_free_seconds(events, video.duration_s, tolerance)

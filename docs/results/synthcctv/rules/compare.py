@@ -145,6 +145,8 @@ def rule_set(classes, calibration, test, name: str) -> dict:
         "test_detected": overall["detected"],
         "test_events": overall["events"],
         "test_fa_per_hour": overall["fa_per_hour"],
+        "test_false_alarms_in_events": overall["false_alarms_in_events"],
+        "test_quiet_fa_per_hour": overall["quiet_fa_per_hour"],
         "test_latency_median_s": overall["latency_median_s"],
         "test_per_class": {
             label: counts["detected"]
