@@ -73,6 +73,11 @@ class Matching:
     missed: list[int] = field(default_factory=list)
 
 
+def _near(event: EventLike, time: float, tolerance: float) -> bool:
+    """Whether ``time`` falls in ``event``'s interval extended by ``tolerance`` each side."""
+    return event.start_s - tolerance - TIME_EPS <= time <= event.end_s + tolerance + TIME_EPS
+
+
 def match_alerts(
     events: Sequence[EventLike], alerts: Sequence[AlertLike], tolerance: float
 ) -> Matching:
@@ -86,10 +91,7 @@ def match_alerts(
         inside = [
             e
             for e, event in enumerate(events)
-            if event.label == alert.label
-            and event.start_s - tolerance - TIME_EPS
-            <= alert.time
-            <= event.end_s + tolerance + TIME_EPS
+            if event.label == alert.label and _near(event, alert.time, tolerance)
         ]
         free = [e for e in inside if e not in matched_event]
         if free:
@@ -259,12 +261,10 @@ def event_counts(
             counts.matched_alerts += 1
             counts.latencies.append(alerts[a].time - events[e].start_s)
         for a in matching.false_alarms:
-            counts = per_class[alerts[a].label]
+            alert = alerts[a]
+            counts = per_class[alert.label]
             counts.false_alarms += 1
-            counts.false_alarms_in_events += any(
-                e.start_s - tolerance - TIME_EPS <= alerts[a].time <= e.end_s + tolerance + TIME_EPS
-                for e in events
-            )
+            counts.false_alarms_in_events += any(_near(e, alert.time, tolerance) for e in events)
         for a in matching.duplicates:
             per_class[alerts[a].label].duplicates += 1
         overall.event_free_s += event_free_seconds(events, video.duration_s, tolerance)
