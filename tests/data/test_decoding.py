@@ -19,6 +19,7 @@ from rsanet.data import (
     decode_all,
     open_video,
 )
+from rsanet.data.decoding import frame_to_rgb
 
 
 def test_pyav_reads_exactly_the_asked_frames_in_the_asked_order(coded_video, media):
@@ -61,6 +62,25 @@ def test_webm_and_a_real_world_mp4_match_sequential_decoding(something_v2, media
         assert video.frames_decoded < len(every)
     for frame, index in zip(frames, indices, strict=True):
         np.testing.assert_array_equal(frame, every[index])
+
+
+def test_shared_converters_give_pyavs_own_pixels_across_sizes_and_outputs(
+    tmp_path, coded_video, media
+):
+    """The kept converters (one per output) must give what each frame's own converter gives,
+    however sources of different sizes and the scaled and full outputs interleave."""
+    import av
+
+    wide = media.encode(tmp_path / "wide.mp4", media.coded_frames(12, height=64, width=96))
+    with av.open(str(coded_video)) as small, av.open(str(wide)) as large:
+        pairs = list(zip(small.decode(video=0), large.decode(video=0), strict=False))
+    for first, second in pairs:
+        for frame in (first, second):
+            np.testing.assert_array_equal(frame_to_rgb(frame), frame.to_ndarray(format="rgb24"))
+            scaled = frame_to_rgb(frame, width=20, height=14, interpolation="AREA")
+            assert scaled.shape == (14, 20, 3)
+            expected = frame.reformat(width=20, height=14, format="rgb24", interpolation="AREA")
+            np.testing.assert_array_equal(scaled, expected.to_ndarray())
 
 
 def test_frame_folder_by_listing_and_by_template(tmp_path, media):

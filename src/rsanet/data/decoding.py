@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +63,36 @@ def _stack(frames: list[np.ndarray], path: str) -> np.ndarray:
     if len(shapes) != 1:
         raise BadSampleError(path, f"frames of different sizes {sorted(shapes)}")
     return np.stack(frames)
+
+
+_reformatters = threading.local()
+
+
+def frame_to_rgb(
+    frame: object,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    interpolation: str | None = None,
+) -> np.ndarray:
+    """A decoded PyAV ``frame`` as (H, W, 3) uint8 RGB (scaled to ``width`` x ``height``
+    with ``interpolation`` when given): the pixels of ``frame.reformat(...).to_ndarray()``.
+
+    PyAV gives every frame its own converter, so ``frame.to_ndarray(format="rgb24")``
+    sets up a new FFmpeg scaler for each frame, which costs several times the conversion itself
+    at surveillance sizes. One converter per thread and output size is kept here instead
+    (FFmpeg scalers are not thread-safe; the size keeps a live source's two outputs from
+    re-initialising each other)."""
+    from av.video.reformatter import VideoReformatter
+
+    cache = _reformatters.__dict__.setdefault("by_output", {})
+    key = (width, height, interpolation)
+    if key not in cache:
+        cache[key] = VideoReformatter()
+    converted = cache[key].reformat(
+        frame, width=width, height=height, format="rgb24", interpolation=interpolation
+    )
+    return converted.to_ndarray()
 
 
 # -- frame folders ------------------------------------------------------------------------
@@ -291,7 +322,7 @@ class PyAVVideo:
                     index = self._frame_index(frame.pts)
                     self._last = index
                     if index >= target:
-                        frames[target] = frame.to_ndarray(format="rgb24")
+                        frames[target] = frame_to_rgb(frame)
                         break
         except av.error.FFmpegError as error:
             self._decoder = None
@@ -343,7 +374,7 @@ class PyAVVideo:
                     for target in nearby(t, period):
                         if target not in best or abs(t - target) < best[target][0]:
                             if image is None:
-                                image = frame.to_ndarray(format="rgb24")
+                                image = frame_to_rgb(frame)
                             best[target] = (abs(t - target), image)
                     if t > targets[-1] + period:
                         done = True
@@ -360,7 +391,7 @@ class PyAVVideo:
                 continue
             for name in ("first", "last"):
                 if name in edge and abs(edge[name][0] - target) <= tolerance:
-                    best[target] = (0.0, edge[name][1].to_ndarray(format="rgb24"))
+                    best[target] = (0.0, frame_to_rgb(edge[name][1]))
                     break
             else:
                 last = f"its last frame is at {edge['last'][0]:.2f} s" if edge else "none decoded"
@@ -438,7 +469,7 @@ def decode_all(path: str | Path, *, to_rgb: bool = True, threads: int = 0) -> in
             count = 0
             for frame in container.decode(stream):
                 if to_rgb:
-                    frame.to_ndarray(format="rgb24")
+                    frame_to_rgb(frame)
                 count += 1
             declared = stream.frames
     except av.error.FFmpegError as error:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rsanet.data.annotations import VIDEO_EXTENSIONS
+from rsanet.data.decoding import frame_to_rgb
 from rsanet.inference.redact import one_line, redact_text, redact_url
 
 #: URL schemes FFmpeg reads as network streams
@@ -238,9 +239,7 @@ def decode_frames(
                 if delay > 0:
                     sleep(delay)
             width, height = scaled_size(frame.width, frame.height, short_side)
-            image = frame.reformat(
-                width=width, height=height, format="rgb24", interpolation="AREA"
-            ).to_ndarray()
+            image = frame_to_rgb(frame, width=width, height=height, interpolation="AREA")
             duration = (
                 float(frame.duration * frame.time_base)
                 if frame.duration and frame.time_base
@@ -251,7 +250,7 @@ def decode_frames(
                 image=image,
                 duration=duration,
                 index=count,
-                display=frame.to_ndarray(format="rgb24") if keep_display else None,
+                display=frame_to_rgb(frame) if keep_display else None,
                 arrival=clock(),
             )
             count += 1
