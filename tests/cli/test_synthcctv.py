@@ -57,7 +57,7 @@ MORE_SCENES = {
         ("synthcctv_tsm_long.yaml", {**MORE_SCENES, "train.epochs": 36, "train.eval_every": 9}),
         (
             "synthcctv_tsm_budget.yaml",
-            {**MORE_SCENES, "train.epochs": 14, "train.eval_every": 7, "train.precision": "bf16"},
+            {**MORE_SCENES, "train.epochs": 20, "train.eval_every": 10, "train.precision": "bf16"},
         ),
     ],
 )
@@ -66,7 +66,7 @@ def test_more_scenes_configs_are_the_tsm_recipe_with_their_changes(
 ):
     """The configurations on four times the scenes differ from ``synthcctv_tsm.yaml`` only
     where their headers say (the data folder, 16 frames, a smaller validation fraction; 36
-    epochs, or 14 in bf16 to fit 20 minutes), and train."""
+    epochs, or 20 in bf16 to fit 20 minutes), and train."""
     from rsanet.engine import config_to_dict
 
     def flat(tree: dict, prefix: str = "") -> dict:

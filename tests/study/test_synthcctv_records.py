@@ -2,11 +2,13 @@
 training (``rsanet train`` with each clip's temporal mean removed), the loop that trains
 on crops at the recordings' own resolution, each on tiny generated recordings for one
 short epoch, and the window scores the rule comparisons read (``rules/compare.py
-scores``), which must be those of ``rsanet eval-events``. Structure only: a few steps
+scores``), which must be those of ``rsanet eval-events``, and scores written every 0.5 s
+without smoothing, which must hold the 1 s smoothed ones. Structure only: a few steps
 cannot be held to accuracy."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -82,3 +84,22 @@ def test_the_record_scripts_run_on_tiny_recordings(tmp_path: Path) -> None:
             np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
     relative = [str(Path(path).relative_to(data)) for path in theirs["videos"]]
     assert list(ours["videos"]) == relative  # no folder of this machine in the record
+
+    # scores every 0.5 s without smoothing hold the 1 s, smoothing-3 ones
+    raw = tmp_path / "raw.npz"
+    _run(str(compare), "scores", str(run / "last.pt"), str(data), str(raw), "2", "0.5", "1")
+    rules = _module(compare)
+    _, direct = rules.load(scores)
+    _, fine = rules.load(raw)
+    assert sum(len(r.starts) for r in fine) > 1.5 * sum(len(r.starts) for r in direct)
+    for ours_run, direct_run in zip(rules.resampled(fine, 1.0, 3), direct, strict=True):
+        assert ours_run.path == direct_run.path and ours_run.starts == direct_run.starts
+        assert ours_run.ends == direct_run.ends
+        np.testing.assert_allclose(ours_run.score_matrix, direct_run.score_matrix, atol=1e-6)
+
+
+def _module(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -4,12 +4,14 @@ recall``) on the 4.4 calibration hours and replayed on the held-out hour, per se
 
 Two steps, so that the comparison runs from committed records:
 
-    python compare.py scores CHECKPOINT ANNOTATIONS OUT.npz [WINDOW_S]  # the network, once
+    python compare.py scores CHECKPOINT ANNOTATIONS OUT.npz [WINDOW_S [STRIDE_S [SMOOTHING]]]
     python compare.py report seed0 seed1 ... > compare.md     # every rule set, all seeds
 
 ``scores`` runs the network over every recording with ``rsanet eval-events``' code (2 s
-windows unless ``WINDOW_S`` is given, 1 s stride, smoothing 3) and stores each window's
-smoothed scores with the recording's events.
+windows, 1 s stride and smoothing 3 unless given) and stores each window's smoothed scores
+with the recording's events. Scores written every 0.5 s without smoothing (``2 0.5 1``)
+hold every coarser view: :func:`resampled` gives the windows of a 1 s stride, smoothed
+over any number of them, without running the network again.
 ``report`` reads ``SEED/calib.npz`` and ``SEED/test.npz`` under this folder, calibrates
 every rule set with :meth:`EventEvaluation.sweep` and replays the written rules with the
 :class:`AlertEngine`, as ``rsanet predict --rules`` fires them. ``report --json`` prints
@@ -46,7 +48,14 @@ MIN_DURATIONS = [0.0, 1.0, 2.0, 3.0]
 RULE_SETS = ("plain", "top_class", "min_durations", "both")
 
 
-def scores(checkpoint: str, annotations: str, out: str, window_s: str = str(WINDOW_S)) -> None:
+def scores(
+    checkpoint: str,
+    annotations: str,
+    out: str,
+    window_s: str = str(WINDOW_S),
+    stride_s: str = str(STRIDE_S),
+    smoothing: str = str(SMOOTHING),
+) -> None:
     """Each recording's window ends, starts and smoothed scores, with its events: the
     ``window_scores.npz`` that ``rsanet eval-events`` writes, with the recordings' paths
     under ``annotations`` (the file names no folder of the machine that made it)."""
@@ -55,8 +64,8 @@ def scores(checkpoint: str, annotations: str, out: str, window_s: str = str(WIND
     from rsanet.inference.event_eval import window_scores_npz
 
     data = read_untrimmed("aihub-cctv", annotations, quiet=True)
-    predictor = Predictor.from_checkpoint(checkpoint, smoothing=SMOOTHING)
-    evaluation = EventEvaluation(predictor, window=float(window_s), stride=STRIDE_S)
+    predictor = Predictor.from_checkpoint(checkpoint, smoothing=int(smoothing))
+    evaluation = EventEvaluation(predictor, window=float(window_s), stride=float(stride_s))
     runs = []
     for video in data.videos:
         run = evaluation.run_video(video.path, video.events)
@@ -95,6 +104,33 @@ def load(path: Path) -> tuple[list[str], list[VideoRun]]:
     return [str(c) for c in data["classes"]], runs
 
 
+def resampled(runs: list[VideoRun], stride_s: float, smoothing: int) -> list[VideoRun]:
+    """Runs scored without smoothing, as ``scores`` with ``stride_s`` and ``smoothing``
+    would have written them: the windows starting ``stride_s`` apart from the first (a
+    multiple of the runs' own stride), each score the mean of the last ``smoothing`` of
+    them, as :class:`~rsanet.inference.smoothing.ScoreSmoother` averages them."""
+    out = []
+    for run in runs:
+        first = run.starts[0] if run.starts else 0.0
+        keep = [i for i, start in enumerate(run.starts) if _multiple(start - first, stride_s)]
+        raw = run.score_matrix[keep]
+        smoothed = [raw[max(0, i - smoothing + 1) : i + 1].mean(axis=0) for i in range(len(raw))]
+        out.append(
+            replace(
+                run,
+                starts=[run.starts[i] for i in keep],
+                ends=[run.ends[i] for i in keep],
+                scores=[row.astype(np.float32).astype(np.float64) for row in smoothed],
+                alerts=[],
+            )
+        )
+    return out
+
+
+def _multiple(seconds: float, step: float) -> bool:
+    return abs(seconds / step - round(seconds / step)) < 1e-6
+
+
 def gated(runs: list[VideoRun], columns: list[int], seed: int, shuffle: bool) -> list[VideoRun]:
     """The controls' scores: each window keeps one of ``columns`` drawn at random (or, with
     ``shuffle``, each recording's windows in a random order)."""
@@ -125,10 +161,13 @@ def replay(evaluation: EventEvaluation, runs: list[VideoRun]) -> dict:
     return evaluation.report(runs, tolerance=TOLERANCE_S)
 
 
-def rule_set(classes, calibration, test, name: str) -> dict:
-    """Calibrate one rule set, replay it on the test hour: the counts the page shows."""
-    predictor = SimpleNamespace(classes=classes, smoothing=SMOOTHING, num_frames=16, size=64)
-    evaluation = EventEvaluation(predictor, window=WINDOW_S, stride=STRIDE_S)
+def rule_set(
+    classes, calibration, test, name: str, stride_s: float = STRIDE_S, smoothing: int = SMOOTHING
+) -> dict:
+    """Calibrate one rule set, replay it on the test hour: the counts the page shows
+    (``stride_s`` and ``smoothing``: how the scores were made, for the report's settings)."""
+    predictor = SimpleNamespace(classes=classes, smoothing=smoothing, num_frames=16, size=64)
+    evaluation = EventEvaluation(predictor, window=WINDOW_S, stride=stride_s)
     if name in ("top_class", "both"):
         evaluation.rules = [replace(rule, top_class=True) for rule in evaluation.rules]
     durations = MIN_DURATIONS if name in ("min_durations", "both") else None
@@ -239,7 +278,7 @@ def per_class_table(results: dict[str, dict], names: list[str], heading: str) ->
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["scores"]:
-        scores(*argv[1:5])
+        scores(*argv[1:7])
         return
     if argv[:1] != ["report"]:
         sys.exit(__doc__)
