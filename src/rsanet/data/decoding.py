@@ -66,6 +66,7 @@ def _stack(frames: list[np.ndarray], path: str) -> np.ndarray:
 
 
 _reformatters = threading.local()
+_forked_scalers: list = []
 
 
 def frame_to_rgb(
@@ -82,10 +83,15 @@ def frame_to_rgb(
     sets up a new FFmpeg scaler for each frame, which costs several times the conversion itself
     at surveillance sizes. One converter per thread and output size is kept here instead
     (FFmpeg scalers are not thread-safe; the size keeps a live source's two outputs from
-    re-initialising each other)."""
+    re-initialising each other), and per process: a scaler made before a fork (a
+    DataLoader worker) would wait on its maker's threads for ever."""
     from av.video.reformatter import VideoReformatter
 
-    cache = _reformatters.__dict__.setdefault("by_output", {})
+    if getattr(_reformatters, "pid", None) != os.getpid():
+        # a forked child keeps (never frees) its parent's scalers: freeing one waits too
+        _forked_scalers.append(getattr(_reformatters, "by_output", None))
+        _reformatters.pid, _reformatters.by_output = os.getpid(), {}
+    cache = _reformatters.by_output
     key = (width, height, interpolation)
     if key not in cache:
         cache[key] = VideoReformatter()
