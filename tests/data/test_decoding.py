@@ -4,6 +4,7 @@ decoding, and every kind of bad file reported with its path and reason."""
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -81,6 +82,28 @@ def test_shared_converters_give_pyavs_own_pixels_across_sizes_and_outputs(
             assert scaled.shape == (14, 20, 3)
             expected = frame.reformat(width=20, height=14, format="rgb24", interpolation="AREA")
             np.testing.assert_array_equal(scaled, expected.to_ndarray())
+
+
+def _read_in_child(path: str, results) -> None:
+    with PyAVVideo(path) as video:
+        results.put(video.read([0, 5]).shape)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_reader_gets_its_own_converters(coded_video):
+    """A DataLoader worker forked after its parent converted frames must not use (or free)
+    the parent's converters: their threads were not copied, and it would wait for ever."""
+    with PyAVVideo(coded_video) as video:
+        video.read([0, 5])  # the parent now holds converters
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_read_in_child, args=(str(coded_video), results))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked reader hung on its parent's converters")
+    assert child.exitcode == 0 and results.get(timeout=5) == (2, 48, 48, 3)
 
 
 def test_frame_folder_by_listing_and_by_template(tmp_path, media):

@@ -9,7 +9,14 @@ import math
 import pytest
 
 from rsanet.study import claims as c
-from rsanet.study.stats import above_chance, above_zero, kendall, mean_ci, welch
+from rsanet.study.stats import (
+    above_chance,
+    above_zero,
+    gain_above_zero,
+    kendall,
+    mean_ci,
+    welch,
+)
 
 NUM_VAL = 350
 
@@ -70,6 +77,11 @@ def test_mean_ci_and_tests() -> None:
     assert above_chance(100, 350, 1 / 7).p < 1e-6
     assert above_zero([0.0, 0.0, 0.0]).p == 1.0
     assert above_zero([0.2, 0.25, 0.3]).p < 0.05
+    # the same gain on every seed: the sign test, not a t statistic of infinity
+    assert above_zero([2, 2, 2]).p == 0.0 and gain_above_zero([2, 2, 2]).p == 0.125
+    assert not gain_above_zero([2, 2, 2]).significant and gain_above_zero([1] * 5).significant
+    assert gain_above_zero([-2, -2, -2]).p == 1.0 and gain_above_zero([0, 0, 0]).p == 1.0
+    assert gain_above_zero([1, 2, 3]).p == above_zero([1, 2, 3]).p  # spread: the t-test
     assert kendall([1, 2, 3], [1, 2, 3]) is None  # under 4 points: no rank correlation
     assert kendall([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]).statistic == pytest.approx(1.0)
 

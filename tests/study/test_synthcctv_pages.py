@@ -46,8 +46,8 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
         ("sources.py", ("scale", "0", "1", "2"), "scale/compare.md"),
         ("sources.py", ("budget", "0", "1", "2"), "budget/compare.md"),
         ("sources.py", ("networks", "0", "1"), "networks/compare.md"),
-        ("sources.py", ("budget20", "0", "1"), "budget20/compare.md"),
-        ("sources.py", ("latency", "0", "1"), "latency/compare.md"),
+        ("sources.py", ("budget20", "0", "1", "2"), "budget20/compare.md"),
+        ("sources.py", ("latency", "0", "1", "2"), "latency/compare.md"),
     ],
 )
 def test_a_comparison_page_regenerates_from_the_committed_window_scores(script, args, page):

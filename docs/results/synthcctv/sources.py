@@ -80,7 +80,9 @@ another class (a fight alert during an assault): the alarms a security desk woul
 quiet video.
 
 A claim holds when the paired gain in test events detected (the same seed) is above zero,
-one-sided one-sample t, p < 0.05; a control must come out "does not hold".
+one-sided one-sample t, p < 0.05 (where every seed gains exactly the same, the t statistic is
+undefined and the exact sign test decides: p = 0.5 ** seeds); a control must come out "does
+not hold".
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ import numpy as np
 
 from rsanet.data.windows import NORMAL_CLASS, window_label
 from rsanet.inference.event_metrics import roc_auc
-from rsanet.study.stats import above_zero, mean_ci, verdict
+from rsanet.study.stats import gain_above_zero, mean_ci, verdict
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("rules_compare", HERE / "rules" / "compare.py")
@@ -310,25 +312,25 @@ def render(name: str, results: dict[str, dict]) -> str:
             f"| {mean_ci([c['test_fa_per_hour'] for c in column]).format(2)} "
             f"| {mean_ci([c['test_quiet_fa_per_hour'] for c in column]).format(2)} | {latency} |"
         )
-    lines += [
-        "",
-        "Paired gains in test events detected (the same seed), one-sided one-sample t:",
-        "",
-        "| claim | test gain | |",
-        "|---|---|---|",
-    ]
-    for rule_set in page.get("rule_sets", RULE_SETS):
-        for source, base in page["claims"]:
-            gains = [
+    detected = [
+        (
+            f"{source} > {base} ({rule_set})",
+            [
                 results[s][f"{source} {rule_set}"]["test_detected"]
                 - results[s][f"{base} {rule_set}"]["test_detected"]
                 for s in seeds
-            ]
-            test = above_zero(gains)
-            lines.append(
-                f"| {source} > {base} ({rule_set}) | {mean_ci(gains).format(1)} "
-                f"| {test}: {verdict(test)} |"
-            )
+            ],
+        )
+        for rule_set in page.get("rule_sets", RULE_SETS)
+        for source, base in page["claims"]
+    ]
+    lines += claims_table(
+        "Paired gains in test events detected (the same seed), one-sided one-sample t (the sign "
+        "test where every seed gains the same):",
+        "test gain",
+        detected,
+        digits=1,
+    )
     lines += latency_claims(page, results)
     classes = list(first["test_per_class"])
     lines += ["", "Test events detected per class (seeds in order):", ""]
@@ -354,14 +356,7 @@ def latency_claims(page: dict, results: dict[str, dict]) -> list[str]:
     latency medians (the baseline's minus the source's: seconds sooner), tested above zero."""
     if not page.get("latency_claims"):
         return []
-    lines = [
-        "",
-        "Paired differences in test latency median (the baseline's minus the source's, the "
-        "same seed: seconds sooner), one-sided one-sample t:",
-        "",
-        "| claim | seconds sooner | |",
-        "|---|---|---|",
-    ]
+    claims = []
     for rule_set in page.get("rule_sets", RULE_SETS):
         for source, base in page["latency_claims"]:
             pairs = [
@@ -371,13 +366,31 @@ def latency_claims(page: dict, results: dict[str, dict]) -> list[str]:
                 )
                 for s in results
             ]
-            claim = f"{source} alerts sooner than {base} ({rule_set})"
-            if any(None in pair for pair in pairs):
-                lines.append(f"| {claim} | - | a seed detected nothing: not tested |")
-                continue
-            gains = [b - a for b, a in pairs]
-            test = above_zero(gains)
-            lines.append(f"| {claim} | {mean_ci(gains).format(2)} | {test}: {verdict(test)} |")
+            gains = None if any(None in pair for pair in pairs) else [b - a for b, a in pairs]
+            claims.append((f"{source} alerts sooner than {base} ({rule_set})", gains))
+    return claims_table(
+        "Paired differences in test latency median (the baseline's minus the source's, the "
+        "same seed: seconds sooner), one-sided one-sample t (the sign test where every seed "
+        "gains the same):",
+        "seconds sooner",
+        claims,
+        digits=2,
+    )
+
+
+def claims_table(
+    intro: str, column: str, claims: list[tuple[str, list[float] | None]], digits: int
+) -> list[str]:
+    """A table of claims, each with its paired gains over the seeds tested above zero
+    (:func:`gain_above_zero`); a claim without gains (a seed detected nothing) is not
+    tested."""
+    lines = ["", intro, "", f"| claim | {column} | |", "|---|---|---|"]
+    for claim, gains in claims:
+        if gains is None:
+            lines.append(f"| {claim} | - | a seed detected nothing: not tested |")
+            continue
+        test = gain_above_zero(gains)
+        lines.append(f"| {claim} | {mean_ci(gains).format(digits)} | {test}: {verdict(test)} |")
     return lines
 
 

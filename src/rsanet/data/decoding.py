@@ -69,6 +69,18 @@ _reformatters = threading.local()
 _forked_scalers: list = []
 
 
+def _own_scalers_after_fork() -> None:
+    """A forked child (a DataLoader worker) starts with scalers of its own. Its parent's are
+    kept, never used or freed: their threads were not copied, so using or freeing one would
+    wait on them for ever."""
+    global _reformatters
+    _forked_scalers.append(_reformatters)
+    _reformatters = threading.local()
+
+
+os.register_at_fork(after_in_child=_own_scalers_after_fork)
+
+
 def frame_to_rgb(
     frame: object,
     *,
@@ -87,11 +99,9 @@ def frame_to_rgb(
     DataLoader worker) would wait on its maker's threads for ever."""
     from av.video.reformatter import VideoReformatter
 
-    if getattr(_reformatters, "pid", None) != os.getpid():
-        # a forked child keeps (never frees) its parent's scalers: freeing one waits too
-        _forked_scalers.append(getattr(_reformatters, "by_output", None))
-        _reformatters.pid, _reformatters.by_output = os.getpid(), {}
-    cache = _reformatters.by_output
+    cache = getattr(_reformatters, "by_output", None)
+    if cache is None:
+        cache = _reformatters.by_output = {}
     key = (width, height, interpolation)
     if key not in cache:
         cache[key] = VideoReformatter()

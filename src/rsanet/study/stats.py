@@ -125,6 +125,19 @@ def above_zero(values: Sequence[float]) -> Test:
     return Test("one-sample t", float(result.statistic), float(result.pvalue))
 
 
+def gain_above_zero(gains: Sequence[float]) -> Test:
+    """:func:`above_zero` for paired gains in a count (events detected, seed against seed),
+    except when every seed gains exactly the same non-zero amount: the t statistic is
+    undefined there, and the exact sign test judges it (all n seeds on the same side by
+    chance: p = 0.5 ** n, so three seeds that each gain 2 are not yet significant)."""
+    values = [float(v) for v in gains]
+    if len(values) >= 2 and statistics.pvariance(values) == 0 and values[0] != 0:
+        positive = values[0] > 0
+        p = 0.5 ** len(values) if positive else 1.0
+        return Test("sign test (no spread)", len(values) if positive else -len(values), p)
+    return above_zero(values)
+
+
 def kendall(a: Sequence[float], b: Sequence[float]) -> Test | None:
     """Kendall's tau of two orderings with its two-sided p; None under
     :data:`MIN_RANK_POINTS` points (a rank correlation over so few says nothing)."""

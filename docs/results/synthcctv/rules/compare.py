@@ -40,7 +40,7 @@ import numpy as np
 from rsanet.inference import AlertEngine, WindowResult
 from rsanet.inference.alerts import parse_rules
 from rsanet.inference.event_eval import EventEvaluation, VideoRun
-from rsanet.study.stats import above_zero, mean_ci, verdict
+from rsanet.study.stats import gain_above_zero, mean_ci, verdict
 
 HERE = Path(__file__).parent
 WINDOW_S, STRIDE_S, SMOOTHING, TOLERANCE_S, TARGET = 2.0, 1.0, 3, 2.0, 2.0
@@ -239,7 +239,8 @@ def page(results: dict[str, dict]) -> str:
         )
     lines += [
         "",
-        "Paired gains over the plain rules (the same seed's scores), one-sided one-sample t. "
+        "Paired gains over the plain rules (the same seed's scores), one-sided one-sample t "
+        "(the sign test where every seed gains the same). "
         "The calibration gains are in-sample: each rule set is the best the sweep finds on "
         "those same hours, and with minimum durations the plain rules are among its choices, "
         "so that gain cannot be negative (the shuffled control gains there too). The test "
@@ -254,7 +255,7 @@ def page(results: dict[str, dict]) -> str:
         cells = []
         for key in ("calibration_detected", "test_detected"):
             gains = [results[s][name][key] - results[s][base][key] for s in seeds]
-            test = above_zero(gains)
+            test = gain_above_zero(gains)
             cells += [mean_ci(gains).format(1), f"{test}: {verdict(test)}"]
         lines.append(f"| {name} > {base} | {' | '.join(cells)} |")
     lines += ["", "Test events detected per class (seeds in order):", ""]
