@@ -126,10 +126,11 @@ def above_zero(values: Sequence[float]) -> Test:
 
 
 def gain_above_zero(gains: Sequence[float]) -> Test:
-    """:func:`above_zero` for paired gains in a count (events detected, seed against seed),
-    except when every seed gains exactly the same non-zero amount: the t statistic is
-    undefined there, and the exact sign test judges it (all n seeds on the same side by
-    chance: p = 0.5 ** n, so three seeds that each gain 2 are not yet significant)."""
+    """:func:`above_zero` for paired gains over seeds (events detected, seconds sooner),
+    except when every seed gains exactly the same non-zero amount, as small counts often
+    do: the t statistic is undefined there, and the exact sign test judges it (all n seeds
+    on the same side by chance: p = 0.5 ** n, so three seeds that each gain 2 are not yet
+    significant)."""
     values = [float(v) for v in gains]
     if len(values) >= 2 and statistics.pvariance(values) == 0 and values[0] != 0:
         positive = values[0] > 0
