@@ -282,12 +282,13 @@ def window_auc(classes: list[str], runs: list) -> dict[str, float | None]:
 
 
 def seed_results(page: dict, seed: str) -> dict:
-    sources, views = {}, {}
+    sources, views, loaded = {}, {}, {}
     for name, spec in page["sources"].items():
         folder, view = (spec, None) if isinstance(spec, str) else (spec[0], spec[1:])
         path = HERE / folder.format(seed=seed)
-        classes, calibration = rules.load(path / "calib.npz")
-        _, test = rules.load(path / "test.npz")
+        if path not in loaded:  # several views of one folder read its files once
+            loaded[path] = rules.load(path / "calib.npz"), rules.load(path / "test.npz")[1]
+        (classes, calibration), test = loaded[path]
         if view is not None:  # scores made every 0.5 s without smoothing
             calibration, test = rules.resampled(calibration, *view), rules.resampled(test, *view)
             views[name] = view
