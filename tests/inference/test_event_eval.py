@@ -133,8 +133,8 @@ class PixelModel:
 def test_exact_numbers_with_a_stub_model(run_cli, data, monkeypatch, tmp_path):
     import rsanet.cli.eval_events as command
 
-    def stub(args):
-        return Predictor(PixelModel(), CLASSES, num_frames=4, size=32, smoothing=args.smoothing)
+    def stub(args, stream):
+        return Predictor(PixelModel(), CLASSES, num_frames=4, size=32, smoothing=stream.smoothing)
 
     monkeypatch.setattr(command, "build_predictor", stub)
     out = tmp_path / "out"
@@ -420,8 +420,8 @@ def test_the_sweep_refuses_recordings_without_events():
 def _stub_predictor(monkeypatch) -> None:
     import rsanet.cli.eval_events as command
 
-    def stub(args):
-        return Predictor(PixelModel(), CLASSES, num_frames=4, size=32, smoothing=args.smoothing)
+    def stub(args, stream):
+        return Predictor(PixelModel(), CLASSES, num_frames=4, size=32, smoothing=stream.smoothing)
 
     monkeypatch.setattr(command, "build_predictor", stub)
 

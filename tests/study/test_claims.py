@@ -12,7 +12,6 @@ from rsanet.study import claims as c
 from rsanet.study.stats import (
     above_chance,
     above_zero,
-    gain_above_zero,
     kendall,
     mean_ci,
     welch,
@@ -71,17 +70,19 @@ def test_mean_ci_and_tests() -> None:
     assert welch([60, 64, 68], [30, 31, 29]).p < 0.01
     assert welch([60, 64, 68], [58, 66, 62]).p > 0.05  # overlapping: not significant
     assert welch([30, 31, 29], [60, 64, 68]).p > 0.95  # one-sided
-    assert welch([1, 1, 1], [0, 0, 0]).p == 0.0 and welch([0, 0], [0, 0]).p == 1.0
+    # no spread on either side: the exact rank test, 1 / C(6, 3) for three seeds each
+    assert welch([1, 1, 1], [0, 0, 0]).p == 0.05 and not welch([1, 1, 1], [0, 0, 0]).significant
+    assert welch([1] * 4, [0] * 4).p == 1 / 70 and welch([0, 0], [0, 0]).p == 1.0
     assert welch([1.0], [0.0, 0.1]).p == 1.0  # too few seeds: no claim
     assert above_chance(60, 350, 1 / 7).p > 0.05  # 17 % against 14.3 %
     assert above_chance(100, 350, 1 / 7).p < 1e-6
     assert above_zero([0.0, 0.0, 0.0]).p == 1.0
     assert above_zero([0.2, 0.25, 0.3]).p < 0.05
     # the same gain on every seed: the sign test, not a t statistic of infinity
-    assert above_zero([2, 2, 2]).p == 0.0 and gain_above_zero([2, 2, 2]).p == 0.125
-    assert not gain_above_zero([2, 2, 2]).significant and gain_above_zero([1] * 5).significant
-    assert gain_above_zero([-2, -2, -2]).p == 1.0 and gain_above_zero([0, 0, 0]).p == 1.0
-    assert gain_above_zero([1, 2, 3]).p == above_zero([1, 2, 3]).p  # spread: the t-test
+    assert above_zero([2, 2, 2]).p == 0.125 and above_zero([100.0] * 3).p == 0.125
+    assert not above_zero([2, 2, 2]).significant and above_zero([1] * 5).significant
+    assert above_zero([-2, -2, -2]).p == 1.0 and above_zero([0, 0, 0]).p == 1.0
+    assert above_zero([1, 2, 3]).name == "one-sample t"  # spread: the t-test
     assert kendall([1, 2, 3], [1, 2, 3]) is None  # under 4 points: no rank correlation
     assert kendall([1, 2, 3, 4, 5], [1, 2, 3, 4, 5]).statistic == pytest.approx(1.0)
 

@@ -109,7 +109,7 @@ import numpy as np
 
 from rsanet.data.windows import NORMAL_CLASS, window_label
 from rsanet.inference.event_metrics import roc_auc
-from rsanet.study.stats import gain_above_zero, mean_ci, verdict
+from rsanet.study.stats import above_zero, mean_ci, verdict
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("rules_compare", HERE / "rules" / "compare.py")
@@ -416,14 +416,14 @@ def claims_table(
     intro: str, column: str, claims: list[tuple[str, list[float] | None]], digits: int
 ) -> list[str]:
     """A table of claims, each with its paired gains over the seeds tested above zero
-    (:func:`gain_above_zero`); a claim without gains (a seed detected nothing) is not
+    (:func:`above_zero`); a claim without gains (a seed detected nothing) is not
     tested."""
     lines = ["", intro, "", f"| claim | {column} | |", "|---|---|---|"]
     for claim, gains in claims:
         if gains is None:
             lines.append(f"| {claim} | - | a seed detected nothing: not tested |")
             continue
-        test = gain_above_zero(gains)
+        test = above_zero(gains)
         lines.append(f"| {claim} | {mean_ci(gains).format(digits)} | {test}: {verdict(test)} |")
     return lines
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "train",
     "eval",
     "eval_events",
+    "fit_rescorer",
     "profile",
     "data",
     "predict",

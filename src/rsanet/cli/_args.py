@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 #: the crop side of a checkpoint's model when neither the command nor the checkpoint says
 DEFAULT_SIZE = 224
 #: the longest sliding window (and stride) a command accepts, in seconds
 MAX_WINDOW_SECONDS = 300.0
+#: windows averaged by the score smoothing unless told
+DEFAULT_SMOOTHING = 3
 
 
 # -- argparse types ----------------------------------------------------------------------
@@ -169,10 +173,59 @@ def add_stride_and_smoothing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--smoothing",
         type=count(1, 1000),
-        default=3,
         metavar="N",
-        help="average the scores of the last N windows (3; 1: none)",
+        help=f"average the scores of the last N windows ({DEFAULT_SMOOTHING}; 1: none)",
     )
+
+
+def add_rescorer_option(parser: argparse.ArgumentParser) -> None:
+    """``--rescorer FILE`` (``args.rescorer``): see :func:`stream_settings`."""
+    parser.add_argument(
+        "--rescorer",
+        metavar="FILE",
+        help="pass every window's scores through a rescorer written by `rsanet "
+        "fit-rescorer` (a causal head over each stream's recent windows) before the rules "
+        "see them; the window, stride and smoothing are the ones it was fitted on",
+    )
+
+
+@dataclass
+class StreamOptions:
+    """The sliding-window settings of a command, and the rescorer when one is given."""
+
+    window: float
+    stride: float
+    smoothing: int
+    rescorer: Any = None
+
+
+def stream_settings(args: argparse.Namespace, default_window: float) -> StreamOptions:
+    """``--window-seconds``, ``--stride-seconds`` and ``--smoothing`` with their defaults;
+    with ``--rescorer FILE``, the rescorer's own, and a CLIError for one given otherwise
+    (a rescorer only reads the stream it was fitted on)."""
+    from rsanet.cli import CLIError
+
+    window = args.window_seconds or default_window
+    smoothing = args.smoothing or DEFAULT_SMOOTHING
+    options = StreamOptions(window, args.stride_seconds or window / 2, smoothing)
+    if not getattr(args, "rescorer", None):
+        return options
+    from rsanet.inference.rescorer import Rescorer
+
+    rescorer = Rescorer.load(args.rescorer)
+    fitted = {
+        "--window-seconds": (args.window_seconds, rescorer.window_s),
+        "--stride-seconds": (args.stride_seconds, rescorer.stride_s),
+        "--smoothing": (args.smoothing, rescorer.smoothing),
+    }
+    for flag, (given, own) in fitted.items():
+        if given is not None and abs(given - own) > 1e-6:
+            raise CLIError(
+                f"{flag} {given:g}: the rescorer {args.rescorer} was fitted on scores with "
+                f"{flag} {own:g}; leave {flag} out, or fit a rescorer on scores made with "
+                f"{flag} {given:g}"
+            )
+    return StreamOptions(rescorer.window_s, rescorer.stride_s, rescorer.smoothing, rescorer)
 
 
 # -- outputs ---------------------------------------------------------------------------

@@ -8,13 +8,16 @@ import argparse
 
 from rsanet.cli._args import (
     MAX_WINDOW_SECONDS,
+    StreamOptions,
     add_crop_size_option,
     add_json_option,
+    add_rescorer_option,
     add_stride_and_smoothing_options,
     add_weights_option,
     count,
     number,
     seconds,
+    stream_settings,
 )
 
 #: the command's name (``rsanet eval CONFIG`` keeps its positional CONFIG, so event-level
@@ -94,11 +97,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--window-seconds",
         type=seconds(MAX_WINDOW_SECONDS),
-        default=2.0,
         metavar="S",
         help="sliding windows of S seconds (2, as rsanet predict)",
     )
     add_stride_and_smoothing_options(parser)
+    add_rescorer_option(parser)
     add_crop_size_option(parser, type=count(8, 2048))
     parser.add_argument(
         "--normal-class",
@@ -152,13 +155,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def build_predictor(args: argparse.Namespace):
-    """The Predictor of the checkpoint (as ``rsanet predict --checkpoint`` builds it)."""
+def build_predictor(args: argparse.Namespace, stream: StreamOptions):
+    """The Predictor of the checkpoint (as ``rsanet predict --checkpoint`` builds it), with
+    the smoothing and rescorer of ``stream``."""
     from rsanet.inference import Predictor
 
-    return Predictor.from_checkpoint(
-        args.checkpoint, size=args.size, smoothing=args.smoothing, weights=args.weights
+    predictor = Predictor.from_checkpoint(
+        args.checkpoint, size=args.size, smoothing=stream.smoothing, weights=args.weights
     )
+    predictor.use_rescorer(stream.rescorer)
+    return predictor
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,11 +190,12 @@ def run(args: argparse.Namespace) -> int:
     if args.min_durations and args.target_fa_per_hour is None:
         raise CLIError("--min-durations needs --target-fa-per-hour")
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval_events"
-    inputs = [args.checkpoint, args.rules, args.annotations, args.labels]
+    inputs = [args.checkpoint, args.rules, args.annotations, args.labels, args.rescorer]
     for name in ("events.json", "events.md", "window_scores.npz"):
         refuse_overwrite(out / name, inputs, what="report")
     if args.rules_out:
         refuse_overwrite(args.rules_out, inputs, what="--rules-out file")
+    stream = stream_settings(args, default_window=2.0)  # a rescorer's stream, checked first
     options = {}
     if args.labels:
         options["labels"] = args.labels
@@ -204,9 +211,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    predictor = build_predictor(args)
-    window = args.window_seconds
-    stride = args.stride_seconds or window / 2
+    predictor = build_predictor(args, stream)
+    window, stride = stream.window, stream.stride
     evaluation = EventEvaluation(
         predictor, window=window, stride=stride, rules=rules, normal=args.normal
     )

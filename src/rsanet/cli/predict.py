@@ -10,13 +10,16 @@ from typing import Any
 
 from rsanet.cli._args import (
     MAX_WINDOW_SECONDS,
+    StreamOptions,
     add_checkpoint_option,
     add_crop_size_option,
     add_json_option,
+    add_rescorer_option,
     add_stride_and_smoothing_options,
     add_weights_option,
     count,
     seconds,
+    stream_settings,
 )
 from rsanet.cli._precision import add_precision_options, chosen_precision
 
@@ -56,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "streams; files get one clip-level prediction without it)",
     )
     add_stride_and_smoothing_options(parser)
+    add_rescorer_option(parser)
     parser.add_argument(
         "--live",
         action="store_true",
@@ -150,13 +154,20 @@ def _check_args(args: argparse.Namespace) -> None:
             raise CLIError("--events and --webhook need --rules FILE")
 
 
-def build_predictor(args: argparse.Namespace):
-    """The Predictor that the arguments describe (PyTorch or ONNX Runtime backend)."""
+def build_predictor(args: argparse.Namespace, stream: StreamOptions):
+    """The Predictor that the arguments describe (PyTorch or ONNX Runtime backend), with the
+    smoothing and rescorer of ``stream``."""
+    predictor = _model_predictor(args, stream.smoothing)
+    predictor.use_rescorer(stream.rescorer)
+    return predictor
+
+
+def _model_predictor(args: argparse.Namespace, smoothing: int):
     from rsanet.cli import CLIError
     from rsanet.engine.calibration import checkpoint_calibration
     from rsanet.inference import Predictor
 
-    options = {"size": args.size, "top_k": args.top_k, "smoothing": args.smoothing}
+    options = {"size": args.size, "top_k": args.top_k, "smoothing": smoothing}
     if args.backend == "torch":
         return Predictor.from_checkpoint(
             args.checkpoint,
@@ -236,11 +247,10 @@ def _predict_clip(args, predictor, spec, out: Output) -> int:
     return 0
 
 
-def _predict_windows(args, predictor, spec, out: Output) -> int:
+def _predict_windows(args, predictor, spec, out: Output, stream: StreamOptions) -> int:
     from rsanet.cli import CLIError
     from rsanet.inference import AlertSinks, Monitor, open_analysis
 
-    window = args.window_seconds or WINDOW_SECONDS
     sinks = AlertSinks.open(
         classes=predictor.classes,
         rules=args.rules,
@@ -260,8 +270,8 @@ def _predict_windows(args, predictor, spec, out: Output) -> int:
         analysis = open_analysis(
             predictor,
             spec,
-            window=window,
-            stride=args.stride_seconds or window / 2,
+            window=stream.window,
+            stride=stream.stride,
             live=args.live,
             keep_display=bool(args.annotate),
             timeout=args.timeout,
@@ -299,17 +309,23 @@ def _run(args: argparse.Namespace) -> int:
     from rsanet.inference import check_outputs, parse_source
 
     _check_args(args)
+    stream = stream_settings(args, WINDOW_SECONDS)
     spec = parse_source(args.source)
     if spec.kind == "folder" and (
-        args.live or args.annotate or args.rules or args.window_seconds or args.stride_seconds
+        args.live
+        or args.annotate
+        or args.rules
+        or args.window_seconds
+        or args.stride_seconds
+        or args.rescorer
     ):
         raise CLIError(
             "a folder gets clip-level predictions: --live, --window-seconds, "
-            "--stride-seconds, --rules and --annotate need a file or a stream"
+            "--stride-seconds, --rules, --rescorer and --annotate need a file or a stream"
         )
     if args.live and spec.kind != "file":
         raise CLIError(f"--live replays a file; {spec} is a {spec.kind}")
-    inputs = [args.checkpoint, args.onnx, args.rules]
+    inputs = [args.checkpoint, args.onnx, args.rules, args.rescorer]
     if spec.kind == "file":
         inputs.append(spec.target)
     check_outputs(events=args.events, annotate=args.annotate, inputs=inputs)
@@ -317,15 +333,15 @@ def _run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    predictor = build_predictor(args)
+    predictor = build_predictor(args, stream)
     out = Output(args.json)
     if spec.kind == "folder":
         return _predict_folder(args, predictor, spec, out)
     windowed = (
         spec.is_live
         or args.live
-        or any((args.window_seconds, args.stride_seconds, args.rules, args.annotate))
+        or any((args.window_seconds, args.stride_seconds, args.rules, args.annotate, args.rescorer))
     )
     if not windowed:
         return _predict_clip(args, predictor, spec, out)
-    return _predict_windows(args, predictor, spec, out)
+    return _predict_windows(args, predictor, spec, out, stream)

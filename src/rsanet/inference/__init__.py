@@ -53,6 +53,7 @@ from rsanet.inference.predictor import (
     top_k,
 )
 from rsanet.inference.redact import redact_text, redact_url
+from rsanet.inference.rescorer import Rescorer, fit_rescorer
 from rsanet.inference.results import (
     ClipPrediction,
     FolderSummary,
@@ -100,6 +101,7 @@ __all__ = [
     "RulesError",
     "RunOutcome",
     "RunSummary",
+    "Rescorer",
     "ScoreSmoother",
     "SlidingWindow",
     "SourceError",
@@ -115,6 +117,7 @@ __all__ = [
     "WindowResult",
     "check_outputs",
     "decode_frames",
+    "fit_rescorer",
     "export_model",
     "export_onnx",
     "export_safetensors",

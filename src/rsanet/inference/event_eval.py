@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -612,6 +612,18 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+def class_colours(classes: Sequence[str]) -> dict[str, Any]:
+    """A distinct colour per class: matplotlib's ten default colours, then (for more
+    classes, where ten would repeat) tab20's ten dark hues followed by their light ones."""
+    if len(classes) <= 10:
+        return {label: f"C{i}" for i, label in enumerate(classes)}
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"]
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return {label: palette(order[i % 20]) for i, label in enumerate(classes)}
+
+
 def timeline_png(run: VideoRun, evaluation: EventEvaluation, tolerance: float) -> bytes:
     """Score curves of the evaluated classes over the window ends, events shaded, alerts
     marked (a triangle on a hit, a cross on a false alarm, a dot on a duplicate)."""
@@ -619,7 +631,7 @@ def timeline_png(run: VideoRun, evaluation: EventEvaluation, tolerance: float) -
 
     figure = Figure(figsize=(10, 3.2), layout="constrained")
     ax = figure.subplots()
-    colours = {c: f"C{i % 10}" for i, c in enumerate(evaluation.classes)}
+    colours = class_colours(evaluation.classes)
     scores = run.score_matrix
     for label in evaluation.classes:
         ax.plot(
@@ -652,7 +664,8 @@ def timeline_png(run: VideoRun, evaluation: EventEvaluation, tolerance: float) -
     ax.set_xlim(0, max(run.duration_s, 1e-3))
     ax.set_ylim(0, 1.08)
     ax.set_xlabel("time (s)")
-    ax.set_ylabel("smoothed score")
+    rescored = getattr(evaluation.predictor, "rescorer", None) is not None
+    ax.set_ylabel("rescored probability" if rescored else "smoothed score")
     ax.set_title(Path(run.path).name, fontsize=9)
     ax.legend(fontsize=7, loc="upper left", ncols=min(4, len(evaluation.classes)))
     return _png(figure)
@@ -669,6 +682,7 @@ def pr_curve_png(runs: Sequence[VideoRun], evaluation: EventEvaluation) -> bytes
     scores, truth_any, truth = pooled
     figure = Figure(figsize=(5.5, 4.5), layout="constrained")
     ax = figure.subplots()
+    colours = class_colours(evaluation.classes)
     curves = [("overall (max)", truth_any, evaluation.anomaly_score(scores), 2.2)]
     for label in evaluation.classes:
         curves.append(
@@ -684,7 +698,7 @@ def pr_curve_png(runs: Sequence[VideoRun], evaluation: EventEvaluation) -> bytes
             np.r_[precision[0], precision],
             where="pre",  # precision P_n on (R_{n-1}, R_n]
             lw=width,
-            color="black" if i == 0 else f"C{(i - 1) % 10}",
+            color="black" if i == 0 else colours[name],
             label=f"{name} (AP {ap:.3f})",
         )
     ax.set_xlim(0, 1)
@@ -695,19 +709,24 @@ def pr_curve_png(runs: Sequence[VideoRun], evaluation: EventEvaluation) -> bytes
     return _png(figure)
 
 
-def window_scores_npz(runs: Sequence[VideoRun], classes: Sequence[str]) -> bytes:
+def window_scores_npz(
+    runs: Sequence[VideoRun], classes: Sequence[str], settings: StreamSettings | None = None
+) -> bytes:
     """The smoothed score of every window of ``runs`` as one compressed ``.npz``, so that
     they can be analysed again without running the network: ``classes`` (K,), ``videos``
     (V,) the recordings' paths, ``durations`` (V,), then one row per window: ``video`` (W,)
     its recording's index, ``starts`` and ``ends`` (W,) seconds, ``scores`` (W, K) float32;
     and one per event: ``event_video``, ``event_label``, ``event_span`` (E, 2) seconds. A
-    recording that failed has no window."""
+    recording that failed has no window. With ``settings``, also ``window_s``,
+    ``stride_s`` and ``smoothing``: how the windows were scored."""
     rows = [(number, run) for number, run in enumerate(runs) if run.error is None]
     events = [(number, e) for number, run in enumerate(runs) for e in run.events]
     width = len(classes)
     buffer = io.BytesIO()
+    stream = {} if settings is None else {k: np.array(v) for k, v in asdict(settings).items()}
     np.savez_compressed(
         buffer,
+        **stream,
         classes=np.array(list(classes), dtype=str),
         videos=np.array([run.path for run in runs], dtype=str),
         durations=np.array([run.duration_s for run in runs], dtype=np.float64),
@@ -722,6 +741,75 @@ def window_scores_npz(runs: Sequence[VideoRun], classes: Sequence[str]) -> bytes
         event_span=np.array([(e.start_s, e.end_s) for _, e in events], np.float64).reshape(-1, 2),
     )
     return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How a predictor scored its windows: ``window_s`` seconds every ``stride_s``,
+    smoothed over the last ``smoothing``."""
+
+    window_s: float
+    stride_s: float
+    smoothing: int
+
+
+@dataclass
+class WindowScores:
+    """A ``window_scores.npz`` read back: the classes, one :class:`VideoRun` per
+    recording (no alerts) and the settings, when the file records them."""
+
+    classes: list[str]
+    runs: list[VideoRun]
+    settings: StreamSettings | None
+
+
+def read_window_scores(path: str | Path) -> WindowScores:
+    """The file :func:`window_scores_npz` wrote; ValueError naming the file and the
+    missing array when it is not one."""
+    from rsanet.data.events import EventInterval
+
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{path}: not a window_scores.npz of rsanet eval-events ({error})"
+        ) from None
+    needed = ("classes", "videos", "durations", "video", "starts", "ends", "scores")
+    missing = [
+        name
+        for name in needed + ("event_video", "event_label", "event_span")
+        if name not in data.files
+    ]
+    if missing:
+        raise ValueError(
+            f"{path}: not a window_scores.npz of rsanet eval-events (no {', '.join(missing)})"
+        )
+    runs = []
+    for number, name in enumerate(data["videos"]):
+        rows = data["video"] == number
+        mine = data["event_video"] == number
+        events = tuple(
+            EventInterval(str(label), float(start), float(end))
+            for label, (start, end) in zip(
+                data["event_label"][mine], data["event_span"][mine], strict=True
+            )
+        )
+        runs.append(
+            VideoRun(
+                str(name),
+                events,
+                starts=[float(v) for v in data["starts"][rows]],
+                ends=[float(v) for v in data["ends"][rows]],
+                scores=list(data["scores"][rows].astype(np.float64)),
+                duration_s=float(data["durations"][number]),
+            )
+        )
+    settings = None
+    if all(key in data.files for key in ("window_s", "stride_s", "smoothing")):
+        settings = StreamSettings(
+            float(data["window_s"]), float(data["stride_s"]), int(data["smoothing"])
+        )
+    return WindowScores([str(c) for c in data["classes"]], runs, settings)
 
 
 def _safe_stem(path: str) -> str:
@@ -771,7 +859,8 @@ def write_outputs(
         else:
             text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
         files["rules"] = str(atomic_write_text(target, text))
-    data = window_scores_npz(runs, evaluation.predictor.classes)
+    settings = StreamSettings(evaluation.window, evaluation.stride, evaluation.predictor.smoothing)
+    data = window_scores_npz(runs, evaluation.predictor.classes, settings)
     files["window_scores"] = str(
         atomic_write(out / "window_scores.npz", lambda handle: handle.write(data))
     )

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rsanet.inference.rescorer import RescoredSmoother, Rescorer
 from rsanet.inference.results import ClipPrediction, RunStats, RunSummary, Top, WindowResult
 from rsanet.inference.smoothing import ScoreSmoother
 from rsanet.inference.sources import Frame, SourceError, SourceSpec, list_videos, open_container
@@ -220,6 +221,8 @@ class Predictor:
         self.top_k = min(int(top_k), len(self.classes))
         ScoreSmoother(smoothing)  # validates
         self.smoothing = smoothing
+        #: a second stage over each stream's smoothed scores (:meth:`use_rescorer`)
+        self.rescorer: Rescorer | None = None
         self.full_frame = bool(full_frame)
         #: short side the evaluation transforms resize frames to (sources decode to it)
         self.short_side = self.size if self.full_frame else round(self.size * 256 / 224)
@@ -425,11 +428,33 @@ class Predictor:
 
     # -- windows -------------------------------------------------------------------------
 
-    def new_smoother(self) -> ScoreSmoother:
-        return ScoreSmoother(self.smoothing)
+    def use_rescorer(self, rescorer: Rescorer | None) -> None:
+        """Pass every stream's smoothed scores through ``rescorer`` (None: stop): the
+        results' ``scores`` are then its probabilities, ``raw_scores`` still the model's.
+        ValueError unless it reads this model's classes with this smoothing."""
+        if rescorer is not None:
+            if rescorer.classes != self.classes:
+                raise ValueError(
+                    "the rescorer was fitted on the scores of a model with the classes "
+                    f"{', '.join(rescorer.classes)}, not {', '.join(self.classes)}"
+                )
+            if rescorer.smoothing != self.smoothing:
+                raise ValueError(
+                    f"the rescorer was fitted on scores smoothed over {rescorer.smoothing} "
+                    f"window(s), not {self.smoothing}"
+                )
+        self.rescorer = rescorer
+
+    def new_smoother(self) -> ScoreSmoother | RescoredSmoother:
+        """The per-stream state between the model and the rules: the smoothing, then the
+        rescorer when one is in use (:meth:`use_rescorer`)."""
+        smoother = ScoreSmoother(self.smoothing)
+        if self.rescorer is None:
+            return smoother
+        return RescoredSmoother(smoother, self.rescorer.stream())
 
     def predict_window(
-        self, window: Window, smoother: ScoreSmoother, *, source: str = ""
+        self, window: Window, smoother: ScoreSmoother | RescoredSmoother, *, source: str = ""
     ) -> WindowResult:
         """The result of one window: TSN-sampled clip, model, smoothing, top-k."""
         clip = window.sample(self.num_frames)

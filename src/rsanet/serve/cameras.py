@@ -23,6 +23,7 @@ import numpy as np
 from rsanet.inference.alerts import AlertEngine, AlertRule
 from rsanet.inference.predictor import MAX_FPS, Predictor
 from rsanet.inference.redact import redact_text
+from rsanet.inference.rescorer import RescoredSmoother
 from rsanet.inference.results import WindowResult
 from rsanet.inference.smoothing import ScoreSmoother
 from rsanet.inference.sources import Frame, parse_source
@@ -78,7 +79,7 @@ class Camera:
         self.on_frame = on_frame
         self.held = math.ceil(window * MAX_FPS) + 16
         self.engine = SlidingWindow(window, stride, max_frames=self.held)
-        self.smoother: ScoreSmoother = predictor.new_smoother()
+        self.smoother: ScoreSmoother | RescoredSmoother = predictor.new_smoother()
         self.alerts = AlertEngine(rules, predictor.classes) if rules else None
         self.status = STARTING
         self.error: str | None = None

@@ -12,6 +12,8 @@
     window_seconds: 2
     stride_seconds: 1
     smoothing: 3
+    rescorer: null                   # rsanet fit-rescorer's file: its window, stride
+                                     #   and smoothing are used (give none that differ)
     rules: rules.yaml                # for the cameras without their own
     cameras:
       - {name: door, url: "rtsp://viewer:secret@10.0.0.5/stream1", rules: door.yaml}
@@ -137,6 +139,7 @@ class ServeConfig:
     stride_seconds: float = 1.0
     smoothing: int = 3
     top_k: int = 3
+    rescorer: Path | None = None
     rules: Path | None = None
     http: HttpConfig = HttpConfig()
     webhook: WebhookConfig | None = None
@@ -148,7 +151,7 @@ class ServeConfig:
 
 TOP_KEYS = {
     "model", "backend", "device", "precision", "calibration", "calibration_clips",
-    "float_from", "window_seconds", "stride_seconds", "smoothing", "top_k", "rules",
+    "float_from", "window_seconds", "stride_seconds", "smoothing", "top_k", "rescorer", "rules",
     "cameras", "storage", "http", "webhook", "mqtt",
 }  # fmt: skip
 CAMERA_KEYS = {"name", "url", "rules", "loop"}
@@ -291,6 +294,10 @@ def _parse(data: Any, base: Path) -> ServeConfig:
     window = _number(_optional(data, "window_seconds", 2.0), "window_seconds", high=300)
     stride = _number(_optional(data, "stride_seconds", window / 2), "stride_seconds", high=300)
     smoothing = _integer(_optional(data, "smoothing", 3), "smoothing", 1, 1000)
+    rescorer = data.get("rescorer")
+    if rescorer is not None:
+        rescorer = _path(rescorer, "rescorer", base)
+        window, stride, smoothing = _rescorer_stream(rescorer, data)
     top_k = _integer(_optional(data, "top_k", 3), "top_k", 1, 1000)
     rules = data.get("rules")
     rules = None if rules is None else _path(rules, "rules", base)
@@ -370,11 +377,37 @@ def _parse(data: Any, base: Path) -> ServeConfig:
         stride_seconds=stride,
         smoothing=smoothing,
         top_k=top_k,
+        rescorer=rescorer,
         rules=rules,
         http=http,
         webhook=webhook,
         mqtt=mqtt,
     )
+
+
+def _rescorer_stream(path: Path, data: Mapping[str, Any]) -> tuple[float, float, int]:
+    """The window, stride and smoothing a rescorer was fitted on; an error for a
+    configured one that differs (the rescorer only reads the stream it learned)."""
+    from rsanet.inference.rescorer import Rescorer
+
+    try:
+        rescorer = Rescorer.load(path)
+    except ValueError as error:
+        raise _fail("rescorer", str(error)) from None
+    own = {
+        "window_seconds": rescorer.window_s,
+        "stride_seconds": rescorer.stride_s,
+        "smoothing": rescorer.smoothing,
+    }
+    for key, value in own.items():
+        given = data.get(key)
+        if given is not None and (not isinstance(given, (int, float)) or abs(given - value) > 1e-6):
+            raise _fail(
+                key,
+                f"{given!r}, but the rescorer {path.name} was fitted on scores with "
+                f"{key} {value:g}: leave {key} out",
+            )
+    return own["window_seconds"], own["stride_seconds"], own["smoothing"]
 
 
 def parse_mqtt(data: Any) -> MqttConfig:

@@ -95,6 +95,18 @@ def build_predictor(config: ServeConfig) -> Predictor:
     return predictor
 
 
+def with_rescorer(predictor: Predictor, config: ServeConfig) -> Predictor:
+    """``predictor`` with the configuration's rescorer in use (one stream per camera)."""
+    if config.rescorer is not None:
+        from rsanet.inference.rescorer import Rescorer
+
+        try:
+            predictor.use_rescorer(Rescorer.load(config.rescorer))
+        except ValueError as error:
+            raise ConfigError(f"rescorer: {error}") from None
+    return predictor
+
+
 class Server:
     """Everything ``rsanet serve`` runs, built from a :class:`ServeConfig`.
 
@@ -123,7 +135,7 @@ class Server:
     ) -> None:
         check_bind(config.http.host, config.http.token)
         self.config = config
-        self.predictor = predictor or build_predictor(config)
+        self.predictor = with_rescorer(predictor or build_predictor(config), config)
         self.rules = {}
         for camera in config.cameras:
             path = config.rules_of(camera)

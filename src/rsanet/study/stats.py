@@ -82,7 +82,9 @@ class Test:
 def welch(a: Sequence[float], b: Sequence[float]) -> Test:
     """One-sided Welch's t-test of mean(a) > mean(b).
 
-    Two samples without spread are decided by their means (p 0 if a's is larger, else 1);
+    Two samples without spread leave the t statistic undefined: they are judged by the
+    exact rank test instead (every value of a above every value of b by chance:
+    p = 1 / C(n_a + n_b, n_a), 0.05 for three seeds each; p 1 unless a's is larger);
     fewer than two values on either side cannot be tested (p 1)."""
     from scipy import stats
 
@@ -91,9 +93,8 @@ def welch(a: Sequence[float], b: Sequence[float]) -> Test:
         return Test("Welch's t (too few seeds)", float("nan"), 1.0)
     if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
         larger = statistics.fmean(a) > statistics.fmean(b)
-        return Test(
-            "Welch's t (no spread)", math.inf if larger else -math.inf, 0.0 if larger else 1.0
-        )
+        p = 1.0 / math.comb(len(a) + len(b), len(a)) if larger else 1.0
+        return Test("rank test (no spread)", statistics.fmean(a) - statistics.fmean(b), p)
     result = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
     return Test("Welch's t", float(result.statistic), float(result.pvalue))
 
@@ -109,34 +110,24 @@ def above_chance(successes: int, trials: int, chance: float) -> Test:
 
 
 def above_zero(values: Sequence[float]) -> Test:
-    """One-sided one-sample t-test of a mean above zero; values that are all exactly zero
-    (a quantity zero by construction) give p 1."""
+    """One-sided one-sample t-test of a mean above zero over seeds. Where every seed gives
+    exactly the same value, as small counts often do, the t statistic is undefined: values
+    all zero (a quantity zero by construction) give p 1, and the same non-zero value on
+    every seed is judged by the exact sign test (all n seeds on the same side by chance:
+    p = 0.5 ** n, so three seeds that each gain 2 are not yet significant)."""
     from scipy import stats
 
     values = [float(v) for v in values]
     if len(values) < 2:
         return Test("one-sample t (too few seeds)", float("nan"), 1.0)
     if statistics.pvariance(values) == 0:
-        positive = values[0] > 0
-        return Test(
-            "one-sample t (no spread)", math.inf if positive else 0.0, 0.0 if positive else 1.0
-        )
-    result = stats.ttest_1samp(values, 0.0, alternative="greater")
-    return Test("one-sample t", float(result.statistic), float(result.pvalue))
-
-
-def gain_above_zero(gains: Sequence[float]) -> Test:
-    """:func:`above_zero` for paired gains over seeds (events detected, seconds sooner),
-    except when every seed gains exactly the same non-zero amount, as small counts often
-    do: the t statistic is undefined there, and the exact sign test judges it (all n seeds
-    on the same side by chance: p = 0.5 ** n, so three seeds that each gain 2 are not yet
-    significant)."""
-    values = [float(v) for v in gains]
-    if len(values) >= 2 and statistics.pvariance(values) == 0 and values[0] != 0:
+        if values[0] == 0:
+            return Test("one-sample t (no spread)", 0.0, 1.0)
         positive = values[0] > 0
         p = 0.5 ** len(values) if positive else 1.0
         return Test("sign test (no spread)", len(values) if positive else -len(values), p)
-    return above_zero(values)
+    result = stats.ttest_1samp(values, 0.0, alternative="greater")
+    return Test("one-sample t", float(result.statistic), float(result.pvalue))
 
 
 def kendall(a: Sequence[float], b: Sequence[float]) -> Test | None:

@@ -40,7 +40,7 @@ import numpy as np
 from rsanet.inference import AlertEngine, WindowResult
 from rsanet.inference.alerts import parse_rules
 from rsanet.inference.event_eval import EventEvaluation, VideoRun
-from rsanet.study.stats import gain_above_zero, mean_ci, verdict
+from rsanet.study.stats import above_zero, mean_ci, verdict
 
 HERE = Path(__file__).parent
 WINDOW_S, STRIDE_S, SMOOTHING, TOLERANCE_S, TARGET = 2.0, 1.0, 3, 2.0, 2.0
@@ -56,12 +56,13 @@ def scores(
     stride_s: str = str(STRIDE_S),
     smoothing: str = str(SMOOTHING),
 ) -> None:
-    """Each recording's window ends, starts and smoothed scores, with its events: the
-    ``window_scores.npz`` that ``rsanet eval-events`` writes, with the recordings' paths
-    under ``annotations`` (the file names no folder of the machine that made it)."""
+    """Each recording's window ends, starts and smoothed scores, with its events and the
+    window settings: the ``window_scores.npz`` that ``rsanet eval-events`` writes, with
+    the recordings' paths under ``annotations`` (the file names no folder of the machine
+    that made it)."""
     from rsanet.data import read_untrimmed
     from rsanet.inference import Predictor
-    from rsanet.inference.event_eval import window_scores_npz
+    from rsanet.inference.event_eval import StreamSettings, window_scores_npz
 
     data = read_untrimmed("aihub-cctv", annotations, quiet=True)
     predictor = Predictor.from_checkpoint(checkpoint, smoothing=int(smoothing))
@@ -72,7 +73,8 @@ def scores(
         if run.error is not None:
             sys.exit(f"{video.path}: {run.error}")
         runs.append(replace(run, path=str(Path(video.path).relative_to(annotations))))
-    Path(out).write_bytes(window_scores_npz(runs, predictor.classes))
+    settings = StreamSettings(evaluation.window, evaluation.stride, predictor.smoothing)
+    Path(out).write_bytes(window_scores_npz(runs, predictor.classes, settings))
 
 
 def load(path: Path) -> tuple[list[str], list[VideoRun]]:
@@ -255,7 +257,7 @@ def page(results: dict[str, dict]) -> str:
         cells = []
         for key in ("calibration_detected", "test_detected"):
             gains = [results[s][name][key] - results[s][base][key] for s in seeds]
-            test = gain_above_zero(gains)
+            test = above_zero(gains)
             cells += [mean_ci(gains).format(1), f"{test}: {verdict(test)}"]
         lines.append(f"| {name} > {base} | {' | '.join(cells)} |")
     lines += ["", "Test events detected per class (seeds in order):", ""]
