@@ -769,16 +769,15 @@ def read_window_scores(path: str | Path) -> WindowScores:
     from rsanet.data.events import EventInterval
 
     try:
-        data = np.load(path)
+        with np.load(path) as archive:  # each array read once (a lookup decompresses)
+            data = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as error:
         raise ValueError(
             f"{path}: not a window_scores.npz of rsanet eval-events ({error})"
         ) from None
     needed = ("classes", "videos", "durations", "video", "starts", "ends", "scores")
     missing = [
-        name
-        for name in needed + ("event_video", "event_label", "event_span")
-        if name not in data.files
+        name for name in needed + ("event_video", "event_label", "event_span") if name not in data
     ]
     if missing:
         raise ValueError(
@@ -805,7 +804,7 @@ def read_window_scores(path: str | Path) -> WindowScores:
             )
         )
     settings = None
-    if all(key in data.files for key in ("window_s", "stride_s", "smoothing")):
+    if all(key in data for key in ("window_s", "stride_s", "smoothing")):
         settings = StreamSettings(
             float(data["window_s"]), float(data["stride_s"]), int(data["smoothing"])
         )

@@ -84,6 +84,8 @@ def match_alerts(
     """Match the alerts of one video with its events (see the module docstring)."""
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise ValueError(f"tolerance must be a finite number of seconds >= 0, got {tolerance!r}")
+    if not alerts:  # the common case of a threshold sweep
+        return Matching(missed=list(range(len(events))))
     matched_event: dict[int, int] = {}
     out = Matching()
     for a in sorted(range(len(alerts)), key=lambda i: (alerts[i].time, i)):
@@ -422,6 +424,13 @@ class ScoreSeries:
     scores: Sequence[float]
     events: Sequence[EventLike]
     duration_s: float
+    #: the highest score (a threshold above it fires nothing: the sweep skips the video)
+    peak: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ends = np.asarray(self.ends, dtype=np.float64)
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+        self.peak = float(self.scores.max()) if len(self.scores) else -math.inf
 
 
 @dataclass(frozen=True)
@@ -494,7 +503,11 @@ def evaluate_threshold(
             [e for e in one.events if e.label == label],
             [
                 _Alert(label, t)
-                for t in simulate_alerts(one.ends, one.scores, threshold, min_duration, cooldown)
+                for t in (
+                    simulate_alerts(one.ends, one.scores, threshold, min_duration, cooldown)
+                    if one.peak >= threshold
+                    else ()
+                )
             ],
             one.duration_s,
         )

@@ -81,7 +81,8 @@ def load(path: Path) -> tuple[list[str], list[VideoRun]]:
     """The classes and one :class:`VideoRun` per recording of a ``scores`` file."""
     from rsanet.data.events import EventInterval
 
-    data = np.load(path)
+    with np.load(path) as archive:  # each array read once (a lookup decompresses)
+        data = {name: archive[name] for name in archive.files}
     runs = []
     for number, name in enumerate(data["videos"]):
         rows = data["video"] == number
