@@ -1,20 +1,22 @@
-"""A rescorer over the 20-epoch networks' window scores, against the networks' own rules:
-held-out events detected, false alarms per hour and latency, over seeds, with a negative
-control fitted on windows shuffled in time.
+"""A rescorer over a network's window scores, against the network's own rules: held-out
+events detected, false alarms per hour and latency, over seeds, with a negative control
+fitted on windows shuffled in time. Two networks (:data:`NETWORKS`): the 20-epoch
+``tsm_tiny`` of the budget run (scores every 0.5 s, no smoothing) and ``rsanet_tiny``
+(5x3x3, 14 epochs; scores every 1 s, smoothing 3).
 
 Two steps, so that the page is made from committed records:
 
-    python compare.py fit SEED            # about a minute a seed: seedN/*.npz
-    python compare.py report 0 1 2 > compare.md
+    python compare.py fit NETWORK SEED            # about a minute a seed
+    python compare.py report NETWORK SEED ... > PAGE
 
-``fit`` reads the committed window scores of the 20-epoch budget run of that seed
-(``../budget/bf16e20seedN/{calib,test}.npz``: 2 s windows every 0.5 s, no smoothing),
-fits :func:`rsanet.inference.rescorer.fit_rescorer` on the 4.4 calibration hours as
-``rsanet fit-rescorer`` does (5 folds by session, GRU 48, 40 epochs, seed 0) and writes,
-under ``seedN/``, its out-of-fold scores of the calibration hours (``calib.npz``) and the
-averaged heads' scores of the held-out hour (``test.npz``); then the same for the control
-(``control_calib.npz``, ``control_test.npz``): each recording's windows shuffled in time,
-their labels with them, so that the order a rescorer reads means nothing.
+``fit`` reads the network's committed window scores of that seed (``calib.npz`` and
+``test.npz`` of its folder), fits :func:`rsanet.inference.rescorer.fit_rescorer` on the
+4.4 calibration hours as ``rsanet fit-rescorer`` does (5 folds by session, GRU 48, 40
+epochs, seed 0) and writes, under the network's records folder, its out-of-fold scores
+of the calibration hours (``calib.npz``) and the averaged heads' scores of the held-out
+hour (``test.npz``); then the same for the control (``control_calib.npz``,
+``control_test.npz``): each recording's windows shuffled in time, their labels with them,
+so that the order a rescorer reads means nothing.
 
 ``report`` calibrates each row's rules for at most 2 false alarms per hour (``--budget-split
 recall``) on the calibration hours (out-of-fold for the rescorers) and replays them with the
@@ -27,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,19 +45,69 @@ _spec = importlib.util.spec_from_file_location(
 rules = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rules)
 
-SCORES = HERE.parent / "budget" / "bf16e20seed{seed}"
-STREAM = StreamSettings(window_s=2.0, stride_s=0.5, smoothing=1)
-#: the rows of the page: (name, score files, stride, smoothing, rule set)
-ROWS = [
-    ("network, 1 s / smoothing 3, plain", "network", 1.0, 3, "plain"),
-    ("network, 1 s / smoothing 3, min durations", "network", 1.0, 3, "min_durations"),
-    ("network, 0.5 s / no smoothing, plain", "network", 0.5, 1, "plain"),
-    ("rescorer, plain", "rescorer", 0.5, 1, "plain"),
-    ("rescorer, min durations", "rescorer", 0.5, 1, "min_durations"),
-    ("control: rescorer of shuffled windows, plain", "control", 0.5, 1, "plain"),
-    ("control: rescorer of shuffled windows, min durations", "control", 0.5, 1, "min_durations"),
-]
-NETWORK, RESCORER, RESCORER_MIN, CONTROL = ROWS[0][0], ROWS[3][0], ROWS[4][0], ROWS[5][0]
+#: a rule set's name -> its rules on the page
+RULE_NAMES = {"plain": "plain", "min_durations": "min durations"}
+
+
+@dataclass(frozen=True)
+class Network:
+    """A network the page rescores: its title, the folder of its committed scores, how they
+    were made, where the rescorers' scores go, and extra views of its own scores (stride,
+    smoothing) to show beside it."""
+
+    title: str
+    scores: str
+    stream: StreamSettings
+    records: str
+    views: tuple[tuple[float, int], ...] = ()
+
+    def folder(self, seed: str) -> Path:
+        return HERE.parent / self.scores.format(seed=seed)
+
+    def records_folder(self, seed: str) -> Path:
+        return HERE / self.records.format(seed=seed)
+
+    def rows(self) -> list[tuple[str, str, float, int, str]]:
+        """(name, source, stride, smoothing, rule set) of each row of the page."""
+        own = (self.stream.stride_s, self.stream.smoothing)
+        rows = []
+        for stride, smoothing in (*self.views, own):
+            sets = ("plain",) if (stride, smoothing) == own and self.views else RULE_NAMES
+            view = view_name(stride, smoothing)
+            rows += [
+                (f"network, {view}, {RULE_NAMES[r]}", "network", stride, smoothing, r) for r in sets
+            ]
+        for source, name in (("rescorer", RESCORER), ("control", CONTROL)):
+            rows += [
+                (f"{name}, {RULE_NAMES[r]}", source, *own, r) for r in ("plain", "min_durations")
+            ]
+        return rows
+
+
+def view_name(stride: float, smoothing: int) -> str:
+    return f"{stride:g} s / " + (f"smoothing {smoothing}" if smoothing > 1 else "no smoothing")
+
+
+RESCORER = "rescorer"
+CONTROL = "control: rescorer of shuffled windows"
+#: the rows the claims compare (the network's row: the first of the page)
+RESCORER_PLAIN, RESCORER_MIN = f"{RESCORER}, plain", f"{RESCORER}, min durations"
+CONTROL_PLAIN = f"{CONTROL}, plain"
+NETWORKS = {
+    "tsm_tiny": Network(
+        "the 20-epoch `tsm_tiny` of the budget run",
+        "budget/bf16e20seed{seed}",
+        StreamSettings(window_s=2.0, stride_s=0.5, smoothing=1),
+        "seed{seed}",
+        views=((1.0, 3),),
+    ),
+    "rsanet_tiny": Network(
+        "`rsanet_tiny` 5x3x3, 14 epochs in bf16",
+        "networks/rsanet_k3e14seed{seed}",
+        StreamSettings(window_s=2.0, stride_s=1.0, smoothing=3),
+        "rsanet_tiny_seed{seed}",
+    ),
+}
 
 
 def shuffled(matrix: np.ndarray, number: int, offset: int = 0) -> np.ndarray:
@@ -62,46 +115,53 @@ def shuffled(matrix: np.ndarray, number: int, offset: int = 0) -> np.ndarray:
     return np.random.default_rng(offset + number).permutation(len(matrix))
 
 
-def fit(seed: str) -> None:
+def fit(network: Network, seed: str) -> None:
     """Fit the rescorer and the control on one seed's calibration scores; write their
-    scores of both sets under ``seedN/``."""
+    scores of both sets to the network's records folder."""
     import torch
 
     torch.set_num_threads(1)  # the same numbers on any number of cores
-    classes, calibration = rules.load(Path(str(SCORES).format(seed=seed)) / "calib.npz")
-    _, test = rules.load(Path(str(SCORES).format(seed=seed)) / "test.npz")
-    out = HERE / f"seed{seed}"
+    classes, calibration = rules.load(network.folder(seed) / "calib.npz")
+    _, test = rules.load(network.folder(seed) / "test.npz")
+    out = network.records_folder(seed)
     out.mkdir(exist_ok=True)
-    options = {"window_s": 2.0, "stride_s": 0.5, "smoothing": 1}
+    stream = network.stream
+
+    def write(name: str, runs) -> None:
+        (out / name).write_bytes(window_scores_npz(runs, classes, stream))
+
+    options = {"window_s": stream.window_s, "stride_s": stream.stride_s}
+    options["smoothing"] = stream.smoothing
     rescorer, out_of_fold = fit_rescorer(calibration, classes, **options)
-    (out / "calib.npz").write_bytes(window_scores_npz(out_of_fold, classes, STREAM))
-    held_out = rescored_runs(rescorer, test)
-    (out / "test.npz").write_bytes(window_scores_npz(held_out, classes, STREAM))
+    write("calib.npz", out_of_fold)
+    write("test.npz", rescored_runs(rescorer, test))
     control, out_of_fold = fit_rescorer(calibration, classes, **options, order=shuffled)
-    (out / "control_calib.npz").write_bytes(window_scores_npz(out_of_fold, classes, STREAM))
-    held_out = [
-        with_scores(run, control.rescore(run.score_matrix[shuffled(run.score_matrix, n, 10**4)]))
-        for n, run in enumerate(test)
-    ]
-    (out / "control_test.npz").write_bytes(window_scores_npz(held_out, classes, STREAM))
+    write("control_calib.npz", out_of_fold)
+    write(
+        "control_test.npz",
+        [
+            with_scores(
+                run, control.rescore(run.score_matrix[shuffled(run.score_matrix, n, 10**4)])
+            )
+            for n, run in enumerate(test)
+        ],
+    )
 
 
-def seed_results(seed: str) -> dict[str, dict]:
+def seed_results(network: Network, seed: str) -> dict[str, dict]:
     """Every row's counts for one seed."""
-    network = Path(str(SCORES).format(seed=seed))
+    scores, records = network.folder(seed), network.records_folder(seed)
     files = {
-        "network": (network / "calib.npz", network / "test.npz"),
-        "rescorer": (HERE / f"seed{seed}" / "calib.npz", HERE / f"seed{seed}" / "test.npz"),
-        "control": (
-            HERE / f"seed{seed}" / "control_calib.npz",
-            HERE / f"seed{seed}" / "control_test.npz",
-        ),
+        "network": (scores / "calib.npz", scores / "test.npz"),
+        "rescorer": (records / "calib.npz", records / "test.npz"),
+        "control": (records / "control_calib.npz", records / "control_test.npz"),
     }
     loaded = {name: (rules.load(a), rules.load(b)[1]) for name, (a, b) in files.items()}
+    own = (network.stream.stride_s, network.stream.smoothing)
     results = {}
-    for name, source, stride, smoothing, rule_set in ROWS:
+    for name, source, stride, smoothing, rule_set in network.rows():
         (classes, calibration), test = loaded[source]
-        if (stride, smoothing) != (0.5, 1):  # a coarser view of the same network's scores
+        if (stride, smoothing) != own:  # a coarser view of the same network's scores
             calibration = rules.resampled(calibration, stride, smoothing)
             test = rules.resampled(test, stride, smoothing)
         result = rules.rule_set(classes, calibration, test, rule_set, stride, smoothing)
@@ -109,18 +169,21 @@ def seed_results(seed: str) -> dict[str, dict]:
     return results
 
 
-def page(results: dict[str, dict]) -> str:
-    seeds = list(results)
-    first = results[seeds[0]][NETWORK]
+def page(key: str, results: dict[str, dict]) -> str:
+    network, seeds = NETWORKS[key], list(results)
+    rows = network.rows()
+    network_row = rows[0][0]
+    first = results[seeds[0]][network_row]
+    scores, records = network.scores.format(seed="N"), network.records.format(seed="N")
     lines = [
-        f"# A rescorer over the window scores, {len(seeds)} seeds",
+        f"# A rescorer over the window scores of {network.title}, {len(seeds)} seeds",
         "",
-        "Generated by `python docs/results/synthcctv/rescorer/compare.py report "
-        f"{' '.join(seeds)}` from the committed window scores (the 20-epoch budget run's, "
-        "`budget/bf16e20seedN/`, and the rescorers' of `rescorer/seedN/`, made by "
-        "`compare.py fit N`). Every row's rules are calibrated for 2 false alarms per hour "
-        "(budget split by recall) on the 4.4 calibration hours, on out-of-fold scores for "
-        "the rescorers, and replayed on the held-out hour. Seeds in order.",
+        f"Generated by `python docs/results/synthcctv/rescorer/compare.py report {key} "
+        f"{' '.join(seeds)}` from the committed window scores (the network's, `{scores}/`, "
+        f"and the rescorers' of `rescorer/{records}/`, made by `compare.py fit {key} N`). "
+        "Every row's rules are calibrated for 2 false alarms per hour (budget split by "
+        "recall) on the 4.4 calibration hours, on out-of-fold scores for the rescorers, and "
+        "replayed on the held-out hour. Seeds in order.",
         "",
         f"| rules | calibration: detected of {first['calibration_events']} "
         f"| test: detected of {first['test_events']} | test FA / h "
@@ -132,7 +195,7 @@ def page(results: dict[str, dict]) -> str:
         values = [c[key] for c in column]
         return ", ".join("-" if v is None else f"{v:.{digits}f}" for v in values)
 
-    for name, *_ in ROWS:
+    for name, *_ in rows:
         column = [results[s][name] for s in seeds]
         lines.append(
             f"| {name} | {cells(column, 'calibration_detected', 0)} "
@@ -147,39 +210,39 @@ def page(results: dict[str, dict]) -> str:
     claims = [
         (
             "the rescorer's plain rules raise fewer test false alarms per hour than the network's",
-            gains(RESCORER, NETWORK, "test_fa_per_hour", -1.0),
+            gains(RESCORER_PLAIN, network_row, "test_fa_per_hour", -1.0),
         ),
         (
             "the rescorer's rules with min durations raise fewer than the network's",
-            gains(RESCORER_MIN, NETWORK, "test_fa_per_hour", -1.0),
+            gains(RESCORER_MIN, network_row, "test_fa_per_hour", -1.0),
         ),
         (
             "the rescorer's plain rules stay under the target of 2 false alarms per hour",
-            [2.0 - results[s][RESCORER]["test_fa_per_hour"] for s in seeds],
+            [2.0 - results[s][RESCORER_PLAIN]["test_fa_per_hour"] for s in seeds],
         ),
         (
             "the rescorer's plain rules detect more test events than the network's",
-            gains(RESCORER, NETWORK, "test_detected"),
+            gains(RESCORER_PLAIN, network_row, "test_detected"),
         ),
         (
             "the rescorer's rules with min durations detect more than the network's",
-            gains(RESCORER_MIN, NETWORK, "test_detected"),
+            gains(RESCORER_MIN, network_row, "test_detected"),
         ),
         (
             "the rescorer's plain rules detect more test events than the control's",
-            gains(RESCORER, CONTROL, "test_detected"),
+            gains(RESCORER_PLAIN, CONTROL_PLAIN, "test_detected"),
         ),
         (
             "control: the shuffled rescorer's plain rules detect more test events than the "
             "network's",
-            gains(CONTROL, NETWORK, "test_detected"),
+            gains(CONTROL_PLAIN, network_row, "test_detected"),
         ),
     ]
     lines += [
         "",
         "Claims over the seeds: mean ± 95 % CI of the paired differences, one-sided "
         "one-sample t (the sign test where every seed differs by the same amount). The "
-        "network's rules are its plain rules at 1 s windows and smoothing 3.",
+        f"network's rules are its plain rules at {view_name(*rows[0][2:4])}.",
         "",
         "| claim | difference | |",
         "|---|---|---|",
@@ -188,20 +251,20 @@ def page(results: dict[str, dict]) -> str:
         test = above_zero(values)
         lines.append(f"| {claim} | {mean_ci(values).format(2)} | {test}: {verdict(test)} |")
     lines += ["", "Test events detected per class (seeds in order):", ""]
-    lines += rules.per_class_table(results, [name for name, *_ in ROWS], "rules")
+    lines += rules.per_class_table(results, [name for name, *_ in rows], "rules")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["fit"] and len(argv) == 2:
-        fit(argv[1])
+    if len(argv) == 3 and argv[0] == "fit" and argv[1] in NETWORKS:
+        fit(NETWORKS[argv[1]], argv[2])
         return
-    if argv[:1] != ["report"] or len(argv) < 2:
+    if len(argv) < 3 or argv[0] != "report" or argv[1] not in NETWORKS:
         sys.exit(__doc__)
     as_json = "--json" in argv
-    seeds = [a for a in argv[1:] if a != "--json"]
-    results = {seed: seed_results(seed) for seed in seeds}
-    print(json.dumps(results, indent=1) if as_json else page(results), end="")
+    key, seeds = argv[1], [a for a in argv[2:] if a != "--json"]
+    results = {seed: seed_results(NETWORKS[key], seed) for seed in seeds}
+    print(json.dumps(results, indent=1) if as_json else page(key, results), end="")
 
 
 if __name__ == "__main__":
