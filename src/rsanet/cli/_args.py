@@ -213,18 +213,19 @@ def stream_settings(args: argparse.Namespace, default_window: float) -> StreamOp
     from rsanet.inference.rescorer import Rescorer
 
     rescorer = Rescorer.load(args.rescorer)
-    fitted = {
-        "--window-seconds": (args.window_seconds, rescorer.window_s),
-        "--stride-seconds": (args.stride_seconds, rescorer.stride_s),
-        "--smoothing": (args.smoothing, rescorer.smoothing),
-    }
-    for flag, (given, own) in fitted.items():
-        if given is not None and abs(given - own) > 1e-6:
-            raise CLIError(
-                f"{flag} {given:g}: the rescorer {args.rescorer} was fitted on scores with "
-                f"{flag} {own:g}; leave {flag} out, or fit a rescorer on scores made with "
-                f"{flag} {given:g}"
-            )
+    differs = rescorer.mismatch(
+        window_s=args.window_seconds, stride_s=args.stride_seconds, smoothing=args.smoothing
+    )
+    if differs is not None:
+        name, given, own = differs
+        flag = {"window_s": "--window-seconds", "stride_s": "--stride-seconds"}.get(
+            name, "--smoothing"
+        )
+        raise CLIError(
+            f"{flag} {given:g}: the rescorer {args.rescorer} was fitted on scores with "
+            f"{flag} {own:g}; leave {flag} out, or fit a rescorer on scores made with "
+            f"{flag} {given:g}"
+        )
     return StreamOptions(rescorer.window_s, rescorer.stride_s, rescorer.smoothing, rescorer)
 
 

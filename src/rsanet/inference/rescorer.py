@@ -109,16 +109,21 @@ class Rescorer:
         """The rescorer of one camera's stream, one window at a time."""
         return RescorerStream(self)
 
-    def check_stream(self, *, window_s: float, stride_s: float, smoothing: int) -> None:
-        """ValueError unless the stream is the one it was fitted on."""
+    def mismatch(
+        self,
+        *,
+        window_s: float | None = None,
+        stride_s: float | None = None,
+        smoothing: int | None = None,
+    ) -> tuple[str, float, float] | None:
+        """The first setting given (not None) that differs from the stream it was fitted on,
+        as (name, given, its own); None when all agree. A rescorer reads only that stream."""
         given = {"window_s": window_s, "stride_s": stride_s, "smoothing": smoothing}
         for name, value in given.items():
-            if abs(float(value) - float(getattr(self, name))) > SETTING_TOLERANCE:
-                raise ValueError(
-                    f"the rescorer was fitted on scores with {name} {getattr(self, name):g}, "
-                    f"not {value:g}: run the predictor with its settings or fit one on such "
-                    "scores"
-                )
+            own = float(getattr(self, name))
+            if value is not None and abs(float(value) - own) > SETTING_TOLERANCE:
+                return name, float(value), own
+        return None
 
     # -- files -------------------------------------------------------------------------
 

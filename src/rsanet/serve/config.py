@@ -394,20 +394,20 @@ def _rescorer_stream(path: Path, data: Mapping[str, Any]) -> tuple[float, float,
         rescorer = Rescorer.load(path)
     except ValueError as error:
         raise _fail("rescorer", str(error)) from None
-    own = {
-        "window_seconds": rescorer.window_s,
-        "stride_seconds": rescorer.stride_s,
-        "smoothing": rescorer.smoothing,
-    }
-    for key, value in own.items():
-        given = data.get(key)
-        if given is not None and (not isinstance(given, (int, float)) or abs(given - value) > 1e-6):
-            raise _fail(
-                key,
-                f"{given!r}, but the rescorer {path.name} was fitted on scores with "
-                f"{key} {value:g}: leave {key} out",
-            )
-    return own["window_seconds"], own["stride_seconds"], own["smoothing"]
+    keys = {"window_s": "window_seconds", "stride_s": "stride_seconds", "smoothing": "smoothing"}
+    given = {name: data.get(key) for name, key in keys.items()}
+    for name, value in given.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise _fail(keys[name], f"expected a number, got {value!r}")
+    differs = rescorer.mismatch(**given)
+    if differs is not None:
+        name, value, own = differs
+        raise _fail(
+            keys[name],
+            f"{value:g}, but the rescorer {path.name} was fitted on scores with "
+            f"{keys[name]} {own:g}: leave {keys[name]} out",
+        )
+    return rescorer.window_s, rescorer.stride_s, rescorer.smoothing
 
 
 def parse_mqtt(data: Any) -> MqttConfig:

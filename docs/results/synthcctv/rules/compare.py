@@ -39,7 +39,7 @@ import numpy as np
 
 from rsanet.inference import AlertEngine, WindowResult
 from rsanet.inference.alerts import parse_rules
-from rsanet.inference.event_eval import EventEvaluation, VideoRun
+from rsanet.inference.event_eval import EventEvaluation, VideoRun, read_window_scores
 from rsanet.study.stats import above_zero, mean_ci, verdict
 
 HERE = Path(__file__).parent
@@ -78,33 +78,10 @@ def scores(
 
 
 def load(path: Path) -> tuple[list[str], list[VideoRun]]:
-    """The classes and one :class:`VideoRun` per recording of a ``scores`` file."""
-    from rsanet.data.events import EventInterval
-
-    with np.load(path) as archive:  # each array read once (a lookup decompresses)
-        data = {name: archive[name] for name in archive.files}
-    runs = []
-    for number, name in enumerate(data["videos"]):
-        rows = data["video"] == number
-        events = tuple(
-            EventInterval(str(label), float(a), float(b))
-            for label, (a, b) in zip(
-                data["event_label"][data["event_video"] == number],
-                data["event_span"][data["event_video"] == number],
-                strict=True,
-            )
-        )
-        runs.append(
-            VideoRun(
-                str(name),
-                events,
-                starts=list(data["starts"][rows]),
-                ends=list(data["ends"][rows]),
-                scores=list(data["scores"][rows].astype(np.float64)),
-                duration_s=float(data["durations"][number]),
-            )
-        )
-    return [str(c) for c in data["classes"]], runs
+    """The classes and one :class:`VideoRun` per recording of a ``scores`` file
+    (:func:`~rsanet.inference.event_eval.read_window_scores`)."""
+    scores = read_window_scores(path)
+    return scores.classes, scores.runs
 
 
 def resampled(runs: list[VideoRun], stride_s: float, smoothing: int) -> list[VideoRun]:
