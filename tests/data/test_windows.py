@@ -28,6 +28,7 @@ from rsanet.data import (
     split_by_session,
     window_label,
 )
+from rsanet.inference.windows import tsn_centres, tsn_pick
 from support.untrimmed import BRIGHT, intervals_csv, recording
 
 
@@ -287,6 +288,23 @@ def test_read_seconds_matches_frame_indices(recordings):
     with open_video(recordings / "fight.mp4") as by_index:
         expected = by_index.read(list(range(0, 60, 7)))
     assert np.array_equal(frames, expected)
+
+
+def test_read_seconds_takes_the_frame_shown_at_each_time(recordings):
+    """The frame starting at or before each time, as a stream's windows pick it (the nearest
+    frame would be one later for 0.08 s into a frame of 0.1 s): training reads the frames
+    inference will show the network. Before the first frame, the first one."""
+    times = [k / 10 + 0.08 for k in range(0, 50, 7)] + [0.0, 0.3]
+    with open_video(recordings / "fight.mp4") as by_time:
+        frames = by_time.read_seconds(times)
+    with open_video(recordings / "fight.mp4") as by_index:
+        expected = by_index.read([*range(0, 50, 7), 0, 3])
+    assert np.array_equal(frames, expected)
+    stream_picks = tsn_pick([k / 10 for k in range(60)], 1.0, 3.0, 16)
+    with open_video(recordings / "fight.mp4") as by_time:
+        frames = by_time.read_seconds(tsn_centres(1.0, 3.0, 16))
+    with open_video(recordings / "fight.mp4") as by_index:
+        assert np.array_equal(frames, by_index.read(stream_picks))
 
 
 def test_bad_recordings_are_skipped_not_fatal(recordings, tmp_path):

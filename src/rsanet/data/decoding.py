@@ -30,6 +30,8 @@ from rsanet.data.errors import BadSampleError
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 #: video backends :func:`open_video` accepts
 BACKENDS = ("pyav", "decord", "torchcodec", "auto")
+#: seconds: a frame starting within it of an asked time is the frame shown at that time
+_EPS = 1e-6
 
 
 class FrameSource(Protocol):
@@ -346,13 +348,16 @@ class PyAVVideo:
         return _stack([frames[int(i)] for i in indices], self.path)
 
     def read_seconds(self, times: Sequence[float]) -> np.ndarray:
-        """The frames nearest the times ``times`` (seconds from the first frame) as (N, H, W,
-        3) uint8, without indexing the file: one seek to the keyframe before the earliest
-        time, then decoding forward to the latest; frames more than one frame period from
-        every asked time are not decoded when nothing references them. For windows of long
-        recordings, where :meth:`read` would first demux the whole file. A time up to
-        ``max(4 frame periods, 0.5 s)`` past the last frame (durations are rounded) takes
-        the last frame; further is a truncated file."""
+        """The frames shown at the times ``times`` (seconds from the first frame) as (N, H,
+        W, 3) uint8: for each time, the last frame starting at or before it, as a stream's
+        windows pick their frames (:func:`rsanet.inference.windows.tsn_pick`), so that a
+        network is trained on the frames it will be shown. Without indexing the file: one
+        seek to the keyframe before the earliest time, then decoding forward to the latest;
+        frames more than one frame period from every asked time are not decoded when
+        nothing references them. For windows of long recordings, where :meth:`read` would
+        first demux the whole file. A time before the first frame takes the first frame,
+        and a time up to ``max(4 frame periods, 0.5 s)`` past the last frame (durations are
+        rounded) the last frame; further is a truncated file."""
         import av
 
         targets = sorted({float(t) for t in times})
@@ -387,11 +392,11 @@ class PyAVVideo:
                     edge.setdefault("first", (t, frame))
                     edge["last"] = (t, frame)
                     image = None
-                    for target in nearby(t, period):
-                        if target not in best or abs(t - target) < best[target][0]:
+                    for target in nearby(t, period):  # the latest frame at or before it
+                        if t <= target + _EPS and (target not in best or t > best[target][0]):
                             if image is None:
                                 image = frame_to_rgb(frame)
-                            best[target] = (abs(t - target), image)
+                            best[target] = (t, image)
                     if t > targets[-1] + period:
                         done = True
                         break
