@@ -189,6 +189,38 @@ def add_rescorer_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_calibration_options(parser: argparse.ArgumentParser, *, default_split: str) -> None:
+    """The options that shape how thresholds are picked for a false-alarm target, as
+    ``eval-events --target-fa-per-hour`` and ``fit-rescorer`` pick them: ``--tolerance S``
+    (2), ``--budget-split even|recall`` and ``--min-durations S ...`` (None: each rule
+    keeps its own)."""
+    parser.add_argument(
+        "--tolerance",
+        type=number(0, 3600),
+        default=2.0,
+        metavar="S",
+        help="an alert up to S seconds before or after an event still detects it (2)",
+    )
+    parser.add_argument(
+        "--budget-split",
+        choices=("even", "recall"),
+        default=default_split,
+        help=f"how --target-fa-per-hour shares its budget (default {default_split}): even, "
+        "each class N/K; recall, the whole false alarms N allows on these recordings go "
+        "to the classes where they detect the most events (an exact knapsack over the "
+        "classes' threshold curves; classes may then get no false alarm at all)",
+    )
+    parser.add_argument(
+        "--min-durations",
+        type=number(0, 3600),
+        nargs="+",
+        metavar="S",
+        help="with --target-fa-per-hour, pick each rule's min_duration from these seconds "
+        "too, with its threshold (e.g. 0 1 2 3: a rule that must hold for a second or two "
+        "can often use a lower threshold); default: each rule keeps its own",
+    )
+
+
 @dataclass
 class StreamOptions:
     """The sliding-window settings of a command, and the rescorer when one is given."""

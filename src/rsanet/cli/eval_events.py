@@ -9,6 +9,7 @@ import argparse
 from rsanet.cli._args import (
     MAX_WINDOW_SECONDS,
     StreamOptions,
+    add_calibration_options,
     add_crop_size_option,
     add_json_option,
     add_rescorer_option,
@@ -88,13 +89,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "quiet while that class scores higher",
     )
     parser.add_argument(
-        "--tolerance",
-        type=number(0, 3600),
-        default=2.0,
-        metavar="S",
-        help="an alert up to S seconds before or after an event still detects it (2)",
-    )
-    parser.add_argument(
         "--window-seconds",
         type=seconds(MAX_WINDOW_SECONDS),
         metavar="S",
@@ -121,24 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "min_duration and cooldown kept); a class without an event gets no rule, so it "
         "never alerts",
     )
-    parser.add_argument(
-        "--budget-split",
-        choices=("even", "recall"),
-        default="even",
-        help="how --target-fa-per-hour shares its budget: even (default), each class N/K; "
-        "recall, the whole false alarms N allows on these recordings go to the classes "
-        "where they detect the most events (an exact knapsack over the classes' threshold "
-        "curves; classes may then get no false alarm at all)",
-    )
-    parser.add_argument(
-        "--min-durations",
-        type=number(0, 3600),
-        nargs="+",
-        metavar="S",
-        help="with --target-fa-per-hour, pick each rule's min_duration from these seconds "
-        "too, with its threshold (e.g. 0 1 2 3: a rule that must hold for a second or two "
-        "can often use a lower threshold); default: each rule keeps its own",
-    )
+    add_calibration_options(parser, default_split="even")
     parser.add_argument(
         "--rules-out",
         metavar="FILE",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from rsanet.cli._args import add_json_option, count, number
+from rsanet.cli._args import add_calibration_options, add_json_option, count, number
 
 COMMAND = "fit-rescorer"
 
@@ -62,27 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also write rules for at most N false alarms per hour, picked on the "
         "out-of-fold scores as rsanet eval-events --target-fa-per-hour picks them",
     )
-    parser.add_argument(
-        "--budget-split",
-        choices=("even", "recall"),
-        default="recall",
-        help="how the false-alarm budget is shared (as in rsanet eval-events; default "
-        "recall: where it detects the most events)",
-    )
-    parser.add_argument(
-        "--min-durations",
-        type=number(0, 3600),
-        nargs="+",
-        metavar="S",
-        help="pick each rule's min_duration from these seconds too (as in eval-events)",
-    )
-    parser.add_argument(
-        "--tolerance",
-        type=number(0, 3600),
-        default=2.0,
-        metavar="S",
-        help="an alert up to S seconds from an event still detects it (2)",
-    )
+    add_calibration_options(parser, default_split="recall")
     parser.add_argument(
         "--rules-out",
         metavar="FILE",
