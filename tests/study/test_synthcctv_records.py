@@ -103,3 +103,51 @@ def _module(path: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_the_context_experiment_reads_the_same_frames_in_training_and_scoring(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``context/experiment.py``: a window's clip (4 frames of the 8 s before it, then its
+    own) is the same frames whether the training set reads it by time or the stream picks
+    it from the frames decoded so far; and both commands run on tiny recordings, scoring
+    through the context."""
+    import rsanet.inference.predictor as predictor
+    from rsanet.data.decoding import open_video
+    from rsanet.inference.sources import SourceSpec, decode_frames
+
+    data = tmp_path / "data"
+    write_synthcctv(
+        data, 4, classes=["dumping"], normal_fraction=0.25, seed=3,
+        seconds=14.0, fps=10, size=(64, 48), cameras=(1, 1),
+    )  # fmt: skip
+    context = _module(RESULTS / "context" / "experiment.py")
+    video = sorted(data.rglob("*.mp4"))[0]
+    stream = context.ContextSlidingWindow(2.0, 0.5, max_frames=64)
+    windows = []
+    for frame in decode_frames(SourceSpec("file", str(video)), short_side=None):
+        stream.add(frame)
+        while stream.due():
+            windows.append(stream.take())
+    assert len(windows) > 20 and stream.history[0].time == 0.0
+    source = open_video(str(video), backend="pyav")
+    owner = type("Set", (), {"num_frames": 20, "sampler": type("S", (), {"window_s": 2.0})})
+    for window in windows[::4]:
+        picked = np.stack([frame.image for frame in window.sample(20)])
+        times = context.frame_times(owner, type("W", (), {"start_s": window.start}))
+        assert len(times) == 20 and (times[:4] <= max(window.start - 1.0, 0.0)).all()
+        np.testing.assert_array_equal(picked, source.read_seconds(times))
+    source.close()
+
+    run = tmp_path / "run"
+    tiny = [*tiny_overrides(data), "data.num_frames=6"]
+    script = str(RESULTS / "context" / "experiment.py")
+    _run(script, "train", "configs/synthcctv_tsm.yaml", "--output", str(run), "--set", *tiny)
+    scores = tmp_path / "scores.npz"
+    monkeypatch.setattr(predictor, "SlidingWindow", predictor.SlidingWindow)  # restored after
+    sampled, pick = [], context.clip_frames
+    monkeypatch.setattr(context, "clip_frames", lambda w, n: sampled.append(n) or pick(w, n))
+    context.run(["scores", str(run / "last.pt"), str(data), str(scores), "1", "0.5", "1"])
+    assert len(sampled) > 20 and set(sampled) == {6}  # every window read its context
+    with np.load(scores) as written:
+        assert float(written["stride_s"]) == 0.5 and len(written["ends"]) > 20

@@ -87,6 +87,16 @@ the recordings' full paths instead of paths under the data folder). The pages
     each recording. It must not gain.
   The comparison of the two networks is tested both ways.
 
+``context``: windows that also show the seconds before them.
+  * ``2 s``: the ``budget20`` page's 20-epoch network (16 frames of the 2 s window);
+  * ``2 s and the 8 s before``: the same command with 20 frames per clip, the first 4
+    spread over the 8 s before the window (``context/experiment.py``), so that the
+    network sees what the scene held before the moment: a bag that was not there
+    (dumping) or was (theft), a person standing before the fall;
+  * each at the 1 s stride with smoothing 3 (scored every 0.5 s without smoothing);
+  * control ``context, shuffled``: that network's windows in a random order within each
+    recording. It must not gain.
+
 "Test FA / h in event-free time" leaves out the false alarms raised during an event of
 another class (a fight alert during an assault): the alarms a security desk would get on
 quiet video.
@@ -220,6 +230,16 @@ PAGES = {
             ("min overlap 0.25", "min overlap 0.5"),
             ("min overlap 0.25, 0.5 s, smoothing 1", "min overlap 0.5, 0.5 s, smoothing 1"),
         ],
+    },
+    "context": {
+        "title": "Windows that also show the 8 s before them",
+        "sources": {
+            "2 s": ("budget/bf16e20seed{seed}", 1.0, 3),
+            "2 s and the 8 s before": ("context/c8seed{seed}", 1.0, 3),
+        },
+        "fused": {},
+        "shuffled": {"context, shuffled": "2 s and the 8 s before"},
+        "claims": [("2 s and the 8 s before", "2 s"), ("context, shuffled", "2 s")],
     },
     "networks": {
         "title": "rsanet_tiny and tsm_tiny on four times the scenes, 14 epochs in bf16",
