@@ -88,6 +88,30 @@ def test_more_scenes_configs_are_the_tsm_recipe_with_their_changes(
     assert (out / "last.pt").is_file()
 
 
+RECORDS = CONFIGS.parent / "docs" / "results" / "synthcctv" / "networks"
+
+
+@pytest.mark.parametrize(
+    ("name", "record"),
+    [
+        ("synthmotion_rsanet_k3.yaml", "rsanet_k3_synthmotion"),
+        ("synthcctv_rsanet_budget.yaml", "rsanet_k3e14seed0"),
+    ],
+)
+def test_the_rsanet_budget_configs_are_the_recorded_runs(name, record) -> None:
+    """``rsanet_tiny`` 5x3x3 on SynthMotion and on the budget's scenes: each file gives the
+    configuration its recorded run saved, but for that machine's folders."""
+    import yaml
+
+    from rsanet.engine import config_to_dict
+    from rsanet.engine.trainer import config_differences
+
+    recorded = yaml.safe_load((RECORDS / record / "config.yaml").read_text())
+    differences = config_differences(recorded, config_to_dict(load_config(CONFIGS / name)))
+    machine = ["data.annotations", "model.init_from"] if "synthcctv" in name else []
+    assert [line.split(":")[0] for line in differences] == machine, differences
+
+
 @pytest.mark.slow
 def test_generate_check_train_eval_events_predict(tmp_path, capsys):
     data, held_out = tmp_path / "data", tmp_path / "held_out"
