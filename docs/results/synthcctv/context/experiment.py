@@ -97,7 +97,7 @@ def _rules_compare():
 
 
 def run(argv: list[str]) -> int:
-    command, rest = argv[0], argv[1:]
+    command, rest = (argv[0], argv[1:]) if argv else ("", [])
     if command == "train":
         data_windows.UntrimmedWindows.frame_times = frame_times
         return main(["train", *rest])
