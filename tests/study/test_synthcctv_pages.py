@@ -3,6 +3,8 @@ for byte: a page edited by hand, or a script changed without regenerating its pa
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +60,27 @@ def test_a_comparison_page_regenerates_from_the_committed_window_scores(script, 
     """Each rule set calibrated and replayed again from the stored window scores (about
     half a minute per seed and source)."""
     assert _page(RESULTS / script, *args) == (RESULTS / page).read_text()
+
+
+def _ceiling_module():
+    spec = importlib.util.spec_from_file_location("ceiling", RESULTS / "ceiling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ceiling_page_regenerates_from_its_committed_counts() -> None:
+    assert _page(RESULTS / "ceiling.py", "page") == (RESULTS / "ceiling" / "ceiling.md").read_text()
+
+
+def test_the_ceiling_counts_are_what_the_committed_scores_give() -> None:
+    """One seed of one source at 2 false alarms per hour, its scores and its control,
+    swept again from the test-hour scores (the whole file takes minutes)."""
+    ceiling = _ceiling_module()
+    name = next(n for n in ceiling.SOURCES if n.startswith("rsanet_tiny"))
+    folders, how = ceiling.SOURCES[name]
+    again = ceiling.seed_results(folders[1], 1, how, budgets=(2.0,))
+    recorded = json.loads((RESULTS / "ceiling" / "results.json").read_text())[name][1]
+    for kind in ("network", "shuffled"):
+        assert again[kind]["2"] == recorded[kind]["2"]
+    assert recorded["network"]["2"]["detected"] > recorded["shuffled"]["2"]["detected"]
