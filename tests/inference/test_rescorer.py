@@ -119,6 +119,23 @@ def test_windows_shuffled_in_time_teach_it_nothing(runs):
     assert held_fight_auc(back, runs) < 0.75
 
 
+def test_repeated_cross_fits_average_heads_that_did_not_see_the_recording(runs):
+    """Two cross-fits: every recording's out-of-fold score is the mean of the two single
+    cross-fits' (seeds 0 and 1, each its own deal of sessions into folds), and the rescorer
+    holds all ten heads."""
+    options = {"window_s": 2.0, "stride_s": STRIDE, "smoothing": 1, "hidden": 8, "epochs": 3}
+    few = runs[:16]
+    both, out_of_fold = fit_rescorer(few, CLASSES, repeats=2, **options)
+    singles = [fit_rescorer(few, CLASSES, seed=seed, **options)[1] for seed in (0, 1)]
+    assert len(both.heads) == 10
+    for number, run in enumerate(out_of_fold):
+        mean = (singles[0][number].score_matrix + singles[1][number].score_matrix) / 2
+        np.testing.assert_allclose(run.score_matrix, mean, rtol=1e-12, atol=1e-15)
+    assert not np.allclose(singles[0][0].score_matrix, singles[1][0].score_matrix)
+    with pytest.raises(ValueError, match="repeats"):
+        fit_rescorer(few, CLASSES, repeats=0, **options)
+
+
 def test_a_stream_one_window_at_a_time_equals_the_whole_recording(runs, fitted):
     rescorer = fitted[0]
     stream = rescorer.stream()
@@ -214,11 +231,12 @@ def test_fit_rescorer_writes_the_rescorer_rules_and_out_of_fold_scores(run_cli, 
     scores.write_bytes(window_scores_npz(runs, CLASSES, StreamSettings(2.0, STRIDE, 1)))
     out = tmp_path / "site" / "rescorer.safetensors"
     result = run_cli(
-        "fit-rescorer", scores, "--out", out, "--epochs", 60, "--hidden", 16,
+        "fit-rescorer", scores, "--out", out, "--epochs", 60, "--hidden", 16, "--repeats", 2,
         "--target-fa-per-hour", 60, "--scores-out", tmp_path / "oof.npz", "--json",
     )  # fmt: skip
     assert result.code == 0, result.err
     summary = json.loads(result.out)
+    assert summary["heads"] == 10  # 5 folds, 2 cross-fits
     assert summary["settings"] == {"window_s": 2.0, "stride_s": STRIDE, "smoothing": 1}
     assert summary["windows_per_class"]["fight"] == 24 * 10
     fold = summary["out_of_fold"]

@@ -54,6 +54,11 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
         ("sources.py", ("context", "0"), "context/compare.md"),
         ("rescorer/compare.py", ("report", "tsm_tiny", "0", "1", "2"), "rescorer/compare.md"),
         ("rescorer/compare.py", ("report", "rsanet_tiny", "0", "1"), "rescorer/rsanet_tiny.md"),
+        (
+            "rescorer/compare.py",
+            ("report", "tsm_tiny_x5", "0", "1", "2"),
+            "rescorer/tsm_tiny_x5.md",
+        ),
     ],
 )
 def test_a_comparison_page_regenerates_from_the_committed_window_scores(script, args, page):

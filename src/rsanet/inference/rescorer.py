@@ -16,7 +16,9 @@ by session (the folder a recording is in, so that the cameras of one event stay
 together), a head is trained on all folds but one and scores the one left out. Those
 out-of-fold scores are what thresholds are picked on: scores of recordings the head did
 not learn from, as the site's future recordings will be. The heads of all folds, averaged,
-are the rescorer that runs live.
+are the rescorer that runs live. Repeated cross-fits (``repeats``) score each recording
+with the average of several heads that did not see it, as the rescorer's own average
+scores new ones.
 
 The stream it reads is the predictor's (windows of ``window_s`` every ``stride_s`` seconds,
 smoothed over ``smoothing`` windows); it only makes sense on the same stream, so the
@@ -296,6 +298,7 @@ def fit_rescorer(
     smoothing: int,
     normal: str = "normal",
     folds: int = 5,
+    repeats: int = 1,
     hidden: int = 48,
     epochs: int = 40,
     seed: int = 0,
@@ -312,6 +315,13 @@ def fit_rescorer(
             without an event.
         window_s, stride_s, smoothing: how the scores were made (recorded in the file).
         folds: cross-fitting folds over the groups ``group(run)`` (sessions by default).
+        repeats: cross-fits, each with its own deal of the groups into folds (seeds
+            ``seed`` .. ``seed + repeats - 1``). A recording's out-of-fold score is the
+            average of the ``repeats`` heads that did not learn from it, and the rescorer
+            averages all ``folds * repeats`` heads. With one cross-fit, thresholds are
+            picked on single heads' scores while the average of several runs live; an
+            average is less extreme on normal video, so those thresholds are stricter
+            than it needs. Averaged out-of-fold scores are closer to what runs live.
         hidden, epochs, seed: the heads' size and training.
         order: a negative control's hook, ``order(matrix, number) -> row order`` applied
             to each recording's windows (and labels) before fitting and scoring.
@@ -335,7 +345,8 @@ def fit_rescorer(
             "cross-fitting needs recordings of at least two sessions (folders); "
             f"all {len(runs)} are in {groups[0]!r}"
         )
-    fold_of = fold_of_groups(groups, folds, seed)
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     rows = [
         order(run.score_matrix, number) if order else np.arange(len(run.ends))
         for number, run in enumerate(runs)
@@ -347,19 +358,22 @@ def fit_rescorer(
         )
         for n, run in enumerate(runs)
     ]
-    heads, rescored = [], list(runs)
-    for fold in range(folds):
-        inside = [s for s, g in zip(sequences, groups, strict=True) if fold_of[g] != fold]
-        head = train_head(
-            inside, len(classes), hidden=hidden, epochs=epochs, seed=seed * 1000 + fold
-        )
-        heads.append(head)
-        one = Rescorer([head], classes, float(window_s), float(stride_s), int(smoothing))
-        for number, run in enumerate(runs):
-            if fold_of[groups[number]] == fold:
-                rescored[number] = with_scores(run, one.rescore(run.score_matrix[rows[number]]))
-    rescorer = Rescorer(heads, classes, float(window_s), float(stride_s), int(smoothing))
-    return rescorer, rescored
+    stream = (float(window_s), float(stride_s), int(smoothing))
+    heads, sums = [], [0.0] * len(runs)
+    for repeat in range(seed, seed + repeats):
+        fold_of = fold_of_groups(groups, folds, repeat)
+        for fold in range(folds):
+            inside = [s for s, g in zip(sequences, groups, strict=True) if fold_of[g] != fold]
+            head = train_head(
+                inside, len(classes), hidden=hidden, epochs=epochs, seed=repeat * 1000 + fold
+            )
+            heads.append(head)
+            one = Rescorer([head], classes, *stream)
+            for number, run in enumerate(runs):
+                if fold_of[groups[number]] == fold:
+                    sums[number] = sums[number] + one.rescore(run.score_matrix[rows[number]])
+    rescored = [with_scores(run, total / repeats) for run, total in zip(runs, sums, strict=True)]
+    return Rescorer(heads, classes, *stream), rescored
 
 
 def with_scores(run, scores: np.ndarray):
