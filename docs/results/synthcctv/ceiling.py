@@ -13,9 +13,9 @@ are the committed test-hour scores of :data:`SOURCES`, at a 1 s stride with smoo
 (the rescorer's output at its own 0.5 s without smoothing: a rescorer changes the scores,
 so its ceiling is not bounded by its network's).
 
-``compute`` sweeps every source, seed and budget (the knapsack over a budget of 160 false
-alarms is what takes the minutes) and writes the counts as ``ceiling/results.json``;
-``page`` makes the page from that file alone.
+``compute`` sweeps every source, seed and budget (minutes: the larger budgets give the
+allotment of false alarms many more thresholds to weigh) and writes the counts as
+``ceiling/results.json``; ``page`` makes the page from that file alone.
 
 The control runs the same sweep on each source's windows in a random order within each
 recording: the same scores at the wrong times, with thresholds just as free to fit them.
