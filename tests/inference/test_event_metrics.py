@@ -105,6 +105,19 @@ def test_event_free_time_is_clipped_to_the_video():
     assert counts["fighting"].precision is None  # no alert
 
 
+def test_a_class_without_events_in_a_video_has_all_its_time():
+    videos = [
+        em.VideoEvents([], [], 100.0),
+        em.VideoEvents([Event("fighting", 10, 20)], [Alert("falling", 50)], 200.0),
+    ]
+    per_class, overall = em.event_counts(videos, ["fighting", "falling"], tolerance=0)
+    assert per_class["fighting"].event_free_s == 100 + 190
+    assert per_class["falling"].event_free_s == 300
+    assert overall.event_free_s == 290
+    assert (per_class["falling"].alerts, per_class["falling"].false_alarms) == (1, 1)
+    assert (per_class["fighting"].events, per_class["fighting"].alerts) == (1, 0)
+
+
 def test_latency_median_and_p90():
     counts = em.EventCounts(latencies=[4, 1, 10, 3, 2])
     assert counts.latency_median == 3.0

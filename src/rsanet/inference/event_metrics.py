@@ -37,6 +37,7 @@ Definitions (``docs/events.md`` has them with examples):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -252,11 +253,23 @@ def event_counts(
     for video in videos:
         events = [e for e in video.events if e.label in per_class]
         alerts = [a for a in video.alerts if a.label in per_class]
+        whole = max(0.0, video.duration_s)  # the event-free time of a class without events
+        if not events and not alerts:  # most videos of a threshold sweep: time only
+            for counts in per_class.values():
+                counts.event_free_s += whole
+            overall.event_free_s += whole
+            continue
         matching = match_alerts(events, alerts, tolerance)
+        event_labels = Counter(e.label for e in events)
+        alert_labels = Counter(a.label for a in alerts)
         for label, counts in per_class.items():
-            counts.events += sum(e.label == label for e in events)
-            counts.alerts += sum(a.label == label for a in alerts)
-            counts.event_free_s += event_free_seconds(events, video.duration_s, tolerance, label)
+            counts.events += event_labels[label]
+            counts.alerts += alert_labels[label]
+            counts.event_free_s += (
+                event_free_seconds(events, video.duration_s, tolerance, label)
+                if label in event_labels
+                else whole
+            )
         for e, a in matching.pairs:
             counts = per_class[events[e].label]
             counts.detected += 1
