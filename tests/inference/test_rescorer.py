@@ -314,3 +314,9 @@ def test_serve_takes_the_stream_of_its_rescorer_and_gives_each_camera_one(fitted
         assert isinstance(first, RescoredSmoother) and first.stream is not second.stream
     finally:
         server.close()
+    config = parse_config(data, tmp_path)
+    Rescorer([TemporalHead(len(SERVE_CLASSES), 8)], SERVE_CLASSES, 2.0, 1.0, 1).save(
+        tmp_path / "r.safetensors"
+    )  # replaced after the configuration took its stride
+    with pytest.raises(ConfigError, match="changed after the configuration was read"):
+        Server(config, predictor=stub_predictor(), http=False)

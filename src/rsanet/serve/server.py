@@ -96,14 +96,28 @@ def build_predictor(config: ServeConfig) -> Predictor:
 
 
 def with_rescorer(predictor: Predictor, config: ServeConfig) -> Predictor:
-    """``predictor`` with the configuration's rescorer in use (one stream per camera)."""
+    """``predictor`` with the configuration's rescorer in use (one stream per camera). The
+    file is read again here: one replaced since the configuration took its window, stride
+    and smoothing from it is refused rather than run on a stream it was not fitted on."""
     if config.rescorer is not None:
         from rsanet.inference.rescorer import Rescorer
 
         try:
-            predictor.use_rescorer(Rescorer.load(config.rescorer))
+            rescorer = Rescorer.load(config.rescorer)
+            predictor.use_rescorer(rescorer)
         except ValueError as error:
             raise ConfigError(f"rescorer: {error}") from None
+        differs = rescorer.mismatch(
+            window_s=config.window_seconds,
+            stride_s=config.stride_seconds,
+            smoothing=config.smoothing,
+        )
+        if differs is not None:
+            name, value, own = differs
+            raise ConfigError(
+                f"rescorer: {config.rescorer} changed after the configuration was read (it "
+                f"was fitted with {name} {own:g}, the cameras run {value:g}): start again"
+            )
     return predictor
 
 
