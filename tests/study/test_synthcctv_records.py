@@ -151,3 +151,47 @@ def test_the_context_experiment_reads_the_same_frames_in_training_and_scoring(
     assert len(sampled) > 20 and set(sampled) == {6}  # every window read its context
     with np.load(scores) as written:
         assert float(written["stride_s"]) == 0.5 and len(written["ends"]) > 20
+
+
+def test_the_background_experiment_starts_as_the_plain_network_and_reads_the_change(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``background/experiment.py``: with its second stem convolution at zero the network
+    is the plain one on the window's frames (the context frames change nothing); once that
+    convolution has weights, another background changes the output; and both commands run
+    on tiny recordings."""
+    import torch
+
+    import rsanet.inference.predictor as predictor
+    import rsanet.models.registry as registry
+    from rsanet.models import create_model
+
+    background = _module(RESULTS / "background" / "experiment.py")
+    plain = create_model("tsm_tiny", num_classes=3, num_frames=6).eval()
+    monkeypatch.setitem(registry._MODELS, "tsm_tiny", registry._MODELS["tsm_tiny"])
+    monkeypatch.setattr(predictor, "SlidingWindow", predictor.SlidingWindow)  # restored after
+    background.use_background_tsm()
+    model = create_model("tsm_tiny", num_classes=3, num_frames=6).eval()
+    model.load_state_dict(plain.state_dict(), strict=False)
+    clip = torch.randn(2, 3, 4 + 6, 32, 32, generator=torch.Generator().manual_seed(0))
+    moved = clip.clone()
+    moved[:, :, :4] += 1.0  # another background
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip), plain(clip[:, :, 4:]))
+        torch.testing.assert_close(model(moved), plain(clip[:, :, 4:]))
+        model.background_conv.weight.normal_(0, 0.1)
+        assert (model(clip) - model(moved)).abs().max() > 1e-3
+
+    data = tmp_path / "data"
+    write_synthcctv(
+        data, 4, classes=["dumping"], normal_fraction=0.25, seed=3,
+        seconds=14.0, fps=10, size=(64, 48), cameras=(1, 1),
+    )  # fmt: skip
+    run, script = tmp_path / "run", str(RESULTS / "background" / "experiment.py")
+    tiny = [*tiny_overrides(data), "data.num_frames=6"]
+    _run(script, "train", "configs/synthcctv_tsm.yaml", "--output", str(run), "--set", *tiny)
+    assert "background_conv.weight" in torch.load(run / "last.pt", weights_only=False)["state_dict"]
+    scores = tmp_path / "scores.npz"
+    background.run(["scores", str(run / "last.pt"), str(data), str(scores), "1", "0.5", "1"])
+    with np.load(scores) as written:
+        assert float(written["stride_s"]) == 0.5 and len(written["ends"]) > 20

@@ -3,6 +3,7 @@ hour itself, at several false-alarm budgets.
 
     python docs/results/synthcctv/ceiling.py compute      # ceiling/results.json, ~15 min
     python docs/results/synthcctv/ceiling.py page > docs/results/synthcctv/ceiling/ceiling.md
+    python docs/results/synthcctv/ceiling.py compute "tsm_tiny budget, change"  # one source
 
 Everywhere else the thresholds are picked on calibration recordings and replayed on the
 held-out hour. Here they are picked on the held-out hour (``EventEvaluation.sweep``,
@@ -15,7 +16,9 @@ so its ceiling is not bounded by its network's).
 
 ``compute`` sweeps every source, seed and budget (minutes: the larger budgets give the
 allotment of false alarms many more thresholds to weigh) and writes the counts as
-``ceiling/results.json``; ``page`` makes the page from that file alone.
+``ceiling/results.json``; ``page`` makes the page from that file alone. ``compute`` with
+the beginnings of source names sweeps only those sources and keeps the others' counts from
+the file (the sweep is deterministic: the whole ``compute`` writes the same counts).
 
 The control runs the same sweep on each source's windows in a random order within each
 recording: the same scores at the wrong times, with thresholds just as free to fit them.
@@ -73,6 +76,10 @@ SOURCES = {
         [f"scale/x4e36seed{seed}" for seed in range(3)],
         AS_STORED,
     ),
+    "tsm_tiny budget, change from the 8 s before (20 epochs, 960 scenes)": (
+        [f"background/b8seed{seed}" for seed in range(2)],
+        VIEWED_AT_1S,
+    ),
 }
 
 
@@ -122,12 +129,20 @@ def seed_results(folder: str, number: int, how: str, budgets=BUDGETS) -> dict:
     }
 
 
-def compute() -> dict:
-    """Every source's seeds (see :data:`SOURCES`)."""
-    return {
-        name: [seed_results(folder, number, how) for number, folder in enumerate(folders)]
-        for name, (folders, how) in SOURCES.items()
-    }
+def compute(only: list[str] | None = None, kept: dict | None = None) -> dict:
+    """Every source's seeds (see :data:`SOURCES`), in that order; with ``only``, just the
+    sources whose names start with one of those texts, the others taken from ``kept``."""
+    if only and not any(name.startswith(tuple(only)) for name in SOURCES):
+        raise SystemExit(f"no source's name starts with {' or '.join(map(repr, only))}")
+    results = {}
+    for name, (folders, how) in SOURCES.items():
+        if only and not name.startswith(tuple(only)):
+            if name not in (kept or {}):
+                raise SystemExit(f"{RESULTS} has no counts of {name!r}: run compute alone")
+            results[name] = kept[name]
+        else:
+            results[name] = [seed_results(f, number, how) for number, f in enumerate(folders)]
+    return results
 
 
 def page(results: dict) -> str:
@@ -193,11 +208,13 @@ def page(results: dict) -> str:
 
 
 def main(argv: list[str]) -> None:
-    if argv == ["compute"]:
+    if argv[:1] == ["compute"]:
         from rsanet.atomic import atomic_write_text
 
+        only = argv[1:]
+        kept = json.loads(RESULTS.read_text()) if only else None
         RESULTS.parent.mkdir(exist_ok=True)
-        atomic_write_text(RESULTS, json.dumps(compute(), indent=1) + "\n")
+        atomic_write_text(RESULTS, json.dumps(compute(only, kept), indent=1) + "\n")
     elif argv == ["page"]:
         print(page(json.loads(RESULTS.read_text())), end="")
     else:

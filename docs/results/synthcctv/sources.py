@@ -97,6 +97,19 @@ the recordings' full paths instead of paths under the data folder). The pages
   * control ``context, shuffled``: that network's windows in a random order within each
     recording. It must not gain.
 
+``background``: windows read as their change from the 8 s before them.
+  * ``2 s``: as on the ``context`` page;
+  * ``change from the 8 s before``: the clips of the ``context`` page's second network
+    (4 frames of the 8 s before the window, then its 16), the network's stem given
+    the window's 16 frames and, through a second convolution started at zero, their
+    difference from the per-pixel median of the 4 context frames
+    (``background/experiment.py``);
+  * each at the 1 s stride with smoothing 3 (scored every 0.5 s without smoothing);
+  * control ``background, shuffled``: that network's windows in a random order within
+    each recording. It must not gain.
+  Besides events, the page tests the window ROC-AUC of the classes that what came before
+  tells (:data:`BEFORE_CLASSES`).
+
 "Test FA / h in event-free time" leaves out the false alarms raised during an event of
 another class (a fight alert during an assault): the alarms a security desk would get on
 quiet video.
@@ -127,6 +140,9 @@ rules = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rules)
 
 RULE_SETS = ("plain", "min_durations")
+#: the classes told apart by what the scene held before the moment: a bag that was not
+#: there (dumping) or was (theft), a person standing before the fall, where a person was
+BEFORE_CLASSES = ("dumping", "theft", "fainting", "loitering")
 
 #: page -> its title, sources (name -> folder under this one, {seed} filled in; or (folder,
 #: stride, smoothing): a view of scores written every 0.5 s without smoothing, see
@@ -240,6 +256,21 @@ PAGES = {
         "fused": {},
         "shuffled": {"context, shuffled": "2 s and the 8 s before"},
         "claims": [("2 s and the 8 s before", "2 s"), ("context, shuffled", "2 s")],
+    },
+    "background": {
+        "title": "Windows read as their change from the 8 s before them",
+        "sources": {
+            "2 s": ("budget/bf16e20seed{seed}", 1.0, 3),
+            "change from the 8 s before": ("background/b8seed{seed}", 1.0, 3),
+        },
+        "fused": {},
+        "shuffled": {"background, shuffled": "change from the 8 s before"},
+        "claims": [("change from the 8 s before", "2 s"), ("background, shuffled", "2 s")],
+        # the classes told by what the scene held before the moment (the context page's)
+        "auc_claims": [
+            ("change from the 8 s before", "2 s", BEFORE_CLASSES),
+            ("background, shuffled", "2 s", BEFORE_CLASSES),
+        ],
     },
     "networks": {
         "title": "rsanet_tiny and tsm_tiny on four times the scenes, 14 epochs in bf16",
@@ -386,6 +417,7 @@ def render(name: str, results: dict[str, dict]) -> str:
         digits=1,
     )
     lines += latency_claims(page, results)
+    lines += auc_claims(page, results)
     classes = list(first["test_per_class"])
     lines += ["", "Test events detected per class (seeds in order):", ""]
     lines += rules.per_class_table(results, names, "source and rules")
@@ -429,6 +461,29 @@ def latency_claims(page: dict, results: dict[str, dict]) -> list[str]:
         "seconds sooner",
         claims,
         digits=2,
+    )
+
+
+def auc_claims(page: dict, results: dict[str, dict]) -> list[str]:
+    """The page's ``auc_claims`` (source, baseline, classes): the paired gain in each of those
+    classes' test window ROC-AUC, tested above zero."""
+    claims = []
+    for source, base, labels in page.get("auc_claims", ()):
+        for label in labels:
+            gains = [
+                results[s][f"{source} plain"]["test_window_auc"][label]
+                - results[s][f"{base} plain"]["test_window_auc"][label]
+                for s in results
+            ]
+            claims.append((f"{source} > {base}: {label}", gains))
+    if not claims:
+        return []
+    return claims_table(
+        "Paired gains in test window ROC-AUC (the same seed), one-sided one-sample t (the "
+        "sign test where every seed gains the same):",
+        "AUC gain",
+        claims,
+        digits=3,
     )
 
 
