@@ -95,3 +95,20 @@ def test_the_ceiling_counts_are_what_the_committed_scores_give() -> None:
     for kind in ("network", "shuffled"):
         assert again[kind]["2"] == recorded[kind]["2"]
     assert recorded["network"]["2"]["detected"] > recorded["shuffled"]["2"]["detected"]
+
+
+def test_the_ceiling_computes_the_sources_asked_for_and_keeps_the_others(monkeypatch) -> None:
+    ceiling = _ceiling_module()
+    swept = []
+    monkeypatch.setattr(
+        ceiling, "seed_results", lambda folder, number, how: swept.append(folder) or folder
+    )
+    names = list(ceiling.SOURCES)
+    kept = {name: ["kept"] for name in names}
+    (asked,) = [name for name in names if name.startswith("rescorer")]
+    results = ceiling.compute(["rescorer"], kept)
+    assert list(results) == names  # the page's order
+    assert results[asked] == ceiling.SOURCES[asked][0] == swept
+    assert all(results[name] == ["kept"] for name in names if name != asked)
+    with pytest.raises(SystemExit, match="no source's name starts with 'nothing'"):
+        ceiling.compute(["nothing"], kept)
