@@ -104,7 +104,6 @@ def with_rescorer(predictor: Predictor, config: ServeConfig) -> Predictor:
 
         try:
             rescorer = Rescorer.load(config.rescorer)
-            predictor.use_rescorer(rescorer)
         except ValueError as error:
             raise ConfigError(f"rescorer: {error}") from None
         differs = rescorer.mismatch(
@@ -118,6 +117,10 @@ def with_rescorer(predictor: Predictor, config: ServeConfig) -> Predictor:
                 f"rescorer: {config.rescorer} changed after the configuration was read (it "
                 f"was fitted with {name} {own:g}, the cameras run {value:g}): start again"
             )
+        try:
+            predictor.use_rescorer(rescorer)
+        except ValueError as error:
+            raise ConfigError(f"rescorer: {error}") from None
     return predictor
 
 
