@@ -3,15 +3,18 @@
 
     python benchmarks/models.py [--models rsanet_r50 tsm_r50 uniformer_s ...] [--baseline tsn_r50]
                                 [--frames 8] [--native-frames] [--size 224] [--batch 2]
-                                [--repeats 3] [--checkpointing] [--bf16] [--inference-only]
-                                [--device cpu] [--json]
+                                [--repeats 3] [--checkpointing] [--bf16] [--channels-last]
+                                [--model-options JSON] [--inference-only] [--device cpu] [--json]
 
 Inference is one clip (1, 3, T, S, S) without gradients; a training step is forward,
 cross-entropy and backward of a batch. ``--native-frames`` gives every model a clip of its
 own length (its factory's ``num_frames``: 16 for MViT and UniFormer, 32 for ViViT-B) instead of
 ``--frames``; ``--bf16`` adds each model run under bfloat16 autocast (``MODEL+bf16``, as
 ``train.precision=bf16`` trains), so that ``--baseline`` set to one of the models gives
-that model's bf16 speed-up; ``--inference-only`` measures parameters, GFLOPs and inference time only
+that model's bf16 speed-up; ``--channels-last`` adds each model (and each bf16 variant) fed
+channels-last clips (``MODEL+cl``, as ``train.channels_last`` trains); ``--model-options``
+passes the same keyword arguments to every model's factory (e.g. the RSA layers'
+neighbourhood); ``--inference-only`` measures parameters, GFLOPs and inference time only
 (the full-size video transformers' training steps take minutes on a CPU). "Activation
 memory" is the size of the tensors that autograd keeps for backward (distinct storages,
 parameters excluded); "peak" is the most memory PyTorch allocated during the step. Ratios
@@ -56,10 +59,12 @@ def activation_memory_mb(
     return sum(storages.values()) / 2**20
 
 
-def gflops(name: str, frames: int, size: int, num_classes: int) -> float:
+def gflops(name: str, frames: int, size: int, num_classes: int, options: dict) -> float:
     """The model's GFLOPs on one clip (fvcore), or NaN where fvcore is not installed."""
     try:
-        return profile_model(name, frames=frames, size=size, num_classes=num_classes).gflops
+        return profile_model(
+            name, frames=frames, size=size, num_classes=num_classes, **options
+        ).gflops
     except ImportError:
         return float("nan")
 
@@ -82,6 +87,12 @@ def main() -> None:
     )
     parser.add_argument("--bf16", action="store_true", help="also measure under bfloat16 autocast")
     parser.add_argument(
+        "--channels-last", action="store_true", help="also measure on channels-last clips"
+    )
+    parser.add_argument(
+        "--model-options", type=json.loads, default={}, help="factory keyword arguments (JSON)"
+    )
+    parser.add_argument(
         "--inference-only", action="store_true", help="skip training steps and memory"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -97,10 +108,14 @@ def main() -> None:
         variants.update({f"{name}+ckpt": name for name in args.models})
     if args.bf16:
         variants.update({f"{name}+bf16": name for name in args.models})
+    if args.channels_last:  # every variant but the checkpointed ones, on channels-last clips
+        variants.update(
+            {f"{label}+cl": name for label, name in variants.items() if "+ckpt" not in label}
+        )
     models, frames = {}, {}
     for label, name in variants.items():
         kwargs = {} if args.native_frames else {"num_frames": args.frames}
-        model = create_model(name, num_classes=args.num_classes, **kwargs)
+        model = create_model(name, num_classes=args.num_classes, **kwargs, **args.model_options)
         if label.endswith("+ckpt"):
             set_activation_checkpointing(model)
         models[label] = model.to(device)
@@ -114,13 +129,19 @@ def main() -> None:
     device_type = torch.device(device).type
 
     def precision(label: str) -> torch.autocast:
-        return torch.autocast(device_type, torch.bfloat16, enabled=label.endswith("+bf16"))
+        return torch.autocast(device_type, torch.bfloat16, enabled="+bf16" in label)
+
+    def layout(label: str, clip: torch.Tensor) -> torch.Tensor:
+        """The clip as the variant reads it (converted in the timed call, as training does)."""
+        return (
+            clip.contiguous(memory_format=torch.channels_last_3d) if label.endswith("+cl") else clip
+        )
 
     def inference(label, model, clip):
         def run():
             model.eval()
             with torch.no_grad(), precision(label):
-                model(clip)
+                model(layout(label, clip))
 
         return run
 
@@ -128,7 +149,7 @@ def main() -> None:
         def run():
             model.train()
             with precision(label):
-                logits = model(batch)
+                logits = model(layout(label, batch))
             F.cross_entropy(logits.float(), labels).backward()
             model.zero_grad(set_to_none=True)
 
@@ -151,12 +172,14 @@ def main() -> None:
         rows[label] = {
             "frames": frames[label],
             "params": sum(p.numel() for p in model.parameters()),
-            "gflops": round(gflops(name, frames[label], args.size, args.num_classes), 2),
+            "gflops": round(
+                gflops(name, frames[label], args.size, args.num_classes, args.model_options), 2
+            ),
             "inference_ms": round(times.get(f"{label}/inference", nan), 1),
             "train_step_ms": round(times.get(f"{label}/train", nan), 1),
             "activation_mb": nan
             if args.inference_only
-            else round(activation_memory_mb(model, batch, precision(label)), 1),
+            else round(activation_memory_mb(model, layout(label, batch), precision(label)), 1),
             "train_peak_mb": nan
             if args.inference_only
             else round(peak_memory_mb(train_step(label, model, batch), device), 1),
@@ -186,12 +209,12 @@ def main() -> None:
         f"medians of {args.repeats}; ratios against {args.baseline}"
     )
     print(
-        f"{'model':18} {'T':>3} {'params':>8} {'GFLOPs':>7} {'x':>5} {'infer ms':>9} {'x':>5} "
+        f"{'model':20} {'T':>3} {'params':>8} {'GFLOPs':>7} {'x':>5} {'infer ms':>9} {'x':>5} "
         f"{'train ms':>9} {'x':>5} {'act MB':>8} {'x':>5} {'peak MB':>8}"
     )
     for label, r in rows.items():
         print(
-            f"{label:18} {r['frames']:3d} {r['params'] / 1e6:7.2f}M "
+            f"{label:20} {r['frames']:3d} {r['params'] / 1e6:7.2f}M "
             f"{r['gflops']:7.2f} {r['gflops_ratio']:5.2f} {r['inference_ms']:9.1f} "
             f"{r['inference_ratio']:5.2f} {r['train_step_ms']:9.1f} {r['train_ratio']:5.2f} "
             f"{r['activation_mb']:8.1f} {r['activation_ratio']:5.2f} {r['train_peak_mb']:8.1f}"

@@ -57,7 +57,13 @@ MORE_SCENES = {
         ("synthcctv_tsm_long.yaml", {**MORE_SCENES, "train.epochs": 36, "train.eval_every": 9}),
         (
             "synthcctv_tsm_budget.yaml",
-            {**MORE_SCENES, "train.epochs": 20, "train.eval_every": 10, "train.precision": "bf16"},
+            {
+                **MORE_SCENES,
+                "train.epochs": 20,
+                "train.eval_every": 10,
+                "train.precision": "bf16",
+                "train.channels_last": True,
+            },
         ),
     ],
 )
@@ -95,7 +101,7 @@ RECORDS = CONFIGS.parent / "docs" / "results" / "synthcctv" / "networks"
     ("name", "record"),
     [
         ("synthmotion_rsanet_k3.yaml", "rsanet_k3_synthmotion"),
-        ("synthcctv_rsanet_budget.yaml", "rsanet_k3e14seed0"),
+        ("synthcctv_rsanet_budget.yaml", "rsanet_k3e14clseed0"),
     ],
 )
 def test_the_rsanet_budget_configs_are_the_recorded_runs(name, record) -> None:
@@ -108,8 +114,8 @@ def test_the_rsanet_budget_configs_are_the_recorded_runs(name, record) -> None:
 
     recorded = yaml.safe_load((RECORDS / record / "config.yaml").read_text())
     differences = config_differences(recorded, config_to_dict(load_config(CONFIGS / name)))
-    machine = ["data.annotations", "model.init_from"] if "synthcctv" in name else []
-    assert [line.split(":")[0] for line in differences] == machine, differences
+    machine = {"data.annotations", "model.init_from"} if "synthcctv" in name else set()
+    assert {line.split(":")[0] for line in differences} <= machine, differences
 
 
 @pytest.mark.slow

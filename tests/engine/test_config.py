@@ -265,3 +265,18 @@ def test_synthmotion_configs_differ_only_in_the_model():
     for d in dicts:
         d.pop("model")
     assert all(d == dicts[0] for d in dicts)
+
+
+def test_a_setting_added_since_a_run_was_saved_differs_only_off_its_default() -> None:
+    """Resuming (or comparing with) a run saved before a setting existed: the setting at its
+    default is no difference; set to anything else, it is one."""
+    from rsanet.engine.trainer import config_differences
+
+    saved = config_to_dict(load_config(None))
+    del saved["train"]["channels_last"]  # a run saved before the setting existed
+    assert config_differences(saved, config_to_dict(load_config(None))) == []
+    changed = config_to_dict(load_config(None, ["train.channels_last=true", "train.epochs=60"]))
+    assert config_differences(saved, changed) == [
+        "train.channels_last: None -> True",
+        "train.epochs: 50 -> 60",
+    ]

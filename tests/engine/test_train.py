@@ -315,6 +315,42 @@ def test_accumulation_bf16_and_ema_validation(tmp_path, tiny_config):
     assert not all(torch.equal(ckpt["ema"][k], ckpt["state_dict"][k]) for k in ckpt["ema"])
 
 
+def test_channels_last_hands_the_network_channels_last_clips_and_learns_the_same(
+    tmp_path, tiny_config, monkeypatch
+):
+    import rsanet.models
+
+    layouts = []
+
+    def recording(*args, **kwargs):
+        model = create_model(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda _, inputs: layouts.append(
+                inputs[0].is_contiguous(memory_format=torch.channels_last_3d)
+            )
+        )
+        return model
+
+    create_model = rsanet.models.create_model
+    monkeypatch.setattr(rsanet.models, "create_model", recording)
+    states = {}
+    for flag in (False, True):
+        layouts.clear()
+        # (plain SGD: Adam's normalised steps would blow up rounding in near-zero gradients)
+        config = config_from_dict(
+            tiny_config(train={"epochs": 1, "channels_last": flag}, optim={"name": "sgd"})
+        )
+        result = train(config, tmp_path / f"run_{flag}")
+        assert layouts and all(layout == flag for layout in layouts)  # training and validation
+        states[flag] = (read_checkpoint(tmp_path / f"run_{flag}" / "last.pt"), result)
+    (plain, plain_result), (last, last_result) = states[False], states[True]
+    for key, value in plain["state_dict"].items():
+        torch.testing.assert_close(last["state_dict"][key], value, rtol=1e-4, atol=1e-5)
+    assert last_result["last"]["train_loss"] == pytest.approx(
+        plain_result["last"]["train_loss"], rel=1e-5
+    )
+
+
 # -- bad input: a clear message and exit code 2 before any work ---------------------------
 
 

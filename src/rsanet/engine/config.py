@@ -177,6 +177,10 @@ class TrainConfig:
     #: fp32, bf16 (CPU or CUDA), fp16 (CUDA, with a gradient scaler) or auto
     #: (bf16 on CUDA when supported, else fp16; fp32 on CPU)
     precision: str = field(default="fp32", metadata=_choices("fp32", "bf16", "fp16", "auto"))
+    #: hand the network its clips in channels-last memory order (stored as N, T, H, W, C):
+    #: oneDNN's 3-D convolutions run faster on them on a CPU, and the RSA layers keep that
+    #: order; the same numbers up to rounding
+    channels_last: bool = False
     device: str = field(default="auto", metadata=_choices("auto", "cpu", "cuda"))
     seed: int = 0
     #: validate every this many epochs (and after the last one)
