@@ -1,6 +1,6 @@
-"""Shared measuring helpers for the benchmark scripts: interleaved medians, peak memory, and
-a description of the machine, on the CPU or a CUDA device. Benchmarks compare code measured
-in the same run only."""
+"""Shared measuring helpers for the benchmark scripts: interleaved medians, peak memory, a
+description of the machine, on the CPU or a CUDA device, and the RSA layer shapes the layer
+benchmarks time. Benchmarks compare code measured in the same run only."""
 
 from __future__ import annotations
 
@@ -9,10 +9,44 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
-from rsanet.layers import gpu, native
+from rsanet.layers import RSA, gpu, native
+
+
+class LayerShape(NamedTuple):
+    """An RSA layer and its input: (clips, channels, frames, side, side)."""
+
+    channels: int
+    side: int
+    frames: int = 8
+    heads: int = 8
+    kernel_size: tuple[int, int, int] = (5, 7, 7)
+    clips: int = 1
+
+    def layer(self) -> RSA:
+        return RSA(self.channels, self.channels, num_heads=self.heads, kernel_size=self.kernel_size)
+
+    def clip(self, clips: int | None = None, device: str = "cpu") -> torch.Tensor:
+        """A random input of ``clips`` clips (default: the shape's own)."""
+        size = (clips or self.clips, self.channels, self.frames, self.side, self.side)
+        return torch.randn(*size, device=device)
+
+
+#: RSANet-R50's four RSA shapes (8 x 56^2 ... 7^2, nh 8, 5x7x7, one clip), and the two
+#: official-order layers of ``rsanet_tiny`` as the CCTV budget job trains it (16 frames of
+#: 64 x 64: 16^2 and 8^2 maps, nh 4, 5x3x3, batches of 16 clips)
+RSA_SHAPES = {
+    "stage1": LayerShape(64, 56),
+    "stage2": LayerShape(128, 28),
+    "stage3": LayerShape(256, 14),
+    "stage4": LayerShape(512, 7),
+    "tiny1": LayerShape(16, 16, frames=16, heads=4, kernel_size=(5, 3, 3), clips=16),
+    "tiny2": LayerShape(32, 8, frames=16, heads=4, kernel_size=(5, 3, 3), clips=16),
+}
+R50_SHAPES = ["stage1", "stage2", "stage3", "stage4"]
 
 
 def machine(device: str = "cpu") -> dict:

@@ -1,11 +1,14 @@
 """RSA layer speed and memory against the authors' order of computation, same run.
 
-    python benchmarks/rsa_layer.py [--threads 2] [--repeats 7] [--device cpu] [--batch 1]
-                                   [--shapes stage1 ...] [--profile] [--json]
+    python benchmarks/rsa_layer.py [--threads 2] [--repeats 7] [--device cpu] [--batch N]
+                                   [--shapes stage1 ... tiny1 tiny2] [--profile] [--json]
 
-Shapes are those of RSANet-R50's RSA layers: stages 1-4 (64, 128, 256, 512 channels at
-8 x 56^2, 28^2, 14^2, 7^2), nh 8, 5x7x7, basic+relational kernel and context, float32,
-batch 1 (``--batch``); the speed targets name stages 3-4. The
+Shapes are by default those of RSANet-R50's RSA layers: stages 1-4 (64, 128, 256, 512
+channels at 8 x 56^2, 28^2, 14^2, 7^2), nh 8, 5x7x7, basic+relational kernel and context,
+float32, batch 1; the speed targets name stages 3-4. ``tiny1`` and ``tiny2`` are the two
+layers of ``rsanet_tiny`` that run in the authors' order as the CCTV job trains it (16 and
+32 channels at 16 x 16^2 and 8^2, nh 4, 5x3x3, batch 16). ``--batch`` sets every shape's
+batch. The
 baseline re-states the authors' computation with the same parameters
 (:func:`rsanet.layers.rsa_official_order.rsa_official_order`); "ratio" is baseline time /
 our time (higher is better), "memory ratio" our peak / baseline peak (lower is better).
@@ -29,6 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _measure import (  # noqa: E402
+    R50_SHAPES,
+    RSA_SHAPES,
+    LayerShape,
     describe,
     interleaved_medians,
     machine,
@@ -37,11 +43,8 @@ from _measure import (  # noqa: E402
     top_operators,
 )
 
-from rsanet.layers import RSA, gpu, native  # noqa: E402
+from rsanet.layers import gpu, native  # noqa: E402
 from rsanet.layers.rsa_official_order import rsa_official_order  # noqa: E402
-
-SHAPES = {"stage1": (64, 56), "stage2": (128, 28), "stage3": (256, 14), "stage4": (512, 7)}
-
 
 SWITCHES = ("RSANET_NATIVE", "RSANET_TRITON")  # the C++ and the Triton kernels
 
@@ -60,16 +63,16 @@ def without_fused_kernel(fn: Callable[[], object]) -> Callable[[], None]:
 
 
 def measure(
-    channels: int,
-    side: int,
+    shape: LayerShape,
     repeats: int,
     device: str = "cpu",
-    batch: int = 1,
+    batch: int | None = None,
     profile: bool = False,
 ) -> dict:
     torch.manual_seed(0)
-    layer = RSA(channels, channels, num_heads=8, kernel_size=(5, 7, 7)).to(device)
-    x = torch.randn(batch, channels, 8, side, side, device=device)
+    layer = shape.layer().to(device)
+    x = shape.clip(batch, device)
+    batch, frames, side = x.shape[0], shape.frames, shape.side
     x_grad = x.clone().requires_grad_()
     ours, official = layer, (lambda clip: rsa_official_order(layer, clip))
 
@@ -104,9 +107,10 @@ def measure(
     }
     with torch.no_grad():
         max_difference = (layer(x) - rsa_official_order(layer, x)).abs().max().item()
-    ours_macs = batch * layer.macs(8, side, side)
-    official_macs = batch * layer.official_macs(8, side, side)
+    ours_macs = batch * layer.macs(frames, side, side)
+    official_macs = batch * layer.official_macs(frames, side, side)
     return {
+        "batch": batch,
         "computation": "official" if layer.uses_official_order() else "reassociated",
         "ours_gmacs": round(ours_macs / 1e9, 3),
         "official_gmacs": round(official_macs / 1e9, 3),
@@ -139,8 +143,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--batch", type=int, default=1, help="clips per pass")
-    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument(
+        "--batch", type=int, default=None, help="clips per pass (default: each shape's own)"
+    )
+    parser.add_argument("--shapes", nargs="+", choices=list(RSA_SHAPES), default=R50_SHAPES)
     parser.add_argument(
         "--profile", action="store_true", help="also show where our training step's time goes"
     )
@@ -154,14 +160,14 @@ def main() -> None:
         "shapes": {},
     }
     for name in args.shapes:
-        channels, side = SHAPES[name]
         results["shapes"][name] = measure(
-            channels, side, args.repeats, args.device, args.batch, args.profile
+            RSA_SHAPES[name], args.repeats, args.device, args.batch, args.profile
         )
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{describe(results['machine'])}; batch {args.batch}, medians of {args.repeats}")
+    batch = args.batch or "of each shape"
+    print(f"{describe(results['machine'])}; batch {batch}, medians of {args.repeats}")
     header = (
         f"{'shape':8} {'pass':8} {'official ms':>12} {'ours ms':>9} {'ratio':>6} "
         f"{'official MB':>12} {'ours MB':>8} {'mem ratio':>9}"
@@ -176,9 +182,10 @@ def main() -> None:
                 f"{r[f'ours_{kind}_mb'] / r[f'official_{kind}_mb']:9.2f}"
             )
         print(
-            f"{name:8} {r['computation']} order; forward {r['ours_gmacs']} GMAC at "
-            f"{r['ours_forward_gflops_per_s']} GFLOP/s (authors' order {r['official_gmacs']} GMAC "
-            f"at {r['official_forward_gflops_per_s']} GFLOP/s); max |ours - official| = "
+            f"{name:8} {r['computation']} order, batch {r['batch']}; forward {r['ours_gmacs']} "
+            f"GMAC at {r['ours_forward_gflops_per_s']} GFLOP/s (authors' order "
+            f"{r['official_gmacs']} GMAC at {r['official_forward_gflops_per_s']} GFLOP/s); "
+            f"max |ours - official| = "
             f"{r['max_abs_difference']:.2e}"
         )
         if "fused_train_speedup" in r:

@@ -7,6 +7,7 @@ import torch
 
 from rsanet.layers import RSA, config, gpu, native
 from rsanet.layers.backends import Backend, choose_backend
+from rsanet.layers.ops import official_products
 from rsanet.layers.ops.aggregate import _forward_with_operators
 from support.layers import assert_close_relative, perturbed
 
@@ -161,6 +162,31 @@ def test_official_products_op_passes_opcheck(dtype):
     arguments = (randn(p, nh, dk), randn(p, dk, dd), randn(dk, dd), randn(p, dv, dd + dv), None)
     op = torch.ops.rsanet.official_products.default
     torch.library.opcheck(op, arguments, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "key_summary,basic,relational,mixing",
+    [(True, True, True, True), (True, False, True, False), (False, False, False, False)],
+)
+def test_official_products_gradients_pass_gradcheck(key_summary, basic, relational, mixing):
+    """The backward's formulas (the PyTorch operators that compute it off the C++ kernel's
+    float32 CPU path) against numerical derivatives, in float64."""
+    generator = torch.Generator().manual_seed(8)
+    p, nh, dk, dv = 5, 2, 3, 4
+    dd = 2 if key_summary else dk
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64).requires_grad_()
+
+    operands = (
+        randn(p, nh, dk),
+        randn(p, dk, dd) if key_summary else None,
+        randn(dk, dd) if basic else None,
+        randn(p, dv, dd + dv if relational else dd),
+        randn(dv, dv) if mixing else None,
+    )
+    assert choose_backend("official_products_backward", *operands) is Backend.OPERATORS
+    assert torch.autograd.gradcheck(official_products, operands)
 
 
 def test_the_layer_compiles_with_the_ops_in_its_graph():

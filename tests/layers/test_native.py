@@ -85,6 +85,42 @@ def test_official_order_inference_kernel_matches_operators(
 
 
 @pytest.mark.parametrize("kernel,context", list(itertools.product(KERNELS, CONTEXTS)))
+@pytest.mark.parametrize(
+    "heads,value_channels,latent_channels",
+    [(4, 4, 4), (4, 8, 8), (8, 8, 8), (2, 5, 3)],  # rsanet_tiny, RSANet-R50, no set shape
+)
+def test_official_order_training_kernels_match_operators(
+    fused, monkeypatch, kernel, context, heads, value_channels, latent_channels
+):
+    """The authors' order in training: the C++ forward and backward of the per-position
+    products (the shapes compiled with constant sizes and the general one) against autograd
+    of PyTorch's batched GEMMs, and the float64 reference."""
+    torch.manual_seed(7)
+    if kernel == "basic":
+        latent_channels = value_channels  # P1 is the identity: D = dk = dv
+    layer = RSA(
+        6,
+        heads * value_channels,
+        num_heads=heads,
+        kernel_size=(3, 3, 3),
+        kernel=kernel,
+        context=context,
+        latent_channels=latent_channels,
+        computation="official",
+    )
+    layer = perturbed(layer)
+    backward_calls = []
+    original = native.official_products_backward
+    monkeypatch.setattr(
+        native,
+        "official_products_backward",
+        lambda *operands: backward_calls.append(1) or original(*operands),
+    )
+    assert_fused_matches(layer, torch.randn(2, 6, 3, 5, 4), monkeypatch)
+    assert len(backward_calls) == 1  # the fused pass, not the one with the switch off
+
+
+@pytest.mark.parametrize("kernel,context", list(itertools.product(KERNELS, CONTEXTS)))
 def test_official_order_kernel_reads_bfloat16_filters(fused, monkeypatch, kernel, context):
     """Under bf16 autocast in inference the filters (K_H1, F, V_G) stay bfloat16 and the
     kernel widens them as it reads them: the same output as the operators on the same

@@ -41,6 +41,7 @@ class Backend(enum.Enum):
 FUSED_KERNELS: dict[str, tuple[Backend, ...]] = {
     "aggregate": (Backend.NATIVE, Backend.TRITON),
     "official_products": (Backend.NATIVE,),
+    "official_products_backward": (Backend.NATIVE,),
     "filter_input_grad": (Backend.NATIVE,),
     "neighbourhood_filter": (),
     "l2_normalize": (),

@@ -1,5 +1,5 @@
 """Fused CPU kernels for RSA: the neighbourhood products of the re-associated order
-(``neighbourhood.cpp``), the per-position products of the authors' order in inference
+(``neighbourhood.cpp``), the per-position products of the authors' order and their gradients
 (``official.cpp``) and the input gradient of the K_H1 filter (``filter.cpp``), on the
 small-GEMM micro-kernel of ``gemm.h``.
 
@@ -110,6 +110,14 @@ SIGNATURES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "rsa_official_products": _OFFICIAL_PRODUCTS,
     "rsa_official_products_bf16": _OFFICIAL_PRODUCTS,
+    "rsa_official_products_backward": (
+        *_OFFICIAL_PRODUCTS[:5],
+        ("grad_out", TENSOR),
+        ("grad_queries", TENSOR),
+        ("grad_key_summary", TENSOR),
+        ("grad_filtered", TENSOR),
+        *_OFFICIAL_PRODUCTS[6:],
+    ),
 }
 
 
@@ -338,6 +346,45 @@ def official_products(
         threads=torch.get_num_threads(),
     )
     return out
+
+
+def official_products_backward(
+    grad_out: torch.Tensor,
+    queries: torch.Tensor,
+    key_summary: torch.Tensor | None,
+    basic: torch.Tensor | None,
+    filtered: torch.Tensor,
+    mixing: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The gradients of :func:`official_products` for the output's gradient (P, dv, nh), all
+    float32: those of the queries (P, nh, dk), of K_H1 (P, dk, D; None without K_H1) and of
+    the filtered values (P, dv, width). P1's and I's are their sums over the positions (of
+    K_H1's and of the V_G part of the filtered values')."""
+    positions, heads, keys = queries.shape
+    channels, width = filtered.shape[1:]
+    grad_queries = torch.empty_like(queries)
+    grad_key_summary = torch.empty_like(key_summary) if key_summary is not None else None
+    grad_filtered = torch.empty_like(filtered)
+    _call(
+        "rsa_official_products_backward",
+        queries=queries,
+        key_summary=key_summary,
+        basic=basic,
+        filtered=filtered,
+        mixing=mixing,
+        grad_out=grad_out,
+        grad_queries=grad_queries,
+        grad_key_summary=grad_key_summary,
+        grad_filtered=grad_filtered,
+        positions=positions,
+        heads=heads,
+        keys=keys,
+        channels=channels,
+        latent=key_summary.shape[-1] if key_summary is not None else keys,
+        width=width,
+        threads=torch.get_num_threads(),
+    )
+    return grad_queries, grad_key_summary, grad_filtered
 
 
 def filter_input_grad(
