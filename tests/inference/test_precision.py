@@ -332,7 +332,8 @@ def trained(tmp_path_factory):
 
 def test_int8_keeps_a_trained_networks_predictions(trained):
     """The accuracy check of int8 on a small trained network (50-70 % top-1 on 14 classes,
-    so many of its predictions are near-ties): top-1 within 1.5 points of fp32's, 94 % of
+    so many of its predictions are near-ties): top-1 at most 1.5 points below fp32's (the
+    near-ties int8 flips may also raise it: 2.6 points on one such network), 94 % of
     the top-1 predictions the same (95 % measured, 96 % with float32 RSA filters: bfloat16
     ones flip a few more near-ties), and 99 % of those where fp32's best class leads the
     second by 0.05 or more. (The SynthMotion main-job network, 92.0 % top-1, keeps 99.0 %
@@ -351,7 +352,7 @@ def test_int8_keeps_a_trained_networks_predictions(trained):
     quantized = evaluate(
         config, [checkpoint], output_dir=checkpoint.parent / "int8", prepare=prepare
     )
-    assert abs(quantized["top1"] - reference["top1"]) <= 1.5
+    assert quantized["top1"] >= reference["top1"] - 1.5
 
     def predictions(result):
         lines = Path(result["files"]["predictions"]).read_text().splitlines()

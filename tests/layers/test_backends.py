@@ -156,8 +156,8 @@ def test_official_products_op_passes_opcheck(dtype):
     generator = torch.Generator().manual_seed(4)
     p, nh, dk, dv, dd = 6, 2, 4, 4, 3
 
-    def randn(*shape):
-        return torch.randn(*shape, generator=generator, dtype=dtype)
+    def randn(*shape):  # requiring gradients: opcheck runs the registered backward too
+        return torch.randn(*shape, generator=generator, dtype=dtype).requires_grad_()
 
     arguments = (randn(p, nh, dk), randn(p, dk, dd), randn(dk, dd), randn(p, dv, dd + dv), None)
     op = torch.ops.rsanet.official_products.default

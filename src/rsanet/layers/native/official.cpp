@@ -139,7 +139,7 @@ struct Sizes {
 
 // One thread's buffers for a position's products.
 struct Scratch {
-    std::vector<float> summary, kernel, mix, context, grad_context, grad_kernel, block;
+    std::vector<float> summary, kernel, mix, context, grad_context, grad_kernel;
     Scratch(Index nh, Index dk, Index dv, Index dd)
         : summary(dk * dd), kernel(nh * dd), mix(dv * dv), context(dv * dd),
           grad_context(dv * dd), grad_kernel(nh * dd) {}
@@ -188,7 +188,8 @@ inline Latent latent_products(const S& n, const float* q, const Stored* k_h1, co
     for (Index u = 0; u < n.dv(); ++u)
         for (Index d = 0; d < n.dd(); ++d) {
             const float f_ud = widen(f[u * n.width + d]);
-            for (Index v = 0; v < n.dv(); ++v) s.context[v * n.dd() + d] += s.mix[u * n.dv() + v] * f_ud;
+            for (Index v = 0; v < n.dv(); ++v)
+                s.context[v * n.dd() + d] += s.mix[u * n.dv() + v] * f_ud;
         }
     latent.context = s.context.data();
     return latent;
