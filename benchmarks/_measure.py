@@ -26,8 +26,11 @@ class LayerShape(NamedTuple):
     kernel_size: tuple[int, int, int] = (5, 7, 7)
     clips: int = 1
 
-    def layer(self) -> RSA:
-        return RSA(self.channels, self.channels, num_heads=self.heads, kernel_size=self.kernel_size)
+    def layer(self, rsa_class: type = RSA) -> RSA:
+        """The layer, built by ``rsa_class`` (another revision's ``RSA``, say)."""
+        return rsa_class(
+            self.channels, self.channels, num_heads=self.heads, kernel_size=self.kernel_size
+        )
 
     def clip(self, clips: int | None = None, device: str = "cpu") -> torch.Tensor:
         """A random input of ``clips`` clips (default: the shape's own)."""

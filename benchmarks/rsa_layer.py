@@ -185,8 +185,7 @@ def main() -> None:
             f"{name:8} {r['computation']} order, batch {r['batch']}; forward {r['ours_gmacs']} "
             f"GMAC at {r['ours_forward_gflops_per_s']} GFLOP/s (authors' order "
             f"{r['official_gmacs']} GMAC at {r['official_forward_gflops_per_s']} GFLOP/s); "
-            f"max |ours - official| = "
-            f"{r['max_abs_difference']:.2e}"
+            f"max |ours - official| = {r['max_abs_difference']:.2e}"
         )
         if "fused_train_speedup" in r:
             print(

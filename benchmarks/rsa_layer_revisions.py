@@ -109,9 +109,7 @@ def abba(earlier, new, step, count: int) -> str:
 def compare(shape: LayerShape, pairs: int) -> list[str]:
     torch.manual_seed(0)
     new = shape.layer()
-    earlier = old("layers").RSA(
-        shape.channels, shape.channels, num_heads=shape.heads, kernel_size=shape.kernel_size
-    )
+    earlier = shape.layer(old("layers").RSA)
     earlier.load_state_dict(new.state_dict())
     x = shape.clip()
     with torch.no_grad():
