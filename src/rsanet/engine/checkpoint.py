@@ -5,8 +5,10 @@ A training checkpoint is an rsanet model checkpoint (``format``, ``model``,
 it) with the training state beside it: ``optimizer``, ``scheduler``, ``scaler``, ``ema``,
 ``epoch`` (epochs complete), ``step`` (optimiser steps taken), ``rng`` (torch, CUDA, numpy
 and Python generator states), ``sampler``, ``best_score`` (of ``train.best_metric``),
-``best_top1``, ``best_epoch``, ``classes``, ``config`` and ``metrics``. Everything is
-tensors and plain Python values, so ``torch.load(..., weights_only=True)`` reads it.
+``best_top1``, ``best_epoch``, ``elapsed_s`` (the run's wall time so far), ``budget_spent``,
+``closing_s`` and ``cosine_start_s`` (``train.time_budget_min``'s state), ``classes``,
+``config`` and ``metrics``. Everything is tensors and plain Python values, so ``torch.load(...,
+weights_only=True)`` reads it.
 
 Files are serialised in memory, then written atomically (:mod:`rsanet.atomic`: a temporary
 file in the same folder, flushed to disk, then renamed over the target): a crash or a full

@@ -195,6 +195,11 @@ class TrainConfig:
     #: stop (as if killed) once this many epochs are complete; the schedule still spans
     #: ``epochs``, so ``--resume`` continues exactly where an uninterrupted run would be
     stop_after_epochs: int | None = None
+    #: the run's wall-time budget in minutes (None: none). The learning-rate schedule then
+    #: advances by the larger of the steps done and the time spent, and training ends once
+    #: the budget is spent (after up to ``epochs``), so the cosine still reaches its end.
+    #: The clock decides the steps: such a run is not reproducible step for step
+    time_budget_min: float | None = None
     #: intra-op threads per process (None: torch's default)
     num_threads: int | None = None
 
@@ -619,6 +624,10 @@ def validate(config: Config) -> None:
         t.stop_after_epochs is None or 1 <= t.stop_after_epochs <= t.epochs,
         f"train.stop_after_epochs must be in 1..train.epochs ({t.epochs}) or null, "
         f"got {t.stop_after_epochs}",
+    )
+    _require(
+        t.time_budget_min is None or t.time_budget_min > 0,
+        f"train.time_budget_min must be > 0 minutes or null, got {t.time_budget_min}",
     )
     _require(
         t.num_threads is None or 1 <= t.num_threads <= MAX_WORKERS,

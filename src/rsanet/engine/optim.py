@@ -73,22 +73,25 @@ def warmup_cosine_factor(
     warmup_steps: int,
     min_factor: float = 0.0,
     schedule: str = "cosine",
+    clock_progress: float = 0.0,
 ) -> float:
     """Learning-rate multiplier of optimiser step ``step`` (0-based): ``(step + 1) /
     warmup_steps`` during the warm-up, then a cosine from 1 down to ``min_factor`` at
-    ``total_steps`` (or 1 throughout for ``schedule="constant"``)."""
+    ``total_steps`` (or 1 throughout for ``schedule="constant"``). ``clock_progress``, the
+    share of a time budget spent, moves the cosine on where it is ahead of the steps."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
     span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
+    progress = min(1.0, max((step - warmup_steps) / span, clock_progress))
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class WarmupCosine(LRScheduler):
     """Per-step linear warm-up then cosine decay; call :meth:`step` after every optimiser
-    step. Its state (``last_epoch`` counts steps) is saved with the checkpoint."""
+    step. Its state (``last_epoch`` counts steps) is saved with the checkpoint. Under a
+    time budget, set :attr:`clock_progress` (the share spent) before each :meth:`step`."""
 
     def __init__(
         self,
@@ -103,6 +106,7 @@ class WarmupCosine(LRScheduler):
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
         self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
         self.min_lr, self.schedule = float(min_lr), schedule
+        self.clock_progress = 0.0
         super().__init__(optimizer)
 
     def get_lr(self) -> list[float]:
@@ -113,7 +117,12 @@ class WarmupCosine(LRScheduler):
             lrs.append(
                 base
                 * warmup_cosine_factor(
-                    step, self.total_steps, self.warmup_steps, floor, self.schedule
+                    step,
+                    self.total_steps,
+                    self.warmup_steps,
+                    floor,
+                    self.schedule,
+                    self.clock_progress,
                 )
             )
         return lrs

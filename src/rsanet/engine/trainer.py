@@ -15,6 +15,13 @@ checkpoint holds the optimiser, schedule, scaler, EMA, step and RNG states. On C
 stopped after an epoch (``train.stop_after_epochs`` or a kill) and resumed ends with weights
 bit-identical to an uninterrupted run.
 
+Time budget: with ``train.time_budget_min`` the cosine advances by the larger of its share
+of the steps and its share of the time left after the warm-up (the run's wall time; the last
+validation's duration is kept for the final one), and the run ends at the step that spends
+the budget, validating and saving that partial epoch as its last. A run that fits its
+budget is the same as without one; on a slower machine it trains fewer steps and still
+anneals.
+
 Faults: outputs never overwrite the run's inputs (checked before anything is written);
 every file is replaced atomically, and a full disk stops the run with
 :class:`rsanet.atomic.DiskFullError`, the previous checkpoint intact; temporaries left by a
@@ -524,6 +531,8 @@ class _Run:
 
         self.epoch, self.step, self.elapsed = 0, 0, 0.0
         self.best_score, self.best_top1, self.best_epoch = -math.inf, None, 0
+        self.budget_spent, self.closing_s = False, 0.0
+        self.cosine_start_s: float | None = None
         self.history: list[dict[str, Any]] = []
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
@@ -545,6 +554,9 @@ class _Run:
             set_rng_state(ckpt["rng"])
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.elapsed = float(ckpt.get("elapsed_s", 0.0))
+        self.budget_spent = bool(ckpt.get("budget_spent", False))
+        self.closing_s = float(ckpt.get("closing_s", 0.0))
+        self.cosine_start_s = ckpt.get("cosine_start_s")
         best = ckpt.get("best_score", ckpt.get("best_top1"))  # best_top1 alone: older runs
         self.best_score = -math.inf if best is None else float(best)
         self.best_top1 = ckpt.get("best_top1")
@@ -619,6 +631,9 @@ class _Run:
             best_top1=self.best_top1,
             best_epoch=self.best_epoch,
             elapsed_s=self.elapsed + self._wall(),
+            budget_spent=self.budget_spent,
+            closing_s=self.closing_s,
+            cosine_start_s=self.cosine_start_s,
             classes=self.classes,
             config=config_to_dict(self.config),
             metrics=dict(metrics),
@@ -627,6 +642,21 @@ class _Run:
 
     def _wall(self) -> float:
         return time.perf_counter() - self.started
+
+    def _budget_share(self) -> float:
+        """The share of ``train.time_budget_min`` this process has spent (0 without one)
+        before the step it is about to take. The budget ends early by the time the last
+        validation and saves took (the final ones need it again); from the step whose
+        learning rate is the cosine's first, the share counts from that moment, so that the
+        cosine spans the rest of the budget as it spans the rest of the steps."""
+        budget = self.config.train.time_budget_min
+        if budget is None:
+            return 0.0
+        clock = self.elapsed + self._wall()
+        if self.cosine_start_s is None and self.step + 1 >= self.scheduler.warmup_steps:
+            self.cosine_start_s = clock
+        start = self.cosine_start_s or 0.0
+        return (clock - start) / max(60.0 * budget - self.closing_s - start, 1e-9)
 
     # -- one epoch ----------------------------------------------------------------------
 
@@ -654,10 +684,12 @@ class _Run:
         batches = iter(self.train_loader)
         began = time.perf_counter()
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, clips (all ranks)
+        budget_spent = False
         for index in range(self.steps_per_epoch):
             self.optimizer.zero_grad(set_to_none=True)
-            # loss sum, correct, clips of this step on this process, kept on the device
-            stats = torch.zeros(3, dtype=torch.float64, device=env.device)
+            # loss sum, correct, clips of this step and the budget share on this process,
+            # kept on the device
+            stats = torch.zeros(4, dtype=torch.float64, device=env.device)
             for micro in range(accum):
                 clips, labels = next(batches)
                 clips = self._layout(clips.to(env.device, non_blocking=True))
@@ -680,8 +712,11 @@ class _Run:
                     stats[0] += loss.detach().double() * labels.numel()
                     stats[1] += (logits.argmax(dim=1) == labels).sum()
                     stats[2] += labels.numel()
+            stats[3] = self._budget_share()
             step_stats = all_reduce_sum(stats, env).cpu()  # one synchronisation per step
-            totals += step_stats
+            totals += step_stats[:3]
+            share = float(step_stats[3]) / env.world_size  # the same on every process
+            budget_spent = share >= 1.0
             mean_loss = float(step_stats[0] / step_stats[2])
             if not math.isfinite(mean_loss):
                 raise NonFiniteLossError(self._nonfinite_message(mean_loss, index))
@@ -690,6 +725,7 @@ class _Run:
                 torch.nn.utils.clip_grad_norm_(params, c.optim.clip_grad_norm)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.scheduler.clock_progress = share
             self.scheduler.step()
             bad = nonfinite_entries(self.model.state_dict())
             if _anywhere(bool(bad), env):  # e.g. a BatchNorm variance overflowed
@@ -719,6 +755,8 @@ class _Run:
                     loss=f"{mean_loss:.3f}", lr=f"{lr:.2e}", clips_s=f"{rate:.1f}", refresh=False
                 )
                 bar.update()
+            if budget_spent:
+                break
         if bar is not None:
             bar.close()
         seconds = time.perf_counter() - began
@@ -730,6 +768,7 @@ class _Run:
             "time_s": seconds,
             "clips_per_s": clips / max(seconds, 1e-9),
             "lr": self.optimizer.param_groups[0]["lr"],
+            "budget_spent": budget_spent,
         }
 
     def _last_good(self) -> str:
@@ -832,6 +871,11 @@ class _Run:
                 f"{self.num_classes} classes), {env.world_size} process(es) on "
                 f"{env.device.type}, {self.precision.name}, {self.steps_per_epoch} steps "
                 f"per epoch"
+                + (
+                    f", a time budget of {c.train.time_budget_min:g} min"
+                    if c.train.time_budget_min is not None
+                    else ""
+                )
                 + (f", resuming after epoch {self.epoch}" if self.checkpoint is not None else ""),
                 flush=True,
             )
@@ -839,9 +883,15 @@ class _Run:
         stop = c.train.stop_after_epochs
         last: dict[str, Any] = {}
         try:
-            while self.epoch < c.train.epochs and (stop is None or self.epoch < stop):
+            while (
+                self.epoch < c.train.epochs
+                and (stop is None or self.epoch < stop)
+                and not self.budget_spent
+            ):
                 train_metrics = self._train_epoch(writers)
                 self.epoch += 1
+                self.budget_spent = train_metrics["budget_spent"]
+                closing = time.perf_counter()
                 record = {
                     "event": "epoch",
                     "epoch": self.epoch,
@@ -853,7 +903,14 @@ class _Run:
                     "epoch_time_s": train_metrics["time_s"],
                     "clips_per_s": train_metrics["clips_per_s"],
                 }
-                if self.epoch % c.train.eval_every == 0 or self.epoch == c.train.epochs:
+                if self.budget_spent:
+                    record["budget_spent"] = True
+                validating = (
+                    self.epoch % c.train.eval_every == 0
+                    or self.epoch == c.train.epochs
+                    or self.budget_spent
+                )
+                if validating:
                     val = self._validate()
                     record.update(
                         {
@@ -879,6 +936,8 @@ class _Run:
                     writers.write(record, scalars, self.epoch)
                     writers.flush()
                     print(self._epoch_line(record), flush=True)
+                if validating:  # what the final validation and saves will take again
+                    self.closing_s = time.perf_counter() - closing
                 self.history.append(record)
                 last = record
         finally:
@@ -896,7 +955,8 @@ class _Run:
             "history": self.history,
             "wall_time_s": wall,
             "elapsed_s": self.elapsed + wall,
-            "stopped_early": self.epoch < c.train.epochs,
+            "budget_spent": self.budget_spent,
+            "stopped_early": self.epoch < c.train.epochs and not self.budget_spent,
             "checkpoint": str(self.output / "last.pt"),
             "best_checkpoint": str(self.output / "best.pt"),
             "world_size": env.world_size,
@@ -930,12 +990,18 @@ class _Run:
                 f"best val mean-class {r['best_score']:.2f}% (epoch {r['best_epoch']}, "
                 f"top-1 {r['best_top1']:.2f}%)"
             )
-        state = (
-            f"stopped after epoch {r['epochs_completed']} of {self.config.train.epochs} "
-            "(continue with --resume)"
-            if r["stopped_early"]
-            else f"{r['epochs_completed']} epochs"
-        )
+        if r["stopped_early"]:
+            state = (
+                f"stopped after epoch {r['epochs_completed']} of {self.config.train.epochs} "
+                "(continue with --resume)"
+            )
+        elif r["budget_spent"]:
+            state = (
+                f"time budget of {self.config.train.time_budget_min:g} min spent in epoch "
+                f"{r['epochs_completed']} of {self.config.train.epochs}"
+            )
+        else:
+            state = f"{r['epochs_completed']} epochs"
         return (
             f"rsanet train: {best}; {state}, {r['steps']} steps; wall time "
             f"{format_duration(r['wall_time_s'])} (run total "
