@@ -102,7 +102,7 @@ RECORDS = CONFIGS.parent / "docs" / "results" / "synthcctv" / "networks"
     ("name", "record"),
     [
         ("synthmotion_rsanet_k3.yaml", "rsanet_k3_synthmotion"),
-        ("synthcctv_rsanet_budget.yaml", "rsanet_k3e14clseed0"),
+        ("synthcctv_rsanet_budget.yaml", "rsanet_k3budgetseed0"),
     ],
 )
 def test_the_rsanet_budget_configs_are_the_recorded_runs(name, record) -> None:

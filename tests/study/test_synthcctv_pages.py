@@ -55,6 +55,7 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
         ("sources.py", ("background", "0", "1"), "background/compare.md"),
         ("sources.py", ("channels_last", "0", "1"), "channels_last/compare.md"),
         ("sources.py", ("channels_last_tsm", "0"), "channels_last_tsm/compare.md"),
+        ("sources.py", ("time_budget", "0", "1"), "time_budget/compare.md"),
         ("rescorer/compare.py", ("report", "tsm_tiny", "0", "1", "2"), "rescorer/compare.md"),
         ("rescorer/compare.py", ("report", "rsanet_tiny", "0", "1"), "rescorer/rsanet_tiny.md"),
         (
