@@ -73,7 +73,7 @@ def test_more_scenes_configs_are_the_tsm_recipe_with_their_changes(
 ):
     """The configurations on four times the scenes differ from ``synthcctv_tsm.yaml`` only
     where their headers say (the data folder, 16 frames, a smaller validation fraction; 36
-    epochs, or 20 in bf16 within a time budget of 20 minutes), and train."""
+    epochs, or 20 in bf16 within a time budget of 19.5 minutes), and train."""
     from rsanet.engine import config_to_dict
 
     def flat(tree: dict, prefix: str = "") -> dict:
