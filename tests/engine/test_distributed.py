@@ -46,3 +46,16 @@ def test_batch_must_split_over_the_processes(tmp_path, tiny_yaml):
         "train.grad_accum_steps (1)"
     ) in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_time_budget_ends_both_processes_at_the_same_step(tmp_path, tiny_yaml):
+    """Under torchrun a spent budget ends the run on both processes after one step, then
+    validates and saves (a process stopping alone would leave the other waiting)."""
+    config = tiny_yaml(train={"epochs": 2, "batch_size": 8, "time_budget_min": 0.001})
+    out = tmp_path / "run"
+    done = torchrun("train", str(config), "--output", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "time budget of 0.001 min spent in epoch 1 of 2, 1 steps" in done.stdout
+    last = read_checkpoint(out / "last.pt")
+    assert (last["epoch"], last["step"], last["budget_spent"]) == (1, 1, True)
+    assert last["metrics"]["val_num_samples"] == 14  # the partial epoch is validated
