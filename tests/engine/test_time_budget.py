@@ -77,7 +77,9 @@ def test_a_spent_budget_ends_the_run_at_that_step_with_the_cosine_at_its_end(
     last = read_checkpoint(out / "last.pt")
     assert last["budget_spent"] and last["epoch"] == 2 and last["step"] == 7
     assert (out / "best.pt").is_file()
-    assert "time budget of 1 min spent in epoch 2 of 3" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| 0m20s of the time budget left" in printed  # after epoch 1: 4 steps of 10 s
+    assert "time budget of 1 min spent in epoch 2 of 3" in printed
 
     # a run that spent its budget is over: resuming it trains no more
     again = train(config_from_dict(config), out, resume=True)

@@ -17,8 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "overridden with --set section.key=value. Writes DIR/config.yaml (the resolved "
             "configuration), DIR/last.pt every epoch, DIR/best.pt on the best validation "
             "score (top-1, or mean-class with train.best_metric), DIR/metrics.jsonl and "
-            "DIR/tensorboard. The same command runs under torchrun for multi-process "
-            "(multi-GPU, multi-node) training."
+            "DIR/tensorboard. With --set train.time_budget_min=M the run ends within M "
+            "minutes, its learning rate following the clock (docs/training.md). The same "
+            "command runs under torchrun for multi-process (multi-GPU, multi-node) training."
         ),
     )
     add_config_argument(parser)

@@ -975,10 +975,15 @@ class _Run:
                 f" | val top-1 {r['val_top1']:.2f}% top-5 {r['val_top5']:.2f}% "
                 f"mean-class {r['val_mean_class']:.2f}%"
             )
-        return line + (
+        line += (
             f" | lr {r['lr']:.3g} | {format_duration(r['epoch_time_s'])}, "
             f"{r['clips_per_s']:.1f} clips/s"
         )
+        budget = self.config.train.time_budget_min
+        if budget is not None and not r.get("budget_spent"):
+            left = max(0.0, 60.0 * budget - r["elapsed_s"])
+            line += f" | {format_duration(left)} of the time budget left"
+        return line
 
     def _summary_line(self, r: Mapping[str, Any]) -> str:
         if r["best_score"] is None:
