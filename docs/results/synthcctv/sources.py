@@ -85,7 +85,10 @@ the recordings' full paths instead of paths under the data folder). The pages
     neighbourhoods;
   * control ``rsanet_tiny, shuffled``: that network's windows in a random order within
     each recording. It must not gain.
-  The comparison of the two networks is tested both ways.
+  The comparison of the two networks is tested both ways. A table of the striking classes
+  (:data:`STRIKE_CLASSES`) says which of them each network names the windows of each (the
+  event class scoring highest, normal left out), with claims on the share named right; the
+  control is the shuffled network (it must not gain).
 
 ``context``: windows that also show the seconds before them.
   * ``2 s``: the ``budget20`` page's 20-epoch network (16 frames of the 2 s window);
@@ -164,6 +167,9 @@ RULE_SETS = ("plain", "min_durations")
 #: the classes told apart by what the scene held before the moment: a bag that was not
 #: there (dumping) or was (theft), a person standing before the fall, where a person was
 BEFORE_CLASSES = ("dumping", "theft", "fainting", "loitering")
+#: the classes whose events are blows: at a person who fights back, at one who falls, at a
+#: fixed object
+STRIKE_CLASSES = ("assault", "fight", "vandalism")
 
 #: page -> its title, sources (name -> folder under this one, {seed} filled in; or (folder,
 #: stride, smoothing): a view of scores written every 0.5 s without smoothing, see
@@ -308,6 +314,13 @@ PAGES = {
             ("tsm_tiny, 14 epochs, bf16", "rsanet_tiny 5x3x3, 14 epochs, bf16"),
             ("rsanet_tiny, shuffled", "recipe"),
         ],
+        # which striking class each network names the blows' windows (the fight rule of
+        # rsanet_tiny fires during assaults)
+        "naming_claims": [
+            ("tsm_tiny, 14 epochs, bf16", "rsanet_tiny 5x3x3, 14 epochs, bf16", "assault"),
+            ("tsm_tiny, 14 epochs, bf16", "rsanet_tiny 5x3x3, 14 epochs, bf16", "fight"),
+            ("rsanet_tiny, shuffled", "rsanet_tiny 5x3x3, 14 epochs, bf16", "assault"),
+        ],
     },
     "channels_last": {
         "title": "rsanet_tiny's budget configuration on channels-last clips",
@@ -377,10 +390,10 @@ def fused(short: list, long: list, shuffle_seed: int | None = None) -> list:
     return out
 
 
-def window_auc(classes: list[str], runs: list) -> dict[str, float | None]:
-    """Each event class's ROC-AUC over the windows, labelled as training labels them (the
-    class covering at least half of the window, normal where no event touches it; the
-    windows in between left out): does a source's score separate the class at all?"""
+def labelled_windows(runs: list) -> tuple[np.ndarray, np.ndarray]:
+    """The windows' labels as training labels them (the class covering at least half of the
+    window, normal where no event touches it; the windows in between left out) and their
+    score rows."""
     labels, rows = [], []
     for run in runs:
         for start, end, row in zip(run.starts, run.ends, run.scores, strict=True):
@@ -388,12 +401,32 @@ def window_auc(classes: list[str], runs: list) -> dict[str, float | None]:
             if label is not None:
                 labels.append(label)
                 rows.append(row)
-    labels, matrix = np.array(labels), np.array(rows)
+    return np.array(labels), np.array(rows)
+
+
+def window_auc(classes: list[str], runs: list) -> dict[str, float | None]:
+    """Each event class's ROC-AUC over the labelled windows (:func:`labelled_windows`),
+    against the normal ones: does a source's score separate the class at all?"""
+    labels, matrix = labelled_windows(runs)
     out = {}
     for column, label in enumerate(classes):
         keep = (labels == label) | (labels == NORMAL_CLASS)
         if label != NORMAL_CLASS and (labels == label).any():
             out[label] = roc_auc(labels[keep] == label, matrix[keep, column])
+    return out
+
+
+def window_naming(classes: list[str], runs: list) -> dict[str, dict[str, float]]:
+    """For each class of :data:`STRIKE_CLASSES`: the shares of its labelled windows whose
+    highest-scoring event class (normal left out) is each of those classes, or another."""
+    labels, matrix = labelled_windows(runs)
+    events = [c for c in classes if c != NORMAL_CLASS]
+    named = np.array(events)[matrix[:, [classes.index(c) for c in events]].argmax(axis=1)]
+    out = {}
+    for label in STRIKE_CLASSES:
+        mine = named[labels == label]
+        shares = {c: float(np.mean(mine == c)) for c in STRIKE_CLASSES}
+        out[label] = shares | {"other": 1.0 - sum(shares.values())}
     return out
 
 
@@ -433,6 +466,8 @@ def seed_results(page: dict, seed: str) -> dict:
     }
     for source, (_, test) in sources.items():
         results[f"{source} plain"]["test_window_auc"] = window_auc(classes, test)
+        if page.get("naming_claims"):
+            results[f"{source} plain"]["test_window_naming"] = window_naming(classes, test)
     return results
 
 
@@ -483,6 +518,7 @@ def render(name: str, results: dict[str, dict]) -> str:
     )
     lines += latency_claims(page, results)
     lines += auc_claims(page, results)
+    lines += naming(page, results)
     classes = list(first["test_per_class"])
     lines += ["", "Test events detected per class (seeds in order):", ""]
     lines += rules.per_class_table(results, names, "source and rules")
@@ -549,6 +585,51 @@ def auc_claims(page: dict, results: dict[str, dict]) -> list[str]:
         "AUC gain",
         claims,
         digits=3,
+    )
+
+
+def naming(page: dict, results: dict[str, dict]) -> list[str]:
+    """The page's ``naming_claims`` (source, baseline, class): a table of which striking
+    class each source names the windows of each striking class (:func:`window_naming`),
+    and the paired gain in the share of that class's windows named right, tested above
+    zero."""
+    if not page.get("naming_claims"):
+        return []
+    seeds = list(results)
+    columns = [*STRIKE_CLASSES, "other"]
+    lines = [
+        "",
+        "Test windows of the striking classes, by the event class that scores highest in "
+        "them (normal left out; mean share over seeds):",
+        "",
+        "| source | windows of | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
+    for row in results[seeds[0]]:
+        if "test_window_naming" in results[seeds[0]][row]:
+            for label in STRIKE_CLASSES:
+                shares = [results[s][row]["test_window_naming"][label] for s in seeds]
+                cells = [f"{np.mean([x[c] for x in shares]):.2f}" for c in columns]
+                lines.append(
+                    f"| {row.removesuffix(' plain')} | {label} | " + " | ".join(cells) + " |"
+                )
+    claims = [
+        (
+            f"{source} > {base}: {label} windows named {label}",
+            [
+                results[s][f"{source} plain"]["test_window_naming"][label][label]
+                - results[s][f"{base} plain"]["test_window_naming"][label][label]
+                for s in seeds
+            ],
+        )
+        for source, base, label in page["naming_claims"]
+    ]
+    return lines + claims_table(
+        "Paired gains in the share of a class's test windows named that class (the same "
+        "seed), one-sided one-sample t (the sign test where every seed gains the same):",
+        "share gain",
+        claims,
+        digits=2,
     )
 
 
