@@ -522,20 +522,22 @@ def render(name: str, results: dict[str, dict]) -> str:
     classes = list(first["test_per_class"])
     lines += ["", "Test events detected per class (seeds in order):", ""]
     lines += rules.per_class_table(results, names, "source and rules")
-    lines += [
-        "",
+    lines += table_head(
         "Test window ROC-AUC per class, each class's windows against the normal ones (mean "
         "over seeds; a fused source's windows are its first source's):",
-        "",
-        "| source | " + " | ".join(classes) + " |",
-        "|---" * (len(classes) + 1) + "|",
-    ]
+        ["source", *classes],
+    )
     for row in names:
         if "test_window_auc" in results[seeds[0]][row]:
             aucs = [results[s][row]["test_window_auc"] for s in seeds]
             cells = [f"{np.mean([a[c] for a in aucs]):.3f}" for c in classes]
             lines.append(f"| {row.removesuffix(' plain')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def table_head(intro: str, columns: list[str]) -> list[str]:
+    """The lines that open a table: a blank line, ``intro``, a blank line, the header."""
+    return ["", intro, "", "| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
 
 
 def latency_claims(page: dict, results: dict[str, dict]) -> list[str]:
@@ -597,14 +599,11 @@ def naming(page: dict, results: dict[str, dict]) -> list[str]:
         return []
     seeds = list(results)
     columns = [*STRIKE_CLASSES, "other"]
-    lines = [
-        "",
+    lines = table_head(
         "Test windows of the striking classes, by the event class that scores highest in "
         "them (normal left out; mean share over seeds):",
-        "",
-        "| source | windows of | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 2) + "|",
-    ]
+        ["source", "windows of", *columns],
+    )
     for row in results[seeds[0]]:
         if "test_window_naming" in results[seeds[0]][row]:
             for label in STRIKE_CLASSES:
