@@ -280,3 +280,17 @@ def test_a_setting_added_since_a_run_was_saved_differs_only_off_its_default() ->
         "train.channels_last: None -> True",
         "train.epochs: 50 -> 60",
     ]
+
+
+def test_a_window_setting_added_since_a_run_was_saved_differs_only_off_its_default() -> None:
+    """The same inside ``data.untrimmed``, compared key by key: a run on recordings saved
+    before the context settings existed resumes with them at their defaults."""
+    from rsanet.engine.trainer import config_differences
+
+    untrimmed = ["data.format=intervals", "data.num_frames=6", "data.untrimmed.window_s=2.0"]
+    saved = config_to_dict(load_config(None, untrimmed))
+    for key in ("context_frames", "context_s"):
+        del saved["data"]["untrimmed"][key]
+    assert config_differences(saved, config_to_dict(load_config(None, untrimmed))) == []
+    changed = config_to_dict(load_config(None, [*untrimmed, "data.untrimmed.context_frames=2"]))
+    assert config_differences(saved, changed) == ["data.untrimmed.context_frames: None -> 2"]

@@ -82,6 +82,28 @@ def test_batched_scores_equal_one_by_one_scores():
     np.testing.assert_allclose(np.stack(together), np.stack(alone), atol=1e-5)
 
 
+def test_a_network_with_context_gets_the_second_before_each_window():
+    """A camera of a network that reads the scene's recent past keeps that much history,
+    and the batch's clips hold those frames first."""
+
+    class Clips(StubBackend):
+        def __call__(self, clip):
+            self.clips = clip
+            return super().__call__(clip)
+
+    predictor = Predictor(
+        Clips(), CLASSES, num_frames=6, size=32, smoothing=1, context_frames=2, context_s=1.0
+    )
+    camera = fed_camera("door", predictor, 75)  # 3 s at 25 frames per second
+    window = camera.poll()
+    assert camera.engine.history_s == 1.0 and len(window.past) == 25  # the second before it
+    forward_windows(predictor, [window])
+    first_two = predictor.window_clip(window)[:2]
+    assert all(window.start - 1.0 <= frame.time < window.start for frame in first_two)
+    expected = predictor.clip([frame.image for frame in predictor.window_clip(window)])
+    assert torch.equal(predictor.backend.clips, expected)
+
+
 def test_non_finite_logits_skip_that_window_only():
     class Broken(StubBackend):
         def __call__(self, clip):

@@ -141,6 +141,7 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
     """Export the loaded checkpoint and check its parity; 1 when the check fails."""
     from rsanet.engine.calibration import checkpoint_calibration
     from rsanet.inference import export_model
+    from rsanet.inference.export import context_metadata
 
     shape = export_shape(args, classifier)
     frames, size = shape[2], shape[3]
@@ -169,6 +170,7 @@ def _export(args: argparse.Namespace, classifier: Classifier) -> int:
             "mean": list(classifier.mean),
             "std": list(classifier.std),
             "full_frame": classifier.full_frame,
+            **context_metadata(classifier.model),
         },
         check=not args.no_check,
         unfold_mb=args.unfold_mb,

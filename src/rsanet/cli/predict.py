@@ -335,13 +335,19 @@ def _run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     predictor = build_predictor(args, stream)
     out = Output(args.json)
-    if spec.kind == "folder":
-        return _predict_folder(args, predictor, spec, out)
     windowed = (
         spec.is_live
         or args.live
         or any((args.window_seconds, args.stride_seconds, args.rules, args.annotate, args.rescorer))
     )
+    if predictor.context_frames and (spec.kind == "folder" or not windowed):
+        raise CLIError(
+            f"the model reads {predictor.context_frames} frames of the {predictor.context_s:g} s "
+            "before each window, so it scores the windows of a file or a stream, not whole "
+            "files: give --window-seconds (or --live) and a file"
+        )
+    if spec.kind == "folder":
+        return _predict_folder(args, predictor, spec, out)
     if not windowed:
         return _predict_clip(args, predictor, spec, out)
     return _predict_windows(args, predictor, spec, out, stream)

@@ -508,6 +508,29 @@ def recording_length(video: UntrimmedVideo) -> tuple[float, float | None]:
     return duration, fps or probed
 
 
+def check_context(num_frames: int, context_frames: int, context_s: float) -> None:
+    """Raise ValueError unless ``context_frames`` leaves window frames in a clip of
+    ``num_frames`` and ``context_s`` is a positive span."""
+    if isinstance(context_frames, bool) or not isinstance(context_frames, int):
+        raise ValueError(f"context_frames must be an integer >= 0, got {context_frames!r}")
+    if not 0 <= context_frames < num_frames:
+        raise ValueError(
+            f"context_frames must be in [0, num_frames) (num_frames={num_frames} counts the "
+            f"context frames too), got {context_frames}"
+        )
+    if not (isinstance(context_s, int | float) and math.isfinite(context_s) and context_s > 0):
+        raise ValueError(f"context_s must be a positive number of seconds, got {context_s!r}")
+
+
+def context_times(start_s: float, count: int, span_s: float) -> np.ndarray:
+    """Seconds of the ``count`` context frames of a window starting at ``start_s``: the
+    centres of ``count`` equal segments of the ``span_s`` seconds before it, none before
+    the recording's start (a centre before 0 takes the first frame, as a stream that has
+    not yet seen ``span_s`` seconds takes its first)."""
+    step = span_s / count
+    return np.maximum(start_s - span_s + (np.arange(count) + 0.5) * step, 0.0)
+
+
 def _read_window(source, times: np.ndarray, fps: float | None) -> np.ndarray:
     """Frames at ``times`` (seconds): by time with PyAV, else frame ``floor(t * fps)``."""
     if hasattr(source, "read_seconds"):
@@ -534,6 +557,10 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
     raised (``raise``). ``hard_negatives`` (training only): a window-scores file whose
     hardest normal windows (``hard_negative_top`` of them) make up
     ``hard_negative_fraction`` of the normal samples (:func:`hard_negative_windows`).
+    ``context_frames`` K > 0: the first K of a clip's ``num_frames`` frames show the
+    ``context_s`` seconds before the window (:func:`context_times`), the scene's recent past
+    for a network that reads it (``ResNetTSN(context_frames=K)``); the rest are the
+    window's.
     """
 
     item_name = "window"
@@ -562,11 +589,14 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         hard_negatives: str | Path | None = None,
         hard_negative_fraction: float = 0.5,
         hard_negative_top: float = 0.1,
+        context_frames: int = 0,
+        context_s: float = 8.0,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        check_context(num_frames, context_frames, context_s)
         if any(c.casefold() == NORMAL_CLASS for c in annotations.classes):
             raise ValueError(
                 f"the annotations have a class named {NORMAL_CLASS!r}, the label of windows "
@@ -575,6 +605,7 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
             )
         self.classes = [NORMAL_CLASS, *annotations.classes]
         self.num_frames, self.train, self.seed = num_frames, bool(train), seed
+        self.context_frames, self.context_s = context_frames, float(context_s)
         self.stride_s = stride_s
         self.transform = transform if transform is not None else Compose([Normalize()])
         self.backend, self.decode_threads = backend, decode_threads
@@ -650,10 +681,15 @@ class UntrimmedWindows(ReplacesBadSamples, Dataset):
         return len(self.windows) // self.bag_size
 
     def frame_times(self, window: Window) -> np.ndarray:
-        """Seconds of the ``num_frames`` frames of ``window``: the centres of equal
-        segments."""
-        step = self.sampler.window_s / self.num_frames
-        return window.start_s + (np.arange(self.num_frames) + 0.5) * step
+        """Seconds of the ``num_frames`` frames of ``window``: the ``context_frames`` of
+        :func:`context_times`, then the centres of equal segments of the window."""
+        own = self.num_frames - self.context_frames
+        step = self.sampler.window_s / own
+        inside = window.start_s + (np.arange(own) + 0.5) * step
+        if not self.context_frames:
+            return inside
+        past = context_times(window.start_s, self.context_frames, self.context_s)
+        return np.concatenate([past, inside])
 
     def load_frames(self, index: int) -> tuple[np.ndarray, int]:
         """Frames (K, T, H, W, 3) uint8 of item ``index`` (K = ``bag_size`` windows) and its
@@ -877,6 +913,8 @@ def build_untrimmed_dataset(
     hard_negatives: str | Path | None = None,
     hard_negative_fraction: float = 0.5,
     hard_negative_top: float = 0.1,
+    context_frames: int = 0,
+    context_s: float = 8.0,
     quiet: bool = False,
     **options,
 ) -> UntrimmedWindows:
@@ -894,7 +932,8 @@ def build_untrimmed_dataset(
     (fixed cameras: an event may happen anywhere in view); ``positive_sampling`` and
     ``bag_size`` (training only), ``positive_spans`` (training and validation): see
     :class:`WindowSampler`; ``hard_negatives`` and its ``hard_negative_fraction`` and
-    ``hard_negative_top`` (training only): see :class:`UntrimmedWindows`.
+    ``hard_negative_top`` (training only), ``context_frames`` and ``context_s`` (frames of
+    the seconds before each window): see :class:`UntrimmedWindows`.
 
     ``options``: reader options ``labels``, ``class_map``, ``fps``, ``deduplicate``,
     ``allow_outside_root``; loading options ``backend``, ``decode_threads``,
@@ -977,6 +1016,8 @@ def build_untrimmed_dataset(
         hard_negatives=hard_negatives,
         hard_negative_fraction=hard_negative_fraction,
         hard_negative_top=hard_negative_top,
+        context_frames=context_frames,
+        context_s=context_s,
     )
     dataset.split_report = report
     dataset.split_summary = None if report is None else parts.summary()
@@ -991,6 +1032,7 @@ __all__ = [
     "WindowSampler",
     "build_untrimmed_dataset",
     "class_coverage",
+    "context_times",
     "hard_negative_windows",
     "key_moment_label",
     "key_moments",

@@ -109,6 +109,14 @@ class UntrimmedConfig:
     val_fraction: float = 0.2
     #: the seed of the session split (independent of train.seed)
     split_seed: int = 0
+    #: of each clip's data.num_frames, this many show the scene's recent past: spread over
+    #: the context_s seconds before the window, before the window's own frames. A network
+    #: that reads them is built with them (ResNetTSN's stem subtracts their per-pixel
+    #: median from each window frame); the streams of rsanet predict and serve keep that
+    #: much history. 0: every frame is the window's
+    context_frames: int = 0
+    #: seconds before each window that its context frames cover
+    context_s: float = 8.0
 
 
 @dataclass
@@ -698,4 +706,13 @@ def _validate_untrimmed(d: DataConfig, e: EvalConfig) -> None:
         0 < u.val_fraction < 1,
         f"data.untrimmed.val_fraction must be in (0, 1), got {u.val_fraction} (e.g. 0.2); "
         "or give data.train_annotations and data.val_annotations",
+    )
+    _require(
+        0 <= u.context_frames < d.num_frames,
+        f"data.untrimmed.context_frames must be in [0, data.num_frames) (num_frames={d.num_frames}"
+        f" counts them too: e.g. 4 of 20 leaves 16 for the window), got {u.context_frames}",
+    )
+    _require(
+        u.context_s > 0,
+        f"data.untrimmed.context_s must be > 0 seconds, got {u.context_s} (e.g. 8.0)",
     )

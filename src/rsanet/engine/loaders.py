@@ -165,6 +165,8 @@ def _build_untrimmed(
             val_stride_s=u.val_stride_s,
             val_fraction=u.val_fraction,
             split_seed=u.split_seed,
+            context_frames=u.context_frames,
+            context_s=u.context_s,
             **options,
         )
     except TypeError as error:  # unknown format options

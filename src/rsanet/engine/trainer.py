@@ -44,7 +44,7 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ from rsanet.engine.checkpoint import (
 from rsanet.engine.config import (
     Config,
     ConfigError,
+    UntrimmedConfig,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -192,19 +193,48 @@ def check_model(config: Config, *, resuming: bool = False) -> None:
     from rsanet.models import model_factory
 
     model_factory(config.model.name)  # UnknownModelError names the close matches
+    _context_options(config)  # model options that disagree with the clips' context
     for key, what in _MODEL_FILES.items():
         path = getattr(config.model, key)
         if path and not resuming and not Path(path).expanduser().is_file():
             raise FileNotFoundError(f"model.{key}: no such file: {path!r} ({what})")
 
 
+def _context_options(config: Config) -> dict[str, Any]:
+    """The model options that make a network read the clips' context frames
+    (``data.untrimmed.context_frames``), or none; model.options may not say otherwise."""
+    untrimmed = config.data.untrimmed
+    if untrimmed is None or not untrimmed.context_frames:
+        if config.model.options.get("context_frames"):
+            raise ConfigError(
+                "model.options.context_frames needs clips that hold context frames: set "
+                "data.untrimmed.context_frames instead (it sets the model's)"
+            )
+        return {}
+    options = {"context_frames": untrimmed.context_frames, "context_s": untrimmed.context_s}
+    for key, value in options.items():
+        given = config.model.options.get(key, value)
+        if given != value:
+            raise ConfigError(
+                f"model.options.{key} ({given}) differs from data.untrimmed.{key} ({value}): "
+                f"remove model.options.{key}, the clips' data sets it"
+            )
+    return options
+
+
+#: settings that are sections of their own, compared key by key (others of that depth,
+#: such as model.options, are compared whole)
+_SECTIONS = ("data.untrimmed",)
+
+
 def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in values.items():
-        if isinstance(value, Mapping) and prefix.count(".") < 1:
-            out.update(_flatten(value, f"{prefix}{key}."))
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and (prefix.count(".") < 1 or name in _SECTIONS):
+            out.update(_flatten(value, f"{name}."))
         else:
-            out[f"{prefix}{key}"] = value
+            out[name] = value
     return out
 
 
@@ -214,6 +244,7 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
     its default."""
     a, b = _flatten(old), _flatten(new)
     defaults = _flatten(config_to_dict(Config()))
+    defaults |= _flatten({"data": {"untrimmed": asdict(UntrimmedConfig())}})
     return [
         f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
         for k in sorted(set(a) | set(b))
@@ -486,17 +517,26 @@ class _Run:
         for key in ("drop_rate", "drop_path_rate"):
             if getattr(c.model, key) is not None:
                 overrides[key] = getattr(c.model, key)
+        overrides.update(_context_options(c))
         seed_everything(t.seed)  # initialisation independent of dataset construction
         pretrained = None
         if c.model.pretrained and self.checkpoint is None:
             pretrained = str(Path(c.model.pretrained).expanduser())
-        model = create_model(
-            c.model.name,
-            num_classes=num_classes,
-            num_frames=c.data.num_frames,
-            pretrained=pretrained,
-            **overrides,
-        )
+        try:
+            model = create_model(
+                c.model.name,
+                num_classes=num_classes,
+                num_frames=c.data.num_frames,
+                pretrained=pretrained,
+                **overrides,
+            )
+        except TypeError as error:
+            if "context_frames" not in overrides:
+                raise
+            raise ConfigError(
+                f"data.untrimmed.context_frames: {c.model.name} cannot read context frames "
+                f"({error}); the ResNets (rsanet_*, tsm_*, tsn_*, ...) can"
+            ) from None
         if self.checkpoint is not None:
             check_state_dict_fits(
                 model, self.checkpoint["state_dict"], what=f"checkpoint {self.resume_path}"

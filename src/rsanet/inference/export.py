@@ -82,6 +82,14 @@ class ExportResult:
         )
 
 
+def context_metadata(model: nn.Module) -> dict[str, Any]:
+    """What a predictor on the exported file must know of a model that reads context
+    frames (``context_frames``, ``context_s``): the clip's first frames are the seconds
+    before the window. Empty for every other model."""
+    count = int(getattr(model, "context_frames", 0) or 0)
+    return {"context_frames": count, "context_s": float(model.context_s)} if count else {}
+
+
 def example_clip(frames: int, size: int, *, batch: int = 1, seed: int = 0) -> torch.Tensor:
     """A reproducible normalised-looking clip (batch, 3, frames, size, size)."""
     generator = torch.Generator().manual_seed(seed)

@@ -144,8 +144,9 @@ class _Segment(nn.Module):
         """The stem (convolution, batch norm, ReLU, max pooling), all 1 x k x k, over the
         frames as a batch of images: ONNX Runtime's 2-D kernels are the fast ones here."""
         conv, pool = model.conv1, model.maxpool
-        if conv.kernel_size[0] != 1 or conv.stride[0] != 1 or pool.kernel_size[0] != 1:
-            return model.stem(clip)  # a 3-D stem
+        three_d = conv.kernel_size[0] != 1 or conv.stride[0] != 1 or pool.kernel_size[0] != 1
+        if three_d or getattr(model, "context_frames", 0):
+            return model.stem(clip)  # a 3-D stem, or one that also reads a background
         n, _, t = clip.shape[:3]
         frames = clip.transpose(1, 2).flatten(0, 1)  # (N*T, 3, H, W)
         x = F.conv2d(frames, conv.weight[:, :, 0], None, conv.stride[1:], conv.padding[1:])

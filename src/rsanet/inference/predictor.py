@@ -192,6 +192,10 @@ class Predictor:
             default, as in training).
         full_frame: the whole frame squeezed to size x size (a model trained with
             ``data.full_frame``) instead of the centre crop.
+        context_frames: of the T frames, this many show the ``context_s`` seconds
+            before each window (a model trained with ``data.untrimmed.context_frames``):
+            its windows are built from streams that keep that much history, and it cannot
+            score a whole file as one clip.
     """
 
     def __init__(
@@ -206,17 +210,25 @@ class Predictor:
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         full_frame: bool = False,
+        context_frames: int = 0,
+        context_s: float = 8.0,
     ) -> None:
         from rsanet.data import build_transforms
         from rsanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
         if num_frames < 1 or size < 1:
             raise ValueError(f"num_frames and size must be positive, got {num_frames}, {size}")
+        if not 0 <= context_frames < num_frames or not context_s > 0:
+            raise ValueError(
+                f"context_frames must be in [0, num_frames={num_frames}) and context_s > 0, "
+                f"got {context_frames}, {context_s}"
+            )
         if top_k < 1:
             raise ValueError(f"top_k must be positive, got {top_k}")
         self.backend = backend
         self.classes = list(classes)
         self.num_frames = int(num_frames)
+        self.context_frames, self.context_s = int(context_frames), float(context_s)
         self.size = int(size)
         self.top_k = min(int(top_k), len(self.classes))
         ScoreSmoother(smoothing)  # validates
@@ -283,6 +295,8 @@ class Predictor:
             mean=classifier.mean,
             std=classifier.std,
             full_frame=classifier.full_frame,
+            context_frames=getattr(classifier.model, "context_frames", 0),
+            context_s=getattr(classifier.model, "context_s", 8.0),
         )
 
     @classmethod
@@ -333,7 +347,19 @@ class Predictor:
             mean=backend.metadata.get("mean"),
             std=backend.metadata.get("std"),
             full_frame=bool(backend.metadata.get("full_frame", False)),
+            context_frames=int(backend.metadata.get("context_frames", 0)),
+            context_s=float(backend.metadata.get("context_s", 8.0)),
         )
+
+    @property
+    def history_s(self) -> float:
+        """Seconds of stream before each window that its clip reads (0 without context)."""
+        return self.context_s if self.context_frames else 0.0
+
+    def window_clip(self, window: Window) -> list[Frame]:
+        """The ``num_frames`` frames of ``window``'s clip: its context frames, if any, then
+        the TSN sample of the window."""
+        return window.sample(self.num_frames, self.context_frames, self.context_s)
 
     # -- one clip ------------------------------------------------------------------------
 
@@ -389,6 +415,12 @@ class Predictor:
         from rsanet.data import PyAVVideo, TSNSampler
 
         path = str(path)
+        if self.context_frames:
+            raise ValueError(
+                f"{path}: this model reads {self.context_frames} frames of the "
+                f"{self.context_s:g} s before each window, so it scores windows of a stream, "
+                "not a whole file: give --window-seconds (or --live)"
+            )
         start = time.perf_counter()
         container, stream = open_container(SourceSpec("file", path))  # clear codec errors
         rate = stream.average_rate or stream.guessed_rate
@@ -457,7 +489,7 @@ class Predictor:
         self, window: Window, smoother: ScoreSmoother | RescoredSmoother, *, source: str = ""
     ) -> WindowResult:
         """The result of one window: TSN-sampled clip, model, smoothing, top-k."""
-        clip = window.sample(self.num_frames)
+        clip = self.window_clip(window)
         try:
             raw, compute_ms = self.scores([frame.image for frame in clip])
         except NonFiniteScoresError as error:
@@ -515,7 +547,10 @@ class WindowAnalysis:
         self.predictor = predictor
         self.frames = frames
         self.window, self.stride = window, stride
-        self.engine = SlidingWindow(window, stride, max_frames=math.ceil(window * MAX_FPS) + 16)
+        span = window + predictor.history_s
+        self.engine = SlidingWindow(
+            window, stride, max_frames=math.ceil(span * MAX_FPS) + 16, history_s=predictor.history_s
+        )
         self.source = source
         self.on_frame = on_frame
         self.latest: WindowResult | None = None

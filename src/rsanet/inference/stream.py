@@ -311,9 +311,10 @@ class LiveAnalysis:
     ) -> None:
         self.predictor, self.source = predictor, source
         self.window, self.stride = window, stride
-        held = max_frames or math.ceil(max(window, buffer_seconds or window) * MAX_FPS) + 16
+        span = window + predictor.history_s  # what a window's clip reads
+        held = max_frames or math.ceil(max(span, buffer_seconds or window) * MAX_FPS) + 16
         self.ring = FrameRing(buffer_seconds or window, max_frames=held)
-        self.engine = SlidingWindow(window, stride, max_frames=held)
+        self.engine = SlidingWindow(window, stride, max_frames=held, history_s=predictor.history_s)
         self.reader = StreamReader(
             opener, self.ring, reconnect=reconnect, backoff=backoff, max_reconnects=max_reconnects
         )

@@ -6,6 +6,12 @@ seconds. Inside a window the clip is sampled as TSN evaluates: the window is cut
 frames at a constant rate this picks exactly the frames
 :class:`rsanet.data.TSNSampler` (``train=False``) picks from the window's frames; when frames
 are missing (dropped) it takes the frame shown at each centre time.
+
+A model that also reads the scene's recent past (``context_frames`` K) gets, before those,
+K frames picked the same way over the ``context_s`` seconds before the window, from the
+frames the sliding window kept for it (``history_s``): as
+:func:`rsanet.data.context_times` picks them in training, the first frame standing in for
+any time before the stream began.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import bisect
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rsanet.inference.sources import Frame
 
@@ -49,11 +55,24 @@ class Window:
     end: float
     index: int
     skipped: int = 0
+    #: frames kept from before ``start`` (time order), for a clip with context frames
+    past: list[Frame] = field(default_factory=list)
 
-    def sample(self, num_frames: int) -> list[Frame]:
-        """The TSN evaluation clip of this window: ``num_frames`` frames."""
+    def sample(
+        self, num_frames: int, context_frames: int = 0, context_s: float = 0.0
+    ) -> list[Frame]:
+        """The TSN evaluation clip of this window: ``num_frames`` frames, the first
+        ``context_frames`` of them over the ``context_s`` seconds before ``start`` (from
+        :attr:`past`, its first frame for any earlier time), the rest over the window."""
+        own = num_frames - context_frames
         times = [frame.time for frame in self.frames]
-        return [self.frames[i] for i in tsn_pick(times, self.start, self.end, num_frames)]
+        clip = [self.frames[i] for i in tsn_pick(times, self.start, self.end, own)]
+        if not context_frames:
+            return clip
+        held = [*self.past, *self.frames]
+        times = [frame.time for frame in held]
+        picks = tsn_pick(times, self.start - context_s, self.start, context_frames)
+        return [held[i] for i in picks] + clip
 
 
 class SlidingWindow:
@@ -62,15 +81,21 @@ class SlidingWindow:
     Call :meth:`add` for each frame, then :meth:`due` and :meth:`take`. When frames arrive
     in bursts (after the analysis fell behind), :meth:`take` returns the latest window and
     counts the scheduled ones it skipped. At most ``max_frames`` frames are held (the frames
-    of the last ``window`` seconds).
+    of the last ``window`` seconds, and of the ``history_s`` seconds before them: a window's
+    :attr:`Window.past`).
     """
 
-    def __init__(self, window: float, stride: float, *, max_frames: int = 1024) -> None:
+    def __init__(
+        self, window: float, stride: float, *, max_frames: int = 1024, history_s: float = 0.0
+    ) -> None:
         if not (window > 0 and math.isfinite(window)):
             raise ValueError(f"window must be a positive number of seconds, got {window!r}")
         if not (stride > 0 and math.isfinite(stride)):
             raise ValueError(f"stride must be a positive number of seconds, got {stride!r}")
+        if not (history_s >= 0 and math.isfinite(history_s)):
+            raise ValueError(f"history_s must be >= 0 seconds, got {history_s!r}")
         self.window, self.stride = float(window), float(stride)
+        self.history_s = float(history_s)
         self.max_frames = max(1, int(max_frames))
         self.emitted = 0
         self.reset()
@@ -99,7 +124,7 @@ class SlidingWindow:
         if self._next_end is None:
             self._next_end = frame.time + self.window
         self._frames.append(frame)
-        horizon = self._frame_end(frame) - self.window
+        horizon = self._frame_end(frame) - self.window - self.history_s
         while len(self._frames) > 1 and self._frames[1].time <= horizon + EPS:
             self._frames.popleft()
 
@@ -117,7 +142,9 @@ class SlidingWindow:
         frames = [f for f in self._frames if start - EPS <= f.time < end - EPS] or [
             self._frames[-1]
         ]
-        window = Window(frames, max(start, frames[0].time), end, self.emitted, skipped)
+        start = max(start, frames[0].time)
+        past = [f for f in self._frames if f.time < start - EPS] if self.history_s else []
+        window = Window(frames, start, end, self.emitted, skipped, past)
         self.emitted += 1
         self._last_end = end
         return window

@@ -254,6 +254,16 @@ class ResNetTSN(nn.Module):
         drop_rate: dropout before the classifier.
         drop_path_rate: stochastic depth of the last block; block i of B has drop
             probability ``drop_path_rate * i / (B - 1)``.
+        context_frames: K >= 1 makes the first K frames of every clip the scene's recent
+            past (K frames spread over the ``context_s`` seconds before the window, as the
+            untrimmed readers and the streams build such clips): the stem then reads the
+            window's T - K frames, plus, through a second convolution of the stem's shape
+            (``background_conv``, started at zero), each frame's difference from the
+            per-pixel median of the K (the lower middle value for an even K, as
+            ``torch.median``). A bag set down, a bag taken or a fallen person shows there
+            as a difference. 0 (default): every frame is the window's.
+        context_s: seconds before the window that the context frames cover (recorded for
+            whoever builds the clips; the network does not read time).
         zero_init_residual: start every residual branch's last BatchNorm at zero scale.
         model_name: the registered name (used in error messages and checkpoints).
 
@@ -277,6 +287,8 @@ class ResNetTSN(nn.Module):
         shift_fold_div: int = 8,
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        context_frames: int = 0,
+        context_s: float = 8.0,
         zero_init_residual: bool = True,
         model_name: str = "ResNetTSN",
     ) -> None:
@@ -296,6 +308,15 @@ class ResNetTSN(nn.Module):
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
         if not 0.0 <= drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate!r}")
+        if isinstance(context_frames, bool) or not isinstance(context_frames, int):
+            raise ValueError(f"context_frames must be an integer >= 0, got {context_frames!r}")
+        if not 0 <= context_frames < num_frames:
+            raise ValueError(
+                f"context_frames must be in [0, num_frames) (num_frames={num_frames} counts "
+                f"the context frames too), got {context_frames}"
+            )
+        if not float(context_s) > 0:
+            raise ValueError(f"context_s must be a positive number of seconds, got {context_s!r}")
         block_cls = BLOCKS[block]
         self.model_name = model_name
         self.block = block
@@ -303,6 +324,7 @@ class ResNetTSN(nn.Module):
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.num_frames = num_frames
+        self.context_frames, self.context_s = context_frames, float(context_s)
         self.drop_rate = drop_rate
         self.num_features = widths[-1] * block_cls.expansion
 
@@ -349,6 +371,12 @@ class ResNetTSN(nn.Module):
         self.head_drop = nn.Dropout(drop_rate)
         self.fc = self._make_classifier(num_classes)
         self._init_weights(zero_init_residual)
+        if context_frames:  # at zero: the network starts as the one without a background
+            conv = self.conv1
+            self.background_conv = nn.Conv3d(
+                in_chans, stem_width, conv.kernel_size, conv.stride, conv.padding, bias=False
+            )
+            nn.init.zeros_(self.background_conv.weight)
 
     # -- construction -------------------------------------------------------------------
 
@@ -433,16 +461,31 @@ class ResNetTSN(nn.Module):
     # -- forward ------------------------------------------------------------------------
 
     def check_clip(self, x: torch.Tensor) -> None:
-        """Raise ValueError unless ``x`` is a clip (N, in_chans, T, H, W)."""
+        """Raise ValueError unless ``x`` is a clip (N, in_chans, T, H, W), with more than
+        ``context_frames`` frames."""
         check_clip(x, self.model_name, self.in_chans, self.num_frames)
+        if x.shape[2] <= self.context_frames:
+            raise ValueError(
+                f"{self.model_name} reads its first {self.context_frames} frames as context "
+                f"and needs window frames after them (e.g. {self.num_frames} in all), got "
+                f"{x.shape[2]}"
+            )
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
-        """Clip (N, in_chans, T, H, W) -> (N, C, T, H/4, W/4): convolution, batch norm, ReLU,
-        max pooling."""
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        """Clip (N, in_chans, T, H, W) -> (N, C, T - K, H/4, W/4), K = ``context_frames``:
+        convolution (plus ``background_conv`` of the window frames' difference from the
+        context's per-pixel median, when K > 0), batch norm, ReLU, max pooling."""
+        count = self.context_frames
+        if not count:
+            return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        window = x[:, :, count:]
+        background = x[:, :, :count].sort(dim=2).values[:, :, (count - 1) // 2 : (count + 1) // 2]
+        mixed = self.conv1(window) + self.background_conv(window - background)
+        return self.maxpool(self.relu(self.bn1(mixed)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Clip (N, in_chans, T, H, W) -> feature maps (N, num_features, T, H/32, W/32)."""
+        """Clip (N, in_chans, T, H, W) -> feature maps (N, num_features, T - K, H/32, W/32)
+        (K = ``context_frames``)."""
         self.check_clip(x)
         x = self.stem(x)
         for stage in self.stages():

@@ -51,7 +51,7 @@ def forward_windows(
     finite) and the milliseconds the whole batch took (preprocessing and model)."""
     started = time.perf_counter()
     clips = [
-        predictor.clip([frame.image for frame in window.sample(predictor.num_frames)])
+        predictor.clip([frame.image for frame in predictor.window_clip(window)])
         for window in windows
     ]
     batch = torch.cat(clips)

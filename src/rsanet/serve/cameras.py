@@ -77,8 +77,9 @@ class Camera:
         self.opener = opener
         self.backoff = backoff
         self.on_frame = on_frame
-        self.held = math.ceil(window * MAX_FPS) + 16
-        self.engine = SlidingWindow(window, stride, max_frames=self.held)
+        history = predictor.history_s  # what a window's clip reads before the window
+        self.held = math.ceil((window + history) * MAX_FPS) + 16
+        self.engine = SlidingWindow(window, stride, max_frames=self.held, history_s=history)
         self.smoother: ScoreSmoother | RescoredSmoother = predictor.new_smoother()
         self.alerts = AlertEngine(rules, predictor.classes) if rules else None
         self.status = STARTING

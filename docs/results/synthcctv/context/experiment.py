@@ -84,7 +84,7 @@ class ContextSlidingWindow(stream_windows.SlidingWindow):
     def _make(self, end: float, skipped: int):
         window = super()._make(end, skipped)
         window.history = self.history
-        window.sample = lambda num_frames: clip_frames(window, num_frames)
+        window.sample = lambda num_frames, *_: clip_frames(window, num_frames)  # its own context
         return window
 
 
