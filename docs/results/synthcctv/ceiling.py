@@ -72,6 +72,14 @@ SOURCES = {
         [f"networks/rsanet_k3e14seed{seed}" for seed in range(2)],
         AS_STORED,
     ),
+    "rsanet_tiny 5x3x3 within the 19.5 min budget (960 scenes)": (
+        [f"networks/rsanet_k3budgetseed{seed}" for seed in range(2)],
+        AS_STORED,
+    ),
+    "rsanet_tiny 5x3x3 budget, change from the 8 s before (960 scenes)": (
+        [f"networks/rsanet_k3bgseed{seed}" for seed in range(2)],
+        AS_STORED,
+    ),
     "tsm_tiny long (36 epochs, 960 scenes; 2.7x the budget)": (
         [f"scale/x4e36seed{seed}" for seed in range(3)],
         AS_STORED,

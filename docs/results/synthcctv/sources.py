@@ -134,6 +134,16 @@ and ``tsm_tiny`` on channels-last clips.
   * control ``rsanet_tiny, budget, shuffled``: that network's windows in a random order
     within each recording. It must not gain.
 
+``background_rsanet``: ``rsanet_tiny``'s budget configuration given the scene's change.
+  * ``rsanet_tiny 5x3x3, 19.5 min budget``: as on the ``time_budget`` page;
+  * ``rsanet_tiny, change from the 8 s before``: the same command with ``data.num_frames=20
+    data.untrimmed.context_frames=4``: 4 frames of the 8 s before each window, then its
+    16, and the stem's second convolution of each window frame's difference from their
+    median (``background`` page, now a model option); the same 19.5-minute budget;
+  * control ``rsanet_tiny, background, shuffled``: that network's windows in a random
+    order within each recording. It must not gain.
+  Besides events, the page tests the window ROC-AUC of :data:`BEFORE_CLASSES`.
+
 "Test FA / h in event-free time" leaves out the false alarms raised during an event of
 another class (a fight alert during an assault): the alarms a security desk would get on
 quiet video.
@@ -350,6 +360,33 @@ PAGES = {
             ("rsanet_tiny 5x3x3, 19.5 min budget", "rsanet_tiny 5x3x3, 14 epochs, channels-last"),
             ("rsanet_tiny 5x3x3, 14 epochs, channels-last", "rsanet_tiny 5x3x3, 19.5 min budget"),
             ("rsanet_tiny, budget, shuffled", "rsanet_tiny 5x3x3, 14 epochs, channels-last"),
+        ],
+    },
+    "background_rsanet": {
+        "title": "rsanet_tiny given the change from the 8 s before each window",
+        "sources": {
+            "rsanet_tiny 5x3x3, 19.5 min budget": "networks/rsanet_k3budgetseed{seed}",
+            "rsanet_tiny, change from the 8 s before": "networks/rsanet_k3bgseed{seed}",
+        },
+        "fused": {},
+        "shuffled": {
+            "rsanet_tiny, background, shuffled": "rsanet_tiny, change from the 8 s before",
+        },
+        "claims": [
+            ("rsanet_tiny, change from the 8 s before", "rsanet_tiny 5x3x3, 19.5 min budget"),
+            ("rsanet_tiny, background, shuffled", "rsanet_tiny 5x3x3, 19.5 min budget"),
+        ],
+        "auc_claims": [
+            (
+                "rsanet_tiny, change from the 8 s before",
+                "rsanet_tiny 5x3x3, 19.5 min budget",
+                BEFORE_CLASSES,
+            ),
+            (
+                "rsanet_tiny, background, shuffled",
+                "rsanet_tiny 5x3x3, 19.5 min budget",
+                BEFORE_CLASSES,
+            ),
         ],
     },
     "channels_last_tsm": {
