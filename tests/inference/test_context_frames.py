@@ -92,12 +92,19 @@ def test_training_and_a_stream_read_the_same_context_frames(tmp_path: Path) -> N
     assert np.allclose(plain.frame_times(SimpleNamespace(start_s=5.0)), early[2:] + 4.0)
 
 
+def windows_printed(capsys) -> int:
+    """Window results among the JSON lines ``rsanet predict --json`` printed."""
+    lines = capsys.readouterr().out.splitlines()
+    return sum(json.loads(line).get("type") == "window" for line in lines)
+
+
 def test_train_predict_eval_and_export_a_network_with_context(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
     """``rsanet train`` builds the network with the data's context frames and records
-    them; ``rsanet predict`` and ``eval-events`` feed every window's context, refuse to
-    score a whole file, and an ONNX export carries them to its predictor."""
+    them; ``rsanet predict`` (windows of a file, and the file replayed live) and
+    ``eval-events`` feed every window's context, a whole file is refused, and an ONNX export
+    carries them to its predictor."""
     data = tmp_path / "data"
     write_synthcctv(
         data, 4, classes=["dumping"], normal_fraction=0.25, seed=1,
@@ -113,17 +120,22 @@ def test_train_predict_eval_and_export_a_network_with_context(
     assert "background_conv.weight" in checkpoint["state_dict"]
     capsys.readouterr()  # the training's lines
 
-    sampled: list[tuple] = []
+    sampled: list[tuple] = []  # each window's sampling and how many earlier frames it held
     original = Window.sample
     monkeypatch.setattr(
-        Window, "sample", lambda w, *a: sampled.append(a) or original(w, *a), raising=True
+        Window, "sample", lambda w, *a: sampled.append((*a, len(w.past))) or original(w, *a)
     )
+
+    def read_with_context() -> bool:  # every clip with its context, 3 s of it held at last
+        return {c[:3] for c in sampled} == {(6, 2, 3.0)} and max(c[3] for c in sampled) >= 29
+
     video = str(sorted(data.rglob("*.mp4"))[0])
     common = ["predict", video, "--checkpoint", str(run / "last.pt"), "--json"]
     assert main([*common, "--window-seconds", "1", "--stride-seconds", "0.5"]) == 0
-    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert sum(r.get("type") == "window" for r in results) > 8
-    assert sampled and set(sampled) == {(6, 2, 3.0)}
+    assert windows_printed(capsys) > 8 and read_with_context()
+    sampled.clear()  # the file replayed as a live stream (6 s in real time)
+    assert main([*common, "--live", "--window-seconds", "1", "--stride-seconds", "1"]) == 0
+    assert windows_printed(capsys) > 3 and read_with_context()
     assert main(common) == 2
     assert "reads 2 frames of the 3 s before each window" in capsys.readouterr().err
 
@@ -133,7 +145,7 @@ def test_train_predict_eval_and_export_a_network_with_context(
     assert (
         main([*command, str(data), "--window-seconds", "1", "--no-figures", "--out", str(out)]) == 0
     )
-    assert set(sampled) == {(6, 2, 3.0)}
+    assert read_with_context()
 
     onnx = tmp_path / "model.onnx"
     assert main(["export", str(run / "last.pt"), "--format", "onnx", "--out", str(onnx)]) == 0
