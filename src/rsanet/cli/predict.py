@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=seconds(MAX_WINDOW_SECONDS),
         metavar="S",
         help=f"sliding windows of S seconds (default {WINDOW_SECONDS:g} for "
-        "streams; files get one clip-level prediction without it)",
+        "streams; files get one clip-level prediction without it, except with a model "
+        "trained on context frames, which needs windows)",
     )
     add_stride_and_smoothing_options(parser)
     add_rescorer_option(parser)
