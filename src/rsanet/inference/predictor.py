@@ -215,14 +215,11 @@ class Predictor:
     ) -> None:
         from rsanet.data import build_transforms
         from rsanet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+        from rsanet.data.windows import check_context
 
         if num_frames < 1 or size < 1:
             raise ValueError(f"num_frames and size must be positive, got {num_frames}, {size}")
-        if not 0 <= context_frames < num_frames or not context_s > 0:
-            raise ValueError(
-                f"context_frames must be in [0, num_frames={num_frames}) and context_s > 0, "
-                f"got {context_frames}, {context_s}"
-            )
+        check_context(num_frames, context_frames, context_s)  # the clips training read
         if top_k < 1:
             raise ValueError(f"top_k must be positive, got {top_k}")
         self.backend = backend
