@@ -69,6 +69,11 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
             ("report", "rsanet_tiny_x5", "0", "1"),
             "rescorer/rsanet_tiny_x5.md",
         ),
+        (
+            "rescorer/compare.py",
+            ("report", "rsanet_tiny_context_x5", "0", "1", "2"),
+            "rescorer/rsanet_tiny_context_x5.md",
+        ),
     ],
 )
 def test_a_comparison_page_regenerates_from_the_committed_window_scores(script, args, page):

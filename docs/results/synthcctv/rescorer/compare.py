@@ -5,7 +5,9 @@ fitted on windows shuffled in time. Two networks (:data:`NETWORKS`): the 20-epoc
 (5x3x3, 14 epochs; scores every 1 s, smoothing 3); and ``tsm_tiny_x5``, the first with five
 cross-fits (``fit-rescorer --repeats 5``: each calibration recording's out-of-fold score
 the average of five heads that did not see it, the rescorer all 25 heads), and
-``rsanet_tiny_x5``, the same for the second.
+``rsanet_tiny_x5``, the same for the second; ``rsanet_tiny_context_x5``, five cross-fits
+over ``rsanet_tiny`` within its time budget given the change from the 8 s before each
+window (scores every 1 s, smoothing 3).
 
 Two steps, so that the page is made from committed records:
 
@@ -134,6 +136,14 @@ NETWORKS = {
         "rsanet_tiny_seed{seed}_x5",
         repeats=5,
         single="rsanet_tiny_seed{seed}",
+    ),
+    "rsanet_tiny_context_x5": Network(
+        "`rsanet_tiny` within its time budget given the change from the 8 s before, five "
+        "cross-fits",
+        "networks/rsanet_k3bgseed{seed}",
+        StreamSettings(window_s=2.0, stride_s=1.0, smoothing=3),
+        "rsanet_tiny_context_seed{seed}_x5",
+        repeats=5,
     ),
 }
 
