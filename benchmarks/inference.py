@@ -17,9 +17,12 @@ the speed does not depend on what it was calibrated on (the accuracy does: ``rsa
 accumulates per clip / time: operations per second, whatever their type) is printed beside
 the peak of a large matrix product in that precision on this machine (fp32 and bf16 by
 PyTorch, int8 by ONNX Runtime's u8 x s8 MatMulInteger), measured in the same run.
-``--float-from BLOCK`` adds, for each model, int8 with that block and the rest in float
-(``rsanet predict --precision int8 --float-from BLOCK``): what keeping the last layers in
-float costs.
+fp32 and bf16 run twice: as predict and serve run them on a CPU (a ResNet-family network
+is handed its clips in channels-last memory order) and with the clips as given (the rows
+ending in "contiguous"); the line "channels-last clips ..., speed-up over contiguous"
+gives each pair's ratio (contiguous time / channels-last time). ``--float-from BLOCK``
+adds, for each model, int8 with that block and the rest in float (``rsanet predict
+--precision int8 --float-from BLOCK``): what keeping the last layers in float costs.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from rsanet.inference.precision import prepare_model, resolve_precision  # noqa:
 from rsanet.models import create_model, profile_model  # noqa: E402
 
 BASELINE = "tsn_r50"
+#: the precisions run both ways: clips channels-last (what predict and serve do on a CPU)
+#: and as given, the key of the second ending in CONTIGUOUS
+FLOAT = ("fp32", "bf16")
+CONTIGUOUS = " contiguous"
 
 
 def torch_peak_gflops(dtype: torch.dtype, size: int = 2048) -> float:
@@ -119,10 +126,11 @@ def main() -> None:
     setup_s: dict[str, float] = {}
     for name in args.models:
         model = create_model(name, num_classes=args.num_classes).eval()
-        variants = [(p, None) for p in args.precisions]
+        variants = [(p, None, True) for p in args.precisions]
+        variants += [(p, None, False) for p in args.precisions if p in FLOAT]
         if "int8" in args.precisions:
-            variants += [("int8", block) for block in args.float_from]
-        for precision, float_from in variants:
+            variants += [("int8", block, True) for block in args.float_from]
+        for precision, float_from, channels_last in variants:
             if runnable[precision] != precision:
                 continue  # resolve_precision said why (one warning)
             calibration = [
@@ -130,6 +138,7 @@ def main() -> None:
                 for _ in range(max(1, args.calibration_clips // 2))
             ]
             key = f"{name} {precision}" + (f" float-from {float_from}" if float_from else "")
+            key += "" if channels_last else CONTIGUOUS
             start = time.perf_counter()
             candidates[key] = prepare_model(
                 model,
@@ -137,6 +146,7 @@ def main() -> None:
                 calibration=lambda c=calibration: c,
                 threads=args.threads,
                 float_from=float_from,
+                channels_last=channels_last,
             )
             setup_s[key] = time.perf_counter() - start
 
@@ -170,6 +180,16 @@ def main() -> None:
             )
     after = measure_peaks(runnable.values(), args.threads)
     peaks = {key: max(value, after[key]) for key, value in before.items()}
+    times = {(row["batch"], row["model"]): row["ms_per_clip"] for row in rows}
+    channels_last = [
+        {
+            "batch": batch,
+            "model": key[: -len(CONTIGUOUS)],
+            "speed_up": value / times[batch, key[: -len(CONTIGUOUS)]],
+        }
+        for (batch, key), value in times.items()
+        if key.endswith(CONTIGUOUS)
+    ]
 
     result = {
         "machine": machine(),
@@ -178,6 +198,7 @@ def main() -> None:
         "precisions_run": runnable,
         "setup_s": setup_s,
         "rows": rows,
+        "channels_last_speed_up": channels_last,
         "peak_gflops_per_s": peaks,
         "peak_gflops_per_s_before_after": [before, after],
     }
@@ -196,6 +217,14 @@ def main() -> None:
         print(
             f"{row['batch']:>5}  {row['model']:<34} {row['ms_per_clip']:>9.1f} "
             f"{row['vs_baseline']:>10.2f} {row['gflops_per_s']:>8.0f}"
+        )
+    if channels_last:
+        print(
+            "channels-last clips (predict and serve on a CPU), speed-up over contiguous: "
+            + ", ".join(
+                f"{row['model']} batch {row['batch']} {row['speed_up']:.2f}x"
+                for row in channels_last
+            )
         )
     print(
         "peak GFLOP/s of a 2048^3 matrix product (the larger of before and after): "

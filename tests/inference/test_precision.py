@@ -305,6 +305,28 @@ def test_rsa_keeps_a_channels_last_clip_channels_last():
     torch.testing.assert_close(got, expected)
 
 
+@pytest.mark.parametrize("asked", ["fp32", "bf16"])
+def test_a_resnet_runs_its_clips_channels_last_on_a_cpu_with_the_same_logits(asked):
+    """prepare_model hands a ResNet-family network channels-last clips (faster on a CPU) for
+    the same logits; ``channels_last=False`` and models outside the family get them as
+    given."""
+    torch.manual_seed(0)
+    model = randomise_norms(rsanet.create_model("rsanet_tiny", num_classes=5))
+    layouts = []
+    model.conv1.register_forward_pre_hook(lambda _m, args: layouts.append(args[0].is_contiguous()))
+    clip = torch.randn(2, 3, 8, 32, 32)
+    reference = precision.prepare_model(model, asked, channels_last=False)
+    prepared = precision.prepare_model(model, asked)
+    with torch.inference_mode():
+        expected, got = reference(clip), prepared(clip)
+    assert layouts == [True, False]  # the stem read the second clip channels-last
+    assert isinstance(prepared, precision.ChannelsLastModel)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 if asked == "fp32" else 0.05)
+    assert not isinstance(reference, precision.ChannelsLastModel)
+    transformer = rsanet.create_model("uniformer_tiny", num_classes=3)
+    assert not isinstance(precision.prepare_model(transformer), precision.ChannelsLastModel)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """rsanet_tiny trained for about a minute on SynthMotion (2 epochs of 2100 clips of

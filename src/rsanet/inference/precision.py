@@ -125,6 +125,22 @@ class AutocastModel(nn.Module):
             return self.model(clip).float()
 
 
+class ChannelsLastModel(nn.Module):
+    """``model`` given its clips (N, C, T, H, W) in channels-last memory order (C the
+    fastest-varying dimension), the order oneDNN's CPU convolutions read fastest, as
+    training's ``train.channels_last``: the same logits up to float rounding, in less time
+    for the ResNet family (``benchmarks/inference.py`` measures both orders in one run)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        if clip.dim() == 5:
+            clip = clip.contiguous(memory_format=torch.channels_last_3d)
+        return self.model(clip)
+
+
 def prepare_model(
     model: nn.Module,
     precision: str = "fp32",
@@ -133,9 +149,14 @@ def prepare_model(
     calibration: Callable[[], Iterable[torch.Tensor]] | None = None,
     threads: int | None = None,
     float_from: str | None = None,
+    channels_last: bool = True,
 ) -> nn.Module:
     """``model`` on ``device`` in evaluation mode, running in ``precision`` (see the module
     docstring): clip (N, 3, T, S, S) -> logits (N, K) in float32.
+
+    ``channels_last``: on a CPU, a ResNet-family model in fp32 or bf16 is fed its clips in
+    channels-last memory order (:class:`ChannelsLastModel`; int8 lays its own tensors out).
+    False feeds them as given.
 
     ``calibration`` gives the int8 calibration clips (normalised model inputs), called only
     for int8. A model outside the ResNet family falls back to fp32 for int8, with a warning.
@@ -149,36 +170,37 @@ def prepare_model(
             f"precision int8, not {precision}",
             field="float_from",
         )
+    from rsanet.models.resnet import ResNetTSN
+
     precision = resolve_precision(precision, device)
     model = model.to(device).eval()
-    if precision in _DTYPES:
-        return AutocastModel(model, _DTYPES[precision])
-    if precision == "int8":
-        from rsanet.inference.int8 import quantize_resnet
-        from rsanet.models.resnet import ResNetTSN
+    if precision != "int8":
+        prepared = AutocastModel(model, _DTYPES[precision]) if precision in _DTYPES else model
+        on_cpu = torch.device(device).type == "cpu"
+        if channels_last and on_cpu and isinstance(model, ResNetTSN):
+            return ChannelsLastModel(prepared)
+        return prepared
+    from rsanet.inference.int8 import quantize_resnet
 
-        if not isinstance(model, ResNetTSN):
-            _notice(
-                f"int8 runs the ResNet family (TSN, TSM, RSANet); {type(model).__name__} runs fp32"
-            )
-            return model
-        if calibration is None:
-            raise ValueError("int8 needs calibration clips (the calibration argument)")
-        if float_from is not None:
-            from rsanet.inference.int8 import float_tail_start
+    if not isinstance(model, ResNetTSN):
+        _notice(f"int8 runs the ResNet family (TSN, TSM, RSANet); {type(model).__name__} runs fp32")
+        return model
+    if calibration is None:
+        raise ValueError("int8 needs calibration clips (the calibration argument)")
+    if float_from is not None:
+        from rsanet.inference.int8 import float_tail_start
 
-            try:
-                float_tail_start(model, float_from)
-            except ValueError as error:
-                raise PrecisionError(str(error), field="float_from") from None
-        # the transforms' own GEMMs and convolutions (RSA's projection and filters) in
-        # bfloat16 where the CPU has it, the rest of them in float32
-        transform_dtype = torch.bfloat16 if _runs_bf16_natively() else None
-        return quantize_resnet(
-            model,
-            calibration(),
-            threads=threads,
-            transform_dtype=transform_dtype,
-            float_from=float_from,
-        )
-    return model
+        try:
+            float_tail_start(model, float_from)
+        except ValueError as error:
+            raise PrecisionError(str(error), field="float_from") from None
+    # the transforms' own GEMMs and convolutions (RSA's projection and filters) in
+    # bfloat16 where the CPU has it, the rest of them in float32
+    transform_dtype = torch.bfloat16 if _runs_bf16_natively() else None
+    return quantize_resnet(
+        model,
+        calibration(),
+        threads=threads,
+        transform_dtype=transform_dtype,
+        float_from=float_from,
+    )

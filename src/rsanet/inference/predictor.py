@@ -268,8 +268,9 @@ class Predictor:
         for the loaded classifier, e.g. :func:`rsanet.inference.int8.calibration_batches`
         over its training set; ``threads``: ONNX Runtime's threads for int8;
         ``float_from``: int8 keeps that block and the rest in float. The model is
-        put on ``device``; clips are fed as given (on the CPU: serve's
-        :class:`rsanet.serve.batching.DeviceBackend` moves them to a GPU)."""
+        put on ``device`` (a ResNet on the CPU takes its clips channels-last:
+        :func:`rsanet.inference.precision.prepare_model`); clips are built on the CPU
+        (serve's :class:`rsanet.serve.batching.DeviceBackend` moves them to a GPU)."""
         from rsanet.inference.precision import prepare_model
 
         classifier = load_classifier(path, weights=weights)
