@@ -181,15 +181,12 @@ def main() -> None:
     after = measure_peaks(runnable.values(), args.threads)
     peaks = {key: max(value, after[key]) for key, value in before.items()}
     times = {(row["batch"], row["model"]): row["ms_per_clip"] for row in rows}
-    channels_last = [
-        {
-            "batch": batch,
-            "model": key[: -len(CONTIGUOUS)],
-            "speed_up": value / times[batch, key[: -len(CONTIGUOUS)]],
-        }
-        for (batch, key), value in times.items()
-        if key.endswith(CONTIGUOUS)
-    ]
+    channels_last = []
+    for (batch, key), contiguous in times.items():
+        if key.endswith(CONTIGUOUS):
+            model = key.removesuffix(CONTIGUOUS)
+            speed_up = contiguous / times[batch, model]
+            channels_last.append({"batch": batch, "model": model, "speed_up": speed_up})
 
     result = {
         "machine": machine(),
