@@ -1,10 +1,11 @@
 """How many cameras one machine follows with rsanet_tiny: ``rsanet serve`` (one process, the
-windows of all cameras in one batched forward) against one ``rsanet predict --live`` process
+windows of all cameras in batched forwards) against one ``rsanet predict --live`` process
 per camera, measured in one run on the same machine state.
 
     python benchmarks/serving.py [--cameras 1 2 4 8 16] [--seconds 20] [--fps 25]
         [--window 2] [--stride 1] [--size 224] [--modes serve processes]
-        [--serve-threads 1] [--process-threads 1] [--precision fp32] [--keep-going] [--json]
+        [--serve-threads T] [--serve-max-batch B [B ...]] [--process-threads 1]
+        [--precision fp32] [--keep-going] [--json]
 
 Every camera is the same synthetic H.264 clip (320 x 240, a moving square, ``--fps``)
 replayed at its real frame rate: serve reads it in a loop for ``--seconds``, each predict
@@ -14,10 +15,12 @@ windows skipped (a camera had a newer window ready before the old one ran), the 
 run, and the window latency (from the arrival of a window's last frame to its scores: mean
 and 95th percentile). The largest N without a dropped frame is given for each mode, and
 their ratio. A mode stops growing N after the first N where it drops frames (unless
-``--keep-going``). Each forward gets one PyTorch thread in both modes by default (the
-readers need the other cores; on a small busy machine more intra-op threads cost more
-than they bring). Both modes warm their model up before their cameras open, as they do
-in service (serve's also at the batch of N windows). Weights are untrained
+``--keep-going``). Serve runs as ``rsanet serve`` does unless told otherwise: PyTorch's
+threads (one per core) and its windows per forward (4 on a CPU); ``--serve-max-batch 4
+32`` measures serve once for each value (rows ``serve/4``, ``serve/32``) in the same run.
+Each predict process gets one PyTorch thread (``--process-threads``): N processes share
+the cores. Both modes warm their model up before their cameras open, as they do in
+service (serve's also at its batch). Weights are untrained
 (speed does not depend on them); other work on the machine makes every figure worse (the
 load average is printed with them). ``--precision bf16`` or ``int8`` runs both modes in that
 precision (``rsanet serve/predict --precision``), int8 calibrated on 16 SynthMotion clips.
@@ -100,8 +103,11 @@ def warm_up(predictor, batch: int) -> None:
         predictor.backend(clip)
 
 
-def run_serve(cameras: int, clip: Path, checkpoint: Path, args, folder: Path) -> dict:
-    """N cameras in one ``rsanet serve`` process (this one), for ``--seconds``."""
+def run_serve(
+    cameras: int, clip: Path, checkpoint: Path, args, folder: Path, max_batch: int | None
+) -> dict:
+    """N cameras in one ``rsanet serve`` process (this one), for ``--seconds``, at most
+    ``max_batch`` windows per forward (None: serve's default)."""
     from rsanet.serve.config import CameraConfig, ServeConfig, StorageConfig
     from rsanet.serve.server import Server
 
@@ -111,13 +117,14 @@ def run_serve(cameras: int, clip: Path, checkpoint: Path, args, folder: Path) ->
         calibration=calibration_config(folder, args.size),
         calibration_clips=CALIBRATION_CLIPS,
         cameras=[CameraConfig(f"cam{i}", str(clip), loop=True) for i in range(cameras)],
-        storage=StorageConfig(folder / f"serve-{cameras}", retention_days=None),
+        storage=StorageConfig(folder / f"serve-{cameras}-{max_batch}", retention_days=None),
         window_seconds=args.window,
         stride_seconds=args.stride,
         smoothing=1,
+        max_batch=max_batch,
     )
     server = Server(config, http=False)
-    warm_up(server.predictor, cameras)
+    warm_up(server.predictor, min(cameras, server.loop.max_batch))
     latencies: list[float] = []
     compute: list[float] = []
     lock = threading.Lock()
@@ -214,8 +221,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="model input size (224)")
     parser.add_argument("--modes", nargs="+", choices=("serve", "processes"),
                         default=["serve", "processes"])  # fmt: skip
-    parser.add_argument("--serve-threads", type=int, default=1,
-                        help="PyTorch threads of the serve process (1)")  # fmt: skip
+    parser.add_argument("--serve-threads", type=int,
+                        help="PyTorch threads of serve (default: one per core)")  # fmt: skip
+    parser.add_argument("--serve-max-batch", type=int, nargs="+", default=[None],
+                        help="windows per forward; a serve run each (serve's: 4)")  # fmt: skip
     parser.add_argument("--process-threads", type=int, default=1,
                         help="PyTorch threads of each predict process (1)")  # fmt: skip
     parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
@@ -225,7 +234,15 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="one JSON line per measurement")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.serve_threads)
+    if args.serve_threads:
+        torch.set_num_threads(args.serve_threads)
+    modes = []  # (label, serve's max batch)
+    if "serve" in args.modes:
+        for batch in args.serve_max_batch:
+            label = f"serve/{batch}" if len(args.serve_max_batch) > 1 else "serve"
+            modes.append((label, batch))
+    if "processes" in args.modes:
+        modes.append(("processes", None))
     folder = Path(tempfile.mkdtemp(prefix="rsanet-serving-"))
     clip = make_clip(folder / "camera.mp4", args.seconds, args.fps)
     checkpoint = make_checkpoint(folder / "tiny.pt", args.size)
@@ -236,7 +253,7 @@ def main() -> None:
     print(
         f"# rsanet_tiny {args.size}x{args.size} {args.precision}, {args.fps} fps cameras, "
         f"window {args.window:g} s "
-        f"every {args.stride:g} s, {args.seconds:g} s per N; serve: {args.serve_threads} "
+        f"every {args.stride:g} s, {args.seconds:g} s per N; serve: {torch.get_num_threads()} "
         f"thread(s), processes: {args.process_threads} thread(s) each"
     )
     if not args.json:
@@ -244,19 +261,19 @@ def main() -> None:
             f"{'mode':<10} {'N':>4} {'frames':>7} {'dropped':>8} {'skipped':>8} {'windows':>8} "
             f"{'mean ms':>8} {'p95 ms':>8} {'batch':>6}"
         )
-    best = {mode: 0 for mode in args.modes}
+    best = {mode: 0 for mode, _ in modes}
     failing = set()
     from rsanet.inference import Predictor
 
     warm_up(Predictor.from_checkpoint(checkpoint), 1)  # builds the fused kernels once
     for cameras in sorted(set(args.cameras)):
-        for mode in args.modes:
+        for mode, max_batch in modes:
             if mode in failing and not args.keep_going:
                 continue
-            if mode == "serve":
-                result = run_serve(cameras, clip, checkpoint, args, folder)
-            else:
+            if mode == "processes":
                 result = run_processes(cameras, clip, checkpoint, args)
+            else:
+                result = run_serve(cameras, clip, checkpoint, args, folder, max_batch)
             if args.json:
                 print(json.dumps({"mode": mode, "cameras": cameras, **result}))
             else:
@@ -265,14 +282,16 @@ def main() -> None:
                 best[mode] = cameras
             elif result["dropped_frames"]:
                 failing.add(mode)
-    for mode in args.modes:
+    for mode, _ in modes:
         note = "" if mode in failing else " (no drops at the largest N tried)"
         print(f"# largest N without dropped frames, {mode}: {best[mode]}{note}")
-    if len(args.modes) == 2:
+    for mode, _ in modes:
+        if mode == "processes" or "processes" not in best:
+            continue
         if best["processes"]:
-            print(f"# ratio serve / processes: {best['serve'] / best['processes']:.2f}")
+            print(f"# ratio {mode} / processes: {best[mode] / best['processes']:.2f}")
         else:
-            print("# ratio serve / processes: n/a (processes dropped frames at every N)")
+            print(f"# ratio {mode} / processes: n/a (processes dropped frames at every N)")
 
 
 if __name__ == "__main__":

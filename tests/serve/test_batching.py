@@ -1,7 +1,7 @@
 """One inference loop for all cameras: the windows due from two cameras go through ONE
-forward of batch 2; each camera keeps its own smoothing and rules; a backend of a fixed
-batch size is fed in chunks; a camera that cannot be reached is reported while the other
-carries on."""
+forward of batch 2, and more than ``max_batch`` due windows through several; each camera
+keeps its own smoothing and rules; a backend of a fixed batch size is fed in chunks; a
+camera that cannot be reached is reported while the other carries on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import torch
 
 from rsanet.inference import AlertRule, Predictor
 from rsanet.inference.stream import Backoff, FrameRing
-from rsanet.serve.batching import InferenceLoop, forward_windows
+from rsanet.serve.batching import (
+    CPU_MAX_BATCH,
+    GPU_MAX_BATCH,
+    InferenceLoop,
+    default_max_batch,
+    forward_windows,
+)
 from rsanet.serve.cameras import LIVE, UNREACHABLE, Camera
 from rsanet.serve.config import CameraConfig
 from support.inference import CLASSES
@@ -53,6 +59,25 @@ def test_only_the_cameras_with_a_window_due_are_batched():
     yard = fed_camera("yard", predictor, 5)  # 0.2 s: no window yet
     loop = InferenceLoop(predictor, [door, yard])
     assert loop.step() == 1 and predictor.backend.batches == [1]
+
+
+def test_due_windows_go_through_forwards_of_at_most_max_batch():
+    """Five cameras due at once, at most two windows a forward: three forwards, each
+    reported, and every camera gets its scores."""
+    predictor = stub_predictor()
+    cameras = [fed_camera(f"cam{i}", predictor, 30) for i in range(5)]
+    seen, forwards = [], []
+    loop = InferenceLoop(
+        predictor,
+        cameras,
+        on_result=lambda camera, result: seen.append(camera.name),
+        on_forward=forwards.append,
+        max_batch=2,
+    )
+    assert loop.step() == 5
+    assert predictor.backend.batches == [2, 2, 1] == forwards == loop.batch_sizes
+    assert loop.forwards == 3 and seen == [f"cam{i}" for i in range(5)]
+    assert default_max_batch("cpu") == CPU_MAX_BATCH < GPU_MAX_BATCH == default_max_batch("cuda:0")
 
 
 def test_a_fixed_batch_backend_is_fed_in_chunks():

@@ -42,6 +42,8 @@ def test_a_two_camera_file_with_its_defaults(base):
     loaded = load_config(path)
     assert loaded.model == base / "model.pt" and loaded.backend == "torch"
     assert loaded.stride_seconds == 1.0 and loaded.device == "cpu"
+    assert loaded.max_batch is None  # the server's default for the device
+    assert parse_config(config(max_batch=8), base).max_batch == 8
     assert [c.name for c in loaded.cameras] == ["door", "yard"]
     assert loaded.cameras[1].url == str(base / "clip.mp4")
     assert loaded.rules_of(loaded.cameras[0]) == base / "rules.yaml"
@@ -81,6 +83,7 @@ def test_a_two_camera_file_with_its_defaults(base):
          "precision: an ONNX model runs in the precision it was exported in"),
         ({"calibration": "none.yaml"}, "calibration: no such file"),
         ({"calibration_clips": 0}, "calibration_clips: expected an integer"),
+        ({"max_batch": 0}, "max_batch: expected an integer in [1, 1024], got 0"),
     ],
 )  # fmt: skip
 def test_each_error_is_one_line_naming_the_field(base, change, message):

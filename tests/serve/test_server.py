@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 import rsanet.cli
+from rsanet.serve.batching import CPU_MAX_BATCH
 from rsanet.serve.config import load_config
 from rsanet.serve.server import Server
 from support.inference import rules_file
@@ -80,6 +82,9 @@ def test_two_cameras_alerts_evidence_webhook_and_a_graceful_stop(
     assert all(c["status"] in ("live", "outage") for c in seen["cameras"])
     assert {e["camera"] for e in seen["events"]} == {"door", "yard"}
     assert 'rsanet_alerts_total{camera="door",label="fighting"}' in seen["metrics"]
+    forwards = re.search(r"^rsanet_batch_size_count (\S+)$", seen["metrics"], re.MULTILINE)
+    assert forwards and float(forwards.group(1)) >= 1  # every forward's windows observed
+    assert server.loop.max_batch == CPU_MAX_BATCH  # the configuration names none
     assert summary["forwards"] >= 1 and summary["alerts"] == 2  # cooldown: one per camera
     # after the stop: stored, evidence written (open recordings flushed), delivered
     from rsanet.serve.store import EventStore

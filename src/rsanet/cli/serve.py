@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="watch many cameras: alerts, evidence clips, HTTP API and dashboard",
         description=(
-            "Run the cameras of CONFIG (YAML) in one process: one reader per camera, one "
-            "batched model forward for all of them, alert rules per camera, events stored in "
+            "Run the cameras of CONFIG (YAML) in one process: one reader per camera, batched "
+            "model forwards for all of them, alert rules per camera, events stored in "
             "SQLite before any webhook or MQTT message is sent, an evidence clip and snapshot "
             "per alert, and an HTTP API with a dashboard (127.0.0.1 unless a token protects "
             "it). SIGINT or SIGTERM stop it and flush everything."

@@ -2,8 +2,8 @@
 and a dashboard (see ``docs/deploy.md``).
 
 One module per concept: :mod:`~rsanet.serve.config` (the YAML file),
-:mod:`~rsanet.serve.cameras` (a reader per camera), :mod:`~rsanet.serve.batching` (one
-batched forward for all cameras), :mod:`~rsanet.serve.store` (SQLite events and outbox),
+:mod:`~rsanet.serve.cameras` (a reader per camera), :mod:`~rsanet.serve.batching` (batched
+forwards for all cameras), :mod:`~rsanet.serve.store` (SQLite events and outbox),
 :mod:`~rsanet.serve.delivery` (the outbox workers, the webhook), :mod:`~rsanet.serve.mqtt`
 (the MQTT output), :mod:`~rsanet.serve.evidence` (clips, snapshots, retention),
 :mod:`~rsanet.serve.web` (API, dashboard, security),

@@ -1,9 +1,12 @@
 """One inference loop for every camera: the windows that are due, from all cameras, go
-through the model in ONE batched forward (as DeepStream batches the sequences of all its
-streams into one NCDHW tensor), then each camera smooths its own scores.
+through the model together (as DeepStream batches the sequences of all its streams into
+NCDHW tensors), then each camera smooths its own scores.
 
-A backend whose batch size was fixed at export (an ONNX file with input (1, 3, T, S, S))
-is fed in chunks of that size: still one loop, but one forward per chunk.
+They go in forwards of at most ``max_batch`` windows: on a CPU one large batch runs
+slower per window than a few small ones (its activations leave the caches), so a CPU
+forward takes at most :data:`CPU_MAX_BATCH` windows unless configured. A backend whose
+batch size was fixed at export (an ONNX file with input (1, 3, T, S, S)) is fed in chunks
+of that size.
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ from rsanet.inference.windows import Window
 from rsanet.serve.cameras import Camera
 
 logger = logging.getLogger("rsanet.serve")
+
+#: windows per forward on a CPU: 8-frame 224 x 224 clips of rsanet_tiny took 1.3-1.7 times
+#: as long per window in one batch of 14 as in batches of 2-4 (2-core AMD EPYC, fp32,
+#: ``python benchmarks/inference.py --models rsanet_tiny --batches 1 2 4 8 14``)
+CPU_MAX_BATCH = 4
+#: windows per forward on a GPU: every camera's window at once, as DeepStream batches
+GPU_MAX_BATCH = 32
+
+
+def default_max_batch(device: str) -> int:
+    """Windows per forward when the configuration names none: few on a CPU, all on a GPU."""
+    return CPU_MAX_BATCH if device == "cpu" else GPU_MAX_BATCH
 
 
 class DeviceBackend:
@@ -44,18 +59,24 @@ def fixed_batch(backend: object) -> int | None:
     return None
 
 
+def forward_size(predictor: Predictor, max_batch: int) -> int:
+    """Windows per forward: the exported backend's fixed batch, else ``max_batch``."""
+    return fixed_batch(predictor.backend) or max_batch
+
+
 def forward_windows(
-    predictor: Predictor, windows: Sequence[Window], *, max_batch: int = 32
+    predictor: Predictor, windows: Sequence[Window], *, max_batch: int = GPU_MAX_BATCH
 ) -> tuple[list[np.ndarray | None], float]:
     """Class probabilities (K,) of each window (None for a window whose logits were not
-    finite) and the milliseconds the whole batch took (preprocessing and model)."""
+    finite) and the milliseconds all of them took (preprocessing and model), the model
+    run on chunks of at most ``max_batch`` windows."""
     started = time.perf_counter()
     clips = [
         predictor.clip([frame.image for frame in predictor.window_clip(window)])
         for window in windows
     ]
     batch = torch.cat(clips)
-    size = fixed_batch(predictor.backend) or max_batch
+    size = forward_size(predictor, max_batch)
     outputs = []
     for first in range(0, len(batch), size):
         chunk = batch[first : first + size]
@@ -80,10 +101,12 @@ def forward_windows(
 
 
 class InferenceLoop:
-    """Gathers due windows from ``cameras`` and runs them as one batch, until :meth:`stop`.
+    """Gathers due windows from ``cameras`` and runs them together (in forwards of at most
+    ``max_batch`` windows), until :meth:`stop`.
 
-    ``on_result(camera, result)`` is called for each window, in this loop's thread;
-    ``forwards`` and ``batch_sizes`` count the batches (the metrics and tests read them).
+    ``on_result(camera, result)`` is called for each window and ``on_forward(size)`` for
+    each forward, in this loop's thread; ``forwards`` and ``batch_sizes`` count the
+    forwards and their windows (the benchmarks and tests read them).
     """
 
     def __init__(
@@ -92,11 +115,12 @@ class InferenceLoop:
         cameras: Sequence[Camera],
         *,
         on_result: Callable[[Camera, WindowResult], None] | None = None,
+        on_forward: Callable[[int], None] | None = None,
         idle: float = 0.01,
-        max_batch: int = 32,
+        max_batch: int = GPU_MAX_BATCH,
     ) -> None:
         self.predictor, self.cameras = predictor, list(cameras)
-        self.on_result = on_result
+        self.on_result, self.on_forward = on_result, on_forward
         self.idle, self.max_batch = float(idle), int(max_batch)
         self.forwards = 0
         self.batch_sizes: list[int] = []
@@ -132,9 +156,14 @@ class InferenceLoop:
         except Exception as error:
             self._fail("the model", error)
             return 0
-        self.forwards += 1
-        self.batch_sizes.append(len(due))
+        size = forward_size(self.predictor, self.max_batch)
+        sizes = [min(size, len(due) - first) for first in range(0, len(due), size)]
+        self.forwards += len(sizes)
+        self.batch_sizes.extend(sizes)
         del self.batch_sizes[:-1000]
+        if self.on_forward is not None:
+            for count in sizes:
+                self.on_forward(count)
         for (camera, window), raw in zip(due, scores, strict=True):
             if raw is None:
                 self._fail(

@@ -5,6 +5,7 @@
     model: runs/best.pt              # checkpoint, NAME.safetensors, or model.onnx
     backend: torch                   # or onnxruntime (with an .onnx model)
     device: cpu                      # cpu, cuda, cuda:N
+    max_batch: null                  # windows per forward (default: 4 on a CPU, 32 on a GPU)
     precision: fp32                  # fp32, bf16, fp16 (GPU), int8 (CPU; torch backend)
     calibration: null                # int8: config whose training split calibrates it
     calibration_clips: 32            #   (default: the checkpoint's training config)
@@ -131,6 +132,7 @@ class ServeConfig:
     storage: StorageConfig
     backend: str = "torch"
     device: str = "cpu"
+    max_batch: int | None = None
     precision: str = "fp32"
     calibration: Path | None = None
     calibration_clips: int = 32
@@ -150,7 +152,7 @@ class ServeConfig:
 
 
 TOP_KEYS = {
-    "model", "backend", "device", "precision", "calibration", "calibration_clips",
+    "model", "backend", "device", "max_batch", "precision", "calibration", "calibration_clips",
     "float_from", "window_seconds", "stride_seconds", "smoothing", "top_k", "rescorer", "rules",
     "cameras", "storage", "http", "webhook", "mqtt",
 }  # fmt: skip
@@ -275,6 +277,8 @@ def _parse(data: Any, base: Path) -> ServeConfig:
     if backend == "onnxruntime" and model.suffix.lower() != ".onnx":
         raise _fail("model", f"backend onnxruntime needs an .onnx file, got {str(model)!r}")
     device = check_device(_optional(data, "device", "cpu"))
+    max_batch = data.get("max_batch")
+    max_batch = None if max_batch is None else _integer(max_batch, "max_batch", 1, 1024)
     precision = _optional(data, "precision", "fp32")
     if precision not in PRECISIONS:
         raise _fail("precision", f"expected one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -369,6 +373,7 @@ def _parse(data: Any, base: Path) -> ServeConfig:
         storage=storage,
         backend=backend,
         device=device,
+        max_batch=max_batch,
         precision=precision,
         calibration=calibration,
         calibration_clips=calibration_clips,

@@ -3,8 +3,8 @@
 ::
 
     camera readers (one thread each, bounded rings, reconnection)
-        -> inference loop (due windows of all cameras, ONE batched forward; per camera:
-           smoothing, alert rules)
+        -> inference loop (due windows of all cameras, batched forwards: a few windows
+           each on a CPU, all on a GPU; per camera: smoothing, alert rules)
         -> store (SQLite, WAL, synced: the event and its pending deliveries, first)
         -> evidence recorder (clip + snapshot, its own thread), outbox workers (webhook,
            MQTT; retries), live stream (SSE), metrics
@@ -34,7 +34,7 @@ from rsanet.inference.predictor import Predictor
 from rsanet.inference.redact import one_line, redact_text
 from rsanet.inference.results import WindowResult
 from rsanet.inference.stream import Backoff, Opener
-from rsanet.serve.batching import DeviceBackend, InferenceLoop
+from rsanet.serve.batching import DeviceBackend, InferenceLoop, default_max_batch
 from rsanet.serve.cameras import Camera
 from rsanet.serve.config import ConfigError, ServeConfig
 from rsanet.serve.delivery import WEBHOOK, OutboxWorker, WebhookPoster
@@ -193,7 +193,13 @@ class Server:
                     on_frame=self._on_frame,
                 )
             )
-        self.loop = InferenceLoop(self.predictor, self.cameras, on_result=self._on_result)
+        self.loop = InferenceLoop(
+            self.predictor,
+            self.cameras,
+            on_result=self._on_result,
+            on_forward=self.metrics.batch.observe,
+            max_batch=config.max_batch or default_max_batch(config.device),
+        )
         self.worker: OutboxWorker | None = None
         if config.webhook is not None:
             hook = config.webhook
