@@ -57,6 +57,7 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
         ("sources.py", ("channels_last_tsm", "0"), "channels_last_tsm/compare.md"),
         ("sources.py", ("time_budget", "0", "1"), "time_budget/compare.md"),
         ("sources.py", ("background_rsanet", "0", "1", "2"), "background_rsanet/compare.md"),
+        ("sources.py", ("long_rsanet", "0"), "long_rsanet/compare.md"),
         ("rescorer/compare.py", ("report", "tsm_tiny", "0", "1", "2"), "rescorer/compare.md"),
         ("rescorer/compare.py", ("report", "rsanet_tiny", "0", "1"), "rescorer/rsanet_tiny.md"),
         (

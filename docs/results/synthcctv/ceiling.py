@@ -85,6 +85,10 @@ SOURCES = {
         [f"scale/x4e36seed{seed}" for seed in range(3)],
         AS_STORED,
     ),
+    "rsanet_tiny 5x3x3 long (36 epochs, 960 scenes; 2.2x the budget)": (
+        [f"networks/rsanet_k3e36seed{seed}" for seed in range(1)],
+        AS_STORED,
+    ),
     "tsm_tiny budget, change from the 8 s before (20 epochs, 960 scenes)": (
         [f"background/b8seed{seed}" for seed in range(2)],
         VIEWED_AT_1S,

@@ -389,6 +389,21 @@ PAGES = {
             ),
         ],
     },
+    "long_rsanet": {
+        "title": "rsanet_tiny on the long schedule: 36 epochs",
+        "sources": {
+            "rsanet_tiny 5x3x3, 19.5 min budget": "networks/rsanet_k3budgetseed{seed}",
+            "rsanet_tiny 5x3x3, 36 epochs": "networks/rsanet_k3e36seed{seed}",
+            "tsm_tiny, 36 epochs": "scale/x4e36seed{seed}",
+        },
+        "fused": {},
+        "shuffled": {"rsanet_tiny, 36 epochs, shuffled": "rsanet_tiny 5x3x3, 36 epochs"},
+        "claims": [
+            ("rsanet_tiny 5x3x3, 36 epochs", "rsanet_tiny 5x3x3, 19.5 min budget"),
+            ("tsm_tiny, 36 epochs", "rsanet_tiny 5x3x3, 36 epochs"),
+            ("rsanet_tiny, 36 epochs, shuffled", "rsanet_tiny 5x3x3, 19.5 min budget"),
+        ],
+    },
     "channels_last_tsm": {
         "title": "tsm_tiny's budget configuration on channels-last clips",
         "sources": {
