@@ -59,24 +59,23 @@ def fixed_batch(backend: object) -> int | None:
     return None
 
 
-def forward_size(predictor: Predictor, max_batch: int) -> int:
-    """Windows per forward: the exported backend's fixed batch, else ``max_batch``."""
-    return fixed_batch(predictor.backend) or max_batch
-
-
 def forward_windows(
-    predictor: Predictor, windows: Sequence[Window], *, max_batch: int = GPU_MAX_BATCH
+    predictor: Predictor,
+    windows: Sequence[Window],
+    *,
+    max_batch: int = GPU_MAX_BATCH,
+    on_forward: Callable[[int], None] | None = None,
 ) -> tuple[list[np.ndarray | None], float]:
     """Class probabilities (K,) of each window (None for a window whose logits were not
     finite) and the milliseconds all of them took (preprocessing and model), the model
-    run on chunks of at most ``max_batch`` windows."""
+    run on chunks of at most ``max_batch`` windows (``on_forward(size)`` after each)."""
     started = time.perf_counter()
     clips = [
         predictor.clip([frame.image for frame in predictor.window_clip(window)])
         for window in windows
     ]
     batch = torch.cat(clips)
-    size = forward_size(predictor, max_batch)
+    size = fixed_batch(predictor.backend) or max_batch
     outputs = []
     for first in range(0, len(batch), size):
         chunk = batch[first : first + size]
@@ -88,6 +87,8 @@ def forward_windows(
         if not isinstance(logits, torch.Tensor):
             logits = torch.as_tensor(np.asarray(logits))
         outputs.append(logits.detach().float().cpu())
+        if on_forward is not None:
+            on_forward(len(chunk))
     logits = torch.cat(outputs)
     if logits.shape != (len(windows), len(predictor.classes)):
         raise ValueError(
@@ -151,19 +152,14 @@ class InferenceLoop:
             return 0
         try:
             scores, compute_ms = forward_windows(
-                self.predictor, [window for _, window in due], max_batch=self.max_batch
+                self.predictor,
+                [window for _, window in due],
+                max_batch=self.max_batch,
+                on_forward=self._forwarded,
             )
         except Exception as error:
             self._fail("the model", error)
             return 0
-        size = forward_size(self.predictor, self.max_batch)
-        sizes = [min(size, len(due) - first) for first in range(0, len(due), size)]
-        self.forwards += len(sizes)
-        self.batch_sizes.extend(sizes)
-        del self.batch_sizes[:-1000]
-        if self.on_forward is not None:
-            for count in sizes:
-                self.on_forward(count)
         for (camera, window), raw in zip(due, scores, strict=True):
             if raw is None:
                 self._fail(
@@ -178,6 +174,14 @@ class InferenceLoop:
                 except Exception as error:
                     self._fail(f"camera {camera.name}: alerts", error)
         return len(due)
+
+    def _forwarded(self, size: int) -> None:
+        """Count one forward of ``size`` windows and report it."""
+        self.forwards += 1
+        self.batch_sizes.append(size)
+        del self.batch_sizes[:-1000]
+        if self.on_forward is not None:
+            self.on_forward(size)
 
     def _fail(self, where: str, error: BaseException) -> None:
         from rsanet.inference.redact import one_line
