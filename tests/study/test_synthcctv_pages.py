@@ -57,7 +57,7 @@ def test_a_phases_page_regenerates_from_the_committed_window_scores(page: str) -
         ("sources.py", ("channels_last_tsm", "0"), "channels_last_tsm/compare.md"),
         ("sources.py", ("time_budget", "0", "1"), "time_budget/compare.md"),
         ("sources.py", ("background_rsanet", "0", "1", "2"), "background_rsanet/compare.md"),
-        ("sources.py", ("long_rsanet", "0"), "long_rsanet/compare.md"),
+        ("sources.py", ("long_rsanet", "0", "1"), "long_rsanet/compare.md"),
         ("rescorer/compare.py", ("report", "tsm_tiny", "0", "1", "2"), "rescorer/compare.md"),
         ("rescorer/compare.py", ("report", "rsanet_tiny", "0", "1"), "rescorer/rsanet_tiny.md"),
         (
@@ -95,16 +95,21 @@ def test_the_ceiling_page_regenerates_from_its_committed_counts() -> None:
 
 
 def test_the_ceiling_counts_are_what_the_committed_scores_give() -> None:
-    """One seed of one source at 2 false alarms per hour, its scores and its control,
-    swept again from the test-hour scores (the whole file takes minutes)."""
+    """One seed of one source at 2 false alarms per hour, its scores and its control, with
+    per-class rules and with the any-event rule, swept again from the test-hour scores (the
+    whole file takes minutes)."""
     ceiling = _ceiling_module()
     name = next(n for n in ceiling.SOURCES if n.startswith("rsanet_tiny"))
     folders, how = ceiling.SOURCES[name]
-    again = ceiling.seed_results(folders[1], 1, how, budgets=(2.0,))
+    again = ceiling.seed_results(folders[1], 1, how, budgets=(2.0,), any_event_budgets=(2.0,))
     recorded = json.loads((RESULTS / "ceiling" / "results.json").read_text())[name][1]
-    for kind in ("network", "shuffled"):
+    for kind in ("network", "shuffled", "any_event", "any_event_shuffled"):
         assert again[kind]["2"] == recorded[kind]["2"]
-    assert recorded["network"]["2"]["detected"] > recorded["shuffled"]["2"]["detected"]
+    for kind, control in (("network", "shuffled"), ("any_event", "any_event_shuffled")):
+        assert recorded[kind]["2"]["detected"] > recorded[control]["2"]["detected"]
+    # the any-event rule's detections, told apart by the events' own classes
+    found = recorded["any_event"]["2"]
+    assert sum(found["per_class"].values()) == found["detected"]
 
 
 def test_the_ceiling_computes_the_sources_asked_for_and_keeps_the_others(monkeypatch) -> None:
