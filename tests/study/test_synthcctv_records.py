@@ -80,7 +80,10 @@ def test_the_record_scripts_run_on_tiny_recordings(tmp_path: Path) -> None:
     ours, theirs = np.load(scores), np.load(events / "window_scores.npz")
     assert sorted(ours.files) == sorted(theirs.files) and len(ours["video"]) > 0
     for key in ours.files:
-        if key != "videos":
+        if key == "scores":  # one forward each, in two processes: threads may sum in
+            # another order (a last-bit difference); anything more is a real difference
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-5, atol=1e-7)
+        elif key != "videos":
             np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
     relative = [str(Path(path).relative_to(data)) for path in theirs["videos"]]
     assert list(ours["videos"]) == relative  # no folder of this machine in the record
